@@ -1,0 +1,128 @@
+// The event bus port: what the pipeline needs from any broker. Adapters
+// (adapters/inproc, adapters/amqp, adapters/mqtt) implement it; no broker type
+// appears here. The bus carries encoded CloudEvents as opaque bytes, so a
+// malformed message published by a foreign client still reaches a handler,
+// which dead-letters it with the reason.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace fanflow {
+
+// One message on the bus. `type` is the CloudEvents type and selects the route
+// (see core/routes.h); `body` is the structured-mode CloudEvent JSON.
+struct Message {
+  std::string type;
+  std::string id;  // CloudEvents id; lets a broker de-duplicate and logs correlate
+  std::string body;
+};
+
+// What a handler sees: the message plus delivery facts.
+struct Delivery {
+  Message message;
+  std::string group;
+  int attempt = 1;          // 1 on first delivery, +1 on each Verdict::Retry
+  bool redelivered = false;  // the broker delivered it before (crash, requeue)
+};
+
+// What a handler decides about one delivery. The bus acknowledges to the broker
+// only after the handler returns, i.e. after the work is durably handled.
+struct Verdict {
+  enum class Kind { kAck, kRetry, kDeadLetter };
+  Kind kind = Kind::kAck;
+  std::chrono::milliseconds delay{0};  // kRetry: redeliver no sooner than this
+  std::string reason;                  // kRetry / kDeadLetter: why
+
+  static Verdict Ack() { return {}; }
+  static Verdict Retry(std::chrono::milliseconds delay, std::string reason) {
+    return {Kind::kRetry, delay, std::move(reason)};
+  }
+  static Verdict DeadLetter(std::string reason) {
+    return {Kind::kDeadLetter, std::chrono::milliseconds{0}, std::move(reason)};
+  }
+};
+
+// Called on a bus thread, at most `concurrency` at a time per subscription.
+using Handler = std::function<Verdict(const Delivery&)>;
+
+struct SubscribeOptions {
+  std::string group;                     // consumer group: competing consumers share it
+  std::vector<std::string> event_types;  // one queue per (group, type)
+  int concurrency = 1;                   // hard cap of handlers in flight
+};
+
+// A live subscription. Destroying it stops delivery and waits for handlers in
+// flight; what was not acknowledged stays on the bus for another consumer.
+class Subscription {
+ public:
+  virtual ~Subscription() = default;
+};
+
+struct QueueStats {
+  std::string queue;  // the name the broker knows it by
+  std::string group;
+  std::string type;
+  int64_t depth = 0;      // waiting, not yet delivered
+  int64_t in_flight = 0;  // delivered, not yet acknowledged (-1: broker can't tell)
+  int64_t consumers = 0;
+  std::optional<double> oldest_age_seconds;  // age of the oldest waiting message
+  int64_t dead_letters = 0;
+};
+
+struct DeadLetter {
+  std::string group;
+  std::string type;
+  std::string id;  // CloudEvents id when the body had one, else a bus-made id
+  std::string body;
+  std::string reason;
+  int attempts = 0;
+  std::string time;  // RFC 3339, when it was dead-lettered
+};
+
+class EventBus {
+ public:
+  virtual ~EventBus() = default;
+
+  // Returns once the bus has durably accepted every message (broker confirm /
+  // PUBACK); a message with no queue bound for it is accepted and dropped, as
+  // on a broker. Thread-safe.
+  [[nodiscard]] virtual Status Publish(const std::vector<Message>& messages) = 0;
+  [[nodiscard]] Status Publish(const Message& message) {
+    return Publish(std::vector<Message>{message});
+  }
+
+  // Declares the group's queues (idempotent) and starts delivering to `handler`.
+  [[nodiscard]] virtual Result<std::unique_ptr<Subscription>> Subscribe(
+      const SubscribeOptions& options, Handler handler) = 0;
+
+  // Declares the group's queues without consuming, so events published before
+  // the consumers start are kept.
+  [[nodiscard]] virtual Status DeclareGroup(const std::string& group,
+                                            const std::vector<std::string>& event_types) = 0;
+
+  // Statistics of every queue this bus knows for `group` ("" = all groups).
+  [[nodiscard]] virtual Result<std::vector<QueueStats>> Stats(const std::string& group) = 0;
+
+  // Dead-letter tooling; `group` "" means every group.
+  [[nodiscard]] virtual Result<std::vector<DeadLetter>> ListDeadLetters(const std::string& group) = 0;
+  // Sends dead letters (all, or the one with `id`) back to their origin queue.
+  [[nodiscard]] virtual Result<int> ReplayDeadLetters(const std::string& group,
+                                                      const std::string& id) = 0;
+  [[nodiscard]] virtual Result<int> PurgeDeadLetters(const std::string& group) = 0;
+
+  // A short description for logs, without credentials.
+  virtual std::string Describe() const = 0;
+};
+
+// Maps a bus URL to its adapter: inproc://, amqp://, amqps://, mqtt://, mqtts://.
+[[nodiscard]] Result<std::unique_ptr<EventBus>> OpenBus(const std::string& url);
+
+}  // namespace fanflow

@@ -1,0 +1,207 @@
+#include "core/event.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace fanflow {
+namespace {
+
+using nlohmann::json;
+
+// Small checkers that name the field they reject, so an error read in a DLQ
+// tells the publisher exactly what to fix.
+Status Missing(const std::string& field) { return InvalidArgument(field + ": is required"); }
+
+Status RequireNonEmptyString(const json& obj, const char* key, const std::string& path) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return Missing(path);
+  if (!it->is_string() || it->get_ref<const std::string&>().empty())
+    return InvalidArgument(path + ": must be a non-empty string");
+  return Status::Ok();
+}
+
+Status CheckInteger(const json& obj, const char* key, const std::string& path, int64_t min,
+                    bool required) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return required ? Missing(path) : Status::Ok();
+  if (!it->is_number_integer() || it->get<int64_t>() < min)
+    return InvalidArgument(path + ": must be an integer >= " + std::to_string(min));
+  return Status::Ok();
+}
+
+Status CheckEnum(const json& obj, const char* key, const std::string& path,
+                 std::initializer_list<const char*> allowed) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return Missing(path);
+  std::string list;
+  for (const char* a : allowed) {
+    if (it->is_string() && it->get_ref<const std::string&>() == a) return Status::Ok();
+    list += list.empty() ? a : std::string(", ") + a;
+  }
+  return InvalidArgument(path + ": must be one of " + list);
+}
+
+#define FANFLOW_CHECK(expr)        \
+  do {                             \
+    Status s_ = (expr);            \
+    if (!s_.ok()) return s_;       \
+  } while (0)
+
+Status ValidateStartFanout(const json& d) {
+  FANFLOW_CHECK(RequireNonEmptyString(d, "source", "data.source"));
+  FANFLOW_CHECK(CheckInteger(d, "chunk_size", "data.chunk_size", 1, true));
+  FANFLOW_CHECK(CheckInteger(d, "page_chunks", "data.page_chunks", 1, false));
+  FANFLOW_CHECK(CheckInteger(d, "claim_check_bytes", "data.claim_check_bytes", 0, false));
+  if (auto it = d.find("cursor"); it != d.end()) {
+    if (!it->is_object()) return InvalidArgument("data.cursor: must be an object");
+    FANFLOW_CHECK(CheckInteger(*it, "offset", "data.cursor.offset", 0, true));
+    FANFLOW_CHECK(CheckInteger(*it, "next_chunk", "data.cursor.next_chunk", 0, true));
+    FANFLOW_CHECK(CheckInteger(*it, "next_item", "data.cursor.next_item", 0, true));
+  }
+  return Status::Ok();
+}
+
+Status ValidateProcessChunk(const json& d) {
+  FANFLOW_CHECK(CheckInteger(d, "chunk_index", "data.chunk_index", 0, true));
+  FANFLOW_CHECK(CheckInteger(d, "first_item", "data.first_item", 0, true));
+  FANFLOW_CHECK(CheckInteger(d, "item_count", "data.item_count", 1, true));
+  const bool has_items = d.contains("items"), has_ref = d.contains("ref");
+  if (has_items == has_ref) return InvalidArgument("data.items: exactly one of items or ref is required");
+  if (has_items && !d["items"].is_array()) return InvalidArgument("data.items: must be an array");
+  if (has_ref) {
+    const json& ref = d["ref"];
+    if (!ref.is_object()) return InvalidArgument("data.ref: must be an object");
+    FANFLOW_CHECK(RequireNonEmptyString(ref, "path", "data.ref.path"));
+    FANFLOW_CHECK(CheckInteger(ref, "offset", "data.ref.offset", 0, true));
+    FANFLOW_CHECK(CheckInteger(ref, "length", "data.ref.length", 1, true));
+  }
+  return Status::Ok();
+}
+
+Status ValidateChunkDone(const json& d) {
+  FANFLOW_CHECK(CheckInteger(d, "chunk_index", "data.chunk_index", 0, true));
+  FANFLOW_CHECK(CheckEnum(d, "status", "data.status", {"succeeded", "failed"}));
+  FANFLOW_CHECK(CheckInteger(d, "items", "data.items", 0, true));
+  FANFLOW_CHECK(CheckInteger(d, "attempts", "data.attempts", 1, true));
+  if (d["status"] == "failed") FANFLOW_CHECK(RequireNonEmptyString(d, "error", "data.error"));
+  return Status::Ok();
+}
+
+Status ValidateBatchSealed(const json& d) {
+  FANFLOW_CHECK(CheckInteger(d, "total_chunks", "data.total_chunks", 0, true));
+  FANFLOW_CHECK(CheckInteger(d, "total_items", "data.total_items", 0, true));
+  return Status::Ok();
+}
+
+Status ValidateBatchComplete(const json& d) {
+  FANFLOW_CHECK(CheckEnum(d, "status", "data.status", {"succeeded", "partial", "failed", "timed_out"}));
+  for (const char* k : {"items", "chunks", "succeeded", "failed"})
+    FANFLOW_CHECK(CheckInteger(d, k, std::string("data.") + k, 0, true));
+  auto it = d.find("failed_chunks");
+  if (it == d.end()) return Missing("data.failed_chunks");
+  if (!it->is_array()) return InvalidArgument("data.failed_chunks: must be an array of chunk indices");
+  for (const json& v : *it)
+    if (!v.is_number_integer() || v.get<int64_t>() < 0)
+      return InvalidArgument("data.failed_chunks: must be an array of chunk indices");
+  return Status::Ok();
+}
+
+Status ValidateAlarm(const json& d) {
+  FANFLOW_CHECK(RequireNonEmptyString(d, "alarm", "data.alarm"));
+  FANFLOW_CHECK(CheckEnum(d, "state", "data.state", {"raised", "resolved"}));
+  FANFLOW_CHECK(RequireNonEmptyString(d, "message", "data.message"));
+  for (const char* k : {"value", "threshold"}) {
+    auto it = d.find(k);
+    if (it != d.end() && !it->is_number())
+      return InvalidArgument(std::string("data.") + k + ": must be a number");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<std::string>& KnownEventTypes() {
+  static const std::vector<std::string> kTypes = {kStartFanout,   kProcessChunk, kChunkDone,
+                                                  kBatchSealed,   kBatchComplete, kAlarm};
+  return kTypes;
+}
+
+std::string NowRfc3339() {
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+Event MakeEvent(std::string type, std::string id, std::string batch_id, std::string correlation_id,
+                nlohmann::json data) {
+  Event e;
+  e.id = std::move(id);
+  e.source = "fanflow";
+  e.type = std::move(type);
+  e.time = NowRfc3339();
+  e.subject = std::move(batch_id);
+  e.correlation_id = std::move(correlation_id);
+  e.data = std::move(data);
+  return e;
+}
+
+std::string EncodeEvent(const Event& e) {
+  json j = {{"specversion", "1.0"},
+            {"id", e.id},
+            {"source", e.source},
+            {"type", e.type},
+            {"time", e.time},
+            {"subject", e.subject},
+            {"datacontenttype", "application/json"},
+            {"correlationid", e.correlation_id},
+            {"data", e.data}};
+  return j.dump();
+}
+
+Status ValidateEventData(const std::string& type, const json& data) {
+  if (!data.is_object()) return InvalidArgument("data: must be an object");
+  if (type == kStartFanout) return ValidateStartFanout(data);
+  if (type == kProcessChunk) return ValidateProcessChunk(data);
+  if (type == kChunkDone) return ValidateChunkDone(data);
+  if (type == kBatchSealed) return ValidateBatchSealed(data);
+  if (type == kBatchComplete) return ValidateBatchComplete(data);
+  if (type == kAlarm) return ValidateAlarm(data);
+  return InvalidArgument("type: unknown event type '" + type + "'");
+}
+
+Result<Event> DecodeEvent(std::string_view body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgument("malformed JSON: the message body is not a JSON document");
+  if (!j.is_object()) return InvalidArgument("malformed event: the message body must be a JSON object");
+  auto spec = j.find("specversion");
+  if (spec == j.end()) return Missing("specversion");
+  if (*spec != "1.0") return InvalidArgument("specversion: must be \"1.0\"");
+  for (const char* k : {"id", "source", "type", "subject", "correlationid"})
+    FANFLOW_CHECK(RequireNonEmptyString(j, k, k));
+  if (auto it = j.find("time"); it != j.end() && !it->is_string())
+    return InvalidArgument("time: must be an RFC 3339 string");
+  if (auto it = j.find("datacontenttype"); it != j.end() && *it != "application/json")
+    return InvalidArgument("datacontenttype: must be \"application/json\"");
+  auto data = j.find("data");
+  if (data == j.end()) return Missing("data");
+
+  Event e;
+  e.type = j["type"].get<std::string>();
+  FANFLOW_CHECK(ValidateEventData(e.type, *data));
+  e.id = j["id"].get<std::string>();
+  e.source = j["source"].get<std::string>();
+  e.subject = j["subject"].get<std::string>();
+  e.correlation_id = j["correlationid"].get<std::string>();
+  if (j.contains("time")) e.time = j["time"].get<std::string>();
+  e.data = std::move(*data);
+  return e;
+}
+
+}  // namespace fanflow

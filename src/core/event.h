@@ -1,0 +1,51 @@
+// The CloudEvents 1.0 envelope fanflow puts on every bus, and its JSON codec.
+// Structured mode only: one JSON document per message, `data` inline.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace fanflow {
+
+// CloudEvents `type` values; the suffix after "fanflow." and before ".v1" is the
+// short name used in routing keys and topics (see core/routes.h).
+inline constexpr char kStartFanout[] = "fanflow.start_fanout.v1";
+inline constexpr char kProcessChunk[] = "fanflow.process_chunk.v1";
+inline constexpr char kChunkDone[] = "fanflow.chunk_done.v1";
+inline constexpr char kBatchSealed[] = "fanflow.batch_sealed.v1";
+inline constexpr char kBatchComplete[] = "fanflow.batch_complete.v1";
+inline constexpr char kAlarm[] = "fanflow.alarm.v1";
+
+// Every type fanflow knows, in pipeline order.
+const std::vector<std::string>& KnownEventTypes();
+
+struct Event {
+  std::string id;
+  std::string source;
+  std::string type;
+  std::string time;            // RFC 3339, UTC
+  std::string subject;         // the batch id
+  std::string correlation_id;  // CloudEvents extension `correlationid`
+  nlohmann::json data = nlohmann::json::object();
+};
+
+// Builds an event stamped with the current time.
+Event MakeEvent(std::string type, std::string id, std::string batch_id,
+                std::string correlation_id, nlohmann::json data);
+
+std::string EncodeEvent(const Event& event);
+
+// Parses and validates the envelope and the `data` of known types. The error
+// names the offending field, e.g. "data.chunk_size: must be an integer >= 1".
+Result<Event> DecodeEvent(std::string_view body);
+
+// Validates `data` against the contract of `type` (topics/<short>.schema.json).
+Status ValidateEventData(const std::string& type, const nlohmann::json& data);
+
+// Current UTC time as RFC 3339 with milliseconds.
+std::string NowRfc3339();
+
+}  // namespace fanflow
