@@ -57,6 +57,10 @@ struct SubscribeOptions {
   std::string group;                     // consumer group: competing consumers share it
   std::vector<std::string> event_types;  // one queue per (group, type)
   int concurrency = 1;                   // hard cap of handlers in flight
+  // A private, short-lived group (e.g. one `submit --wait`): its queues go away
+  // when the subscription ends (AMQP: auto-delete, non-durable; MQTT: no
+  // session kept), instead of piling up on the broker.
+  bool ephemeral = false;
 };
 
 // A live subscription. Destroying it stops delivery and waits for handlers in
