@@ -14,6 +14,8 @@ namespace fanflow::mqtt {
 
 struct MqttOptions {
   std::string server_uri;  // tcp://host:port or ssl://host:port (paho's form)
+  std::string host;
+  int port = 0;
   std::string described;   // the URL without credentials, for logs
   bool tls = false;
   std::string cacert, cert, key;
@@ -22,7 +24,7 @@ struct MqttOptions {
   uint32_t session_expiry_s = 86400;
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds publish_timeout{30};
-  int window = 1000;
+  int window = 100;  // paho slows down with more in flight (measured: 100 beats 300 and 1000)
 };
 
 [[nodiscard]] Result<MqttOptions> ParseOptions(const BusUrl& url);
