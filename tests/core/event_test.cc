@@ -121,7 +121,8 @@ TEST(EventExamples, ExampleFoldersAndSidecarsAllBelongToAKnownType) {
       if (!fs::is_directory(entry.path() / kind)) continue;
       for (const auto& file : fs::directory_iterator(entry.path() / kind)) {
         const fs::path ext = file.path().extension();
-        EXPECT_TRUE(ext == ".json" || (std::string_view(kind) == kInvalid && ext == ".field")) << file.path();
+        EXPECT_TRUE(ext == ".json" || (std::string_view(kind) == kInvalid && ext == ".field"))
+            << file.path();
         if (ext == ".field") {
           EXPECT_TRUE(fs::exists(fs::path(file.path()).replace_extension(".json")))
               << "orphan sidecar " << file.path();
@@ -189,9 +190,9 @@ TEST(EventCodec, AnEventWithoutTimeIsEncodedWithoutTime) {
 }
 
 TEST(EventCodec, RejectsAnUnknownTypeNamingTheTypeAttribute) {
-  const json doc = {{"specversion", "1.0"},     {"id", "b-1/x"},
-                    {"source", "fanflow"},      {"type", "fanflow.resize_image.v1"},
-                    {"subject", "b-1"},         {"correlationid", "c-1"},
+  const json doc = {{"specversion", "1.0"},  {"id", "b-1/x"},
+                    {"source", "fanflow"},   {"type", "fanflow.resize_image.v1"},
+                    {"subject", "b-1"},      {"correlationid", "c-1"},
                     {"data", json::object()}};
   auto got = DecodeEvent(doc.dump());
   ASSERT_FALSE(got.ok());
