@@ -38,8 +38,10 @@ node_env() {
 
 print_env() {
   cat >"$DIR/env" <<EOF
-export FANFLOW_TEST_AMQP_URL='amqp://guest:guest@127.0.0.1:$AMQP_PORT/'
-export FANFLOW_TEST_AMQPS_URL='amqps://guest:guest@127.0.0.1:$AMQPS_PORT/'
+# No credentials in the URLs (test names and logs print them): guest/guest is
+# the adapter's default, FANFLOW_AMQP_USER / FANFLOW_AMQP_PASSWORD override it.
+export FANFLOW_TEST_AMQP_URL='amqp://127.0.0.1:$AMQP_PORT/'
+export FANFLOW_TEST_AMQPS_URL='amqps://127.0.0.1:$AMQPS_PORT/'
 export FANFLOW_TEST_AMQP_CACERT='$DIR/tls/ca.pem'
 export FANFLOW_TEST_AMQP_CLIENT_CERT='$DIR/tls/client.pem'
 export FANFLOW_TEST_AMQP_CLIENT_KEY='$DIR/tls/client.key'
