@@ -157,11 +157,13 @@ std::string EncodeEvent(const Event& e) {
             {"id", e.id},
             {"source", e.source},
             {"type", e.type},
-            {"time", e.time},
             {"subject", e.subject},
             {"datacontenttype", "application/json"},
             {"correlationid", e.correlation_id},
             {"data", e.data}};
+  // `time` is optional, but when present CloudEvents requires RFC 3339: an event
+  // decoded without one must not come back out with "time": "".
+  if (!e.time.empty()) j["time"] = e.time;
   return j.dump();
 }
 

@@ -1,0 +1,96 @@
+#include "cli/cli_common.h"
+
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+namespace fanflow::cli {
+
+void SetUpLogging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("fanflow");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%P] %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+namespace {
+sigset_t ShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+}  // namespace
+
+void BlockShutdownSignals() {
+  sigset_t set = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+std::string WaitForShutdownSignal() {
+  sigset_t set = ShutdownSignals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+Result<std::unique_ptr<EventBus>> OpenServiceBus(const std::string& url, const std::string& command,
+                                                 bool needs_shared_bus) {
+  if (needs_shared_bus && url.rfind("inproc:", 0) == 0)
+    return InvalidArgument("`fanflow " + command +
+                           "` talks to other processes, but inproc:// only connects code inside "
+                           "one process: pass --bus amqp://... or --bus mqtt://..., or use `fanflow run`");
+  auto bus = OpenBus(url);
+  if (bus.ok()) spdlog::debug("bus: {}", bus.value()->Describe());
+  return bus;
+}
+
+int Fail(const Status& status) {
+  std::cerr << "fanflow: " << status.ToString() << "\n";
+  return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+}
+
+std::string NewBatchId() {
+  std::string t = NowRfc3339();  // 2026-11-22T21:45:00.123Z
+  std::string compact;
+  for (char c : t.substr(0, 19))
+    if (c != '-' && c != ':') compact += c;
+  char suffix[8];
+  std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(std::random_device{}() & 0xffffff));
+  return "b-" + compact + "-" + suffix;
+}
+
+int ExitCodeFor(const Event& e) {
+  const std::string status = e.data.value("status", "");
+  if (status == "succeeded") return kExitSucceeded;
+  if (status == "partial") return kExitPartial;
+  if (status == "timed_out") return kExitTimedOut;
+  return kExitFailed;
+}
+
+std::string Summary(const Event& e, double seconds) {
+  const auto& d = e.data;
+  const int64_t chunks = d.value("chunks", int64_t{0});
+  char rate[64];
+  std::snprintf(rate, sizeof rate, "%.2f s, %.0f chunks/s, %.0f items/s", seconds,
+                seconds > 0 ? chunks / seconds : 0.0,
+                seconds > 0 ? d.value("items", int64_t{0}) / seconds : 0.0);
+  std::string s = "batch " + e.subject + ": " + d.value("status", "?") + "\n" +
+                  "  items    " + std::to_string(d.value("items", int64_t{0})) + "\n" +
+                  "  chunks   " + std::to_string(chunks) + " (" +
+                  std::to_string(d.value("succeeded", int64_t{0})) + " succeeded, " +
+                  std::to_string(d.value("failed", int64_t{0})) + " failed)\n" +
+                  "  result   " + d.value("result", nlohmann::json()).dump() + "\n" +
+                  "  duration " + rate + "\n";
+  if (d.contains("failed_chunks") && !d["failed_chunks"].empty())
+    s += "  failed chunks " + d["failed_chunks"].dump() + "\n";
+  if (d.contains("error")) s += "  error    " + d["error"].get<std::string>() + "\n";
+  return s;
+}
+
+}  // namespace fanflow::cli

@@ -1,0 +1,256 @@
+#include "cli/commands.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/cli_common.h"
+#include "core/bus_url.h"
+#include "core/routes.h"
+#include "pipeline/aggregator.h"
+#include "pipeline/batch_waiter.h"
+#include "pipeline/ventilator.h"
+#include "pipeline/worker.h"
+
+namespace fanflow::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Result<std::shared_ptr<Processor>> BuildProcessor(const WorkerFlags& f) {
+  ProcessorOptions o;
+  o.name = f.exec.empty() ? f.processor : "exec";
+  o.command = f.exec;
+  o.sleep_scale = f.sleep_scale;
+  o.timeout = std::chrono::milliseconds(f.chunk_timeout_ms);
+  auto p = MakeProcessor(o);
+  if (!p.ok()) return p.status();
+  return std::shared_ptr<Processor>(std::move(p).value());
+}
+
+WorkerOptions ToWorkerOptions(const WorkerFlags& f) {
+  WorkerOptions o;
+  o.concurrency = f.concurrency;
+  o.max_attempts = f.max_attempts;
+  o.backoff_base = std::chrono::milliseconds(f.backoff_ms);
+  return o;
+}
+
+Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const std::string& bus_url,
+                                              const std::string& default_state) {
+  AggregatorOptions o;
+  o.state_path = f.state.empty() ? default_state : f.state;
+  o.durability = f.sync == "full" ? Durability::kFull : Durability::kNormal;
+  auto tolerance = Tolerance::Parse(f.tolerate);
+  if (!tolerance.ok()) return tolerance.status();
+  o.tolerance = tolerance.value();
+  if (f.lease == "auto") {
+    const bool mqtt = bus_url.rfind("mqtt", 0) == 0;
+    o.lease = std::chrono::milliseconds(mqtt ? 30000 : 0);
+  } else {
+    char* end = nullptr;
+    double seconds = std::strtod(f.lease.c_str(), &end);
+    if (f.lease.empty() || *end != '\0' || seconds < 0)
+      return InvalidArgument("--lease '" + f.lease + "': expected seconds (e.g. 30 or 0.5) or auto");
+    o.lease = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  }
+  return o;
+}
+
+// The start_fanout for the flags; jsonl paths become absolute so a ventilator
+// with another working directory finds the same file.
+Result<Event> BuildStart(const BatchFlags& f, std::string& batch_id) {
+  if (auto source = OpenSource(f.source, f.claim_check_bytes); !source.ok()) return source.status();
+  std::string source = f.source;
+  if (source.rfind("jsonl:", 0) == 0)
+    source = "jsonl:" + std::filesystem::absolute(source.substr(6)).lexically_normal().string();
+  batch_id = f.batch_id.empty() ? NewBatchId() : f.batch_id;
+  Event start = MakeStartFanout(batch_id, f.correlation_id.empty() ? batch_id : f.correlation_id,
+                                source, f.chunk_size);
+  start.data["page_chunks"] = f.page_chunks;
+  start.data["claim_check_bytes"] = f.claim_check_bytes;
+  return start;
+}
+
+// On a terminal, one line on stderr that rewrites itself.
+std::function<void(const BatchProgress&)> ProgressLine(const std::string& batch_id,
+                                                       Clock::time_point started) {
+  if (!isatty(STDERR_FILENO)) return nullptr;
+  return [batch_id, started](const BatchProgress& p) {
+    double secs = std::chrono::duration<double>(Clock::now() - started).count();
+    std::string total = p.total_chunks ? std::to_string(*p.total_chunks) : "?";
+    int pct = p.total_chunks && *p.total_chunks > 0
+                  ? static_cast<int>(100 * (p.chunks_done + p.chunks_failed) / *p.total_chunks)
+                  : 0;
+    std::fprintf(stderr, "\r[batch %s] %lld/%s chunks (%d%%), %lld failed, %.1f s   ",
+                 batch_id.c_str(), static_cast<long long>(p.chunks_done + p.chunks_failed),
+                 total.c_str(), pct, static_cast<long long>(p.chunks_failed), secs);
+  };
+}
+
+int Report(Result<Event> complete, bool json, Clock::time_point started, bool progress_shown) {
+  if (progress_shown) std::fputc('\n', stderr);
+  if (!complete.ok()) {
+    std::cerr << "fanflow: " << complete.status().ToString() << "\n";
+    return complete.status().code() == StatusCode::kTimeout ? kExitTimedOut : kExitError;
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - started).count();
+  if (json)
+    std::cout << EncodeEvent(complete.value()) << std::endl;
+  else
+    std::cout << Summary(complete.value(), secs) << std::flush;
+  return ExitCodeFor(complete.value());
+}
+
+std::chrono::milliseconds TimeoutOf(const BatchFlags& f) {
+  return std::chrono::milliseconds(static_cast<int64_t>(f.timeout_s * 1000));
+}
+
+// Removes a temporary ledger and its WAL files on scope exit.
+struct TemporaryLedger {
+  std::string path;
+  ~TemporaryLedger() {
+    if (path.empty()) return;
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  }
+};
+
+std::string MakeTemporaryLedgerPath() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "fanflow-run-XXXXXX").string();
+  int fd = mkstemp(pattern.data());
+  if (fd >= 0) close(fd);
+  return pattern;
+}
+
+}  // namespace
+
+int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerFlags& worker_flags,
+               const AggregatorFlags& aggregator_flags) {
+  const auto started = Clock::now();
+  std::string batch_id;
+  auto start = BuildStart(batch, batch_id);
+  if (!start.ok()) return Fail(start.status());
+  auto processor = BuildProcessor(worker_flags);
+  if (!processor.ok()) return Fail(processor.status());
+  TemporaryLedger temporary;
+  if (aggregator_flags.state.empty()) temporary.path = MakeTemporaryLedgerPath();
+  auto agg_options = ToAggregatorOptions(aggregator_flags, bus_flags.url, temporary.path);
+  if (!agg_options.ok()) return Fail(agg_options.status());
+
+  auto bus = OpenBus(bus_flags.url);
+  if (!bus.ok()) return Fail(bus.status());
+  auto aggregator = Aggregator::Start(*bus.value(), agg_options.value());
+  if (!aggregator.ok()) return Fail(aggregator.status());
+  auto workers = Worker::Start(*bus.value(), processor.value(), ToWorkerOptions(worker_flags));
+  if (!workers.ok()) return Fail(workers.status());
+  auto ventilator = Ventilator::Start(*bus.value(), 1);
+  if (!ventilator.ok()) return Fail(ventilator.status());
+  auto progress = ProgressLine(batch_id, started);
+  auto waiter = BatchWaiter::Start(*bus.value(), batch_id, progress != nullptr);
+  if (!waiter.ok()) return Fail(waiter.status());
+
+  spdlog::info("[batch {}] run: source {}, chunk size {}, processor {}, concurrency {}, bus {}",
+               batch_id, batch.source, batch.chunk_size,
+               worker_flags.exec.empty() ? worker_flags.processor : "exec", worker_flags.concurrency,
+               bus.value()->Describe());
+  auto decided = aggregator.value()->DecidedCompletion(batch_id);
+  if (!decided.ok()) return Fail(decided.status());
+  if (decided.value()) {
+    spdlog::info("[batch {}] already complete in ledger {}", batch_id, agg_options->state_path);
+    return Report(DecodeEvent(*decided.value()), batch.json, started, false);
+  }
+  // A rerun of an unfinished batch (same --batch-id and --state) fans it out
+  // again; the ledger counts the chunks it already has once.
+  const Event& s = start.value();
+  if (Status p = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)}); !p.ok()) return Fail(p);
+  auto complete = waiter.value()->Wait(TimeoutOf(batch), progress);
+  return Report(std::move(complete), batch.json, started, progress != nullptr);
+}
+
+int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait) {
+  const auto started = Clock::now();
+  std::string batch_id;
+  auto start = BuildStart(batch, batch_id);
+  if (!start.ok()) return Fail(start.status());
+  auto bus = OpenServiceBus(bus_flags.url, "submit", true);
+  if (!bus.ok()) return Fail(bus.status());
+
+  std::unique_ptr<BatchWaiter> waiter;
+  auto progress = ProgressLine(batch_id, started);
+  if (wait) {
+    auto w = BatchWaiter::Start(*bus.value(), batch_id, progress != nullptr);
+    if (!w.ok()) return Fail(w.status());
+    waiter = std::move(w).value();
+  }
+  const Event& s = start.value();
+  Status published;
+  if (batch.source == "-") {
+    // Only this process can read its stdin: it is the ventilator for this batch.
+    auto source = OpenSource("-", batch.claim_check_bytes);
+    published = source.ok() ? Ventilator::FanOutStep(*bus.value(), s, *source.value()) : source.status();
+  } else {
+    published = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)});
+  }
+  if (!published.ok()) return Fail(published);
+  spdlog::info("[batch {}] submitted: source {}, chunk size {}", batch_id, batch.source, batch.chunk_size);
+  if (!wait) {
+    std::cout << (batch.json ? EncodeEvent(s) : batch_id) << std::endl;
+    return kExitSucceeded;
+  }
+  return Report(waiter->Wait(TimeoutOf(batch), progress), batch.json, started, progress != nullptr);
+}
+
+int VentilatorCommand(const BusFlags& bus_flags, int concurrency) {
+  auto bus = OpenServiceBus(bus_flags.url, "ventilator", true);
+  if (!bus.ok()) return Fail(bus.status());
+  auto ventilator = Ventilator::Start(*bus.value(), concurrency);
+  if (!ventilator.ok()) return Fail(ventilator.status());
+  spdlog::info("ventilator ready on {} (concurrency {})", bus.value()->Describe(), concurrency);
+  spdlog::info("ventilator stopping on {}", WaitForShutdownSignal());
+  return kExitSucceeded;
+}
+
+int WorkerCommand(const BusFlags& bus_flags, const WorkerFlags& flags) {
+  auto processor = BuildProcessor(flags);
+  if (!processor.ok()) return Fail(processor.status());
+  auto bus = OpenServiceBus(bus_flags.url, "worker", true);
+  if (!bus.ok()) return Fail(bus.status());
+  auto worker = Worker::Start(*bus.value(), processor.value(), ToWorkerOptions(flags));
+  if (!worker.ok()) return Fail(worker.status());
+  spdlog::info("worker ready on {}: processor {}, concurrency {}, max attempts {}",
+               bus.value()->Describe(), flags.exec.empty() ? flags.processor : "exec '" + flags.exec + "'",
+               flags.concurrency, flags.max_attempts);
+  spdlog::info("worker stopping on {}; finishing chunks in flight", WaitForShutdownSignal());
+  return kExitSucceeded;
+}
+
+int AggregatorCommand(const BusFlags& bus_flags, const AggregatorFlags& flags) {
+  auto options = ToAggregatorOptions(flags, bus_flags.url, "fanflow-ledger.db");
+  if (!options.ok()) return Fail(options.status());
+  auto bus = OpenServiceBus(bus_flags.url, "aggregator", true);
+  if (!bus.ok()) return Fail(bus.status());
+  auto aggregator = Aggregator::Start(*bus.value(), options.value());
+  if (!aggregator.ok()) return Fail(aggregator.status());
+  spdlog::info("aggregator ready on {} (lease {} ms)", bus.value()->Describe(), options->lease.count());
+  spdlog::info("aggregator stopping on {}", WaitForShutdownSignal());
+  return kExitSucceeded;
+}
+
+int TopologyCommand(const BusFlags& bus_flags) {
+  auto bus = OpenServiceBus(bus_flags.url, "topology", true);
+  if (!bus.ok()) return Fail(bus.status());
+  for (const std::string& type : KnownEventTypes())
+    for (const std::string& group : routes::DefaultGroups(type))
+      if (Status s = bus.value()->DeclareGroup(group, {type}); !s.ok()) return Fail(s);
+  auto stats = bus.value()->Stats("");
+  if (!stats.ok()) return Fail(stats.status());
+  for (const QueueStats& q : stats.value())
+    std::cout << q.queue << "  group=" << q.group << " type=" << q.type << " depth=" << q.depth
+              << " dead_letters=" << q.dead_letters << "\n";
+  return kExitSucceeded;
+}
+
+}  // namespace fanflow::cli

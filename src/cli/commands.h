@@ -1,0 +1,49 @@
+// The `fanflow` commands and their flags. main.cc wires them to CLI11.
+#pragma once
+
+#include <string>
+
+namespace fanflow::cli {
+
+struct BusFlags {
+  std::string url = "inproc://";
+  std::string log_level = "info";
+};
+
+struct WorkerFlags {
+  std::string processor = "sum";
+  std::string exec;
+  double sleep_scale = 1.0;
+  int concurrency = 4;
+  int max_attempts = 3;
+  int64_t chunk_timeout_ms = 0;
+  int64_t backoff_ms = 200;
+};
+
+struct AggregatorFlags {
+  std::string state;  // empty: the command's default
+  std::string sync = "normal";
+  std::string tolerate;
+  std::string lease = "auto";  // seconds, or auto: on for MQTT buses
+};
+
+struct BatchFlags {
+  std::string source;
+  int64_t chunk_size = 100;
+  int64_t page_chunks = 100;
+  int64_t claim_check_bytes = 256 * 1024;
+  std::string batch_id;
+  std::string correlation_id;
+  bool json = false;
+  double timeout_s = 0;
+};
+
+int RunCommand(const BusFlags& bus, const BatchFlags& batch, const WorkerFlags& worker,
+               const AggregatorFlags& aggregator);
+int SubmitCommand(const BusFlags& bus, const BatchFlags& batch, bool wait);
+int VentilatorCommand(const BusFlags& bus, int concurrency);
+int WorkerCommand(const BusFlags& bus, const WorkerFlags& worker);
+int AggregatorCommand(const BusFlags& bus, const AggregatorFlags& aggregator);
+int TopologyCommand(const BusFlags& bus);
+
+}  // namespace fanflow::cli

@@ -1,0 +1,144 @@
+// `fanflow`: fan-out / fan-in batch processing over an event bus.
+#include <CLI/CLI.hpp>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+
+namespace {
+
+using namespace fanflow::cli;
+
+void AddBusFlags(CLI::App* cmd, BusFlags& f) {
+  cmd->add_option("--bus", f.url,
+                  "event bus URL: inproc:// (in this process), amqp://USER:PASS@HOST:PORT/VHOST, "
+                  "amqps://..., mqtt://HOST:PORT, mqtts://...")
+      ->envname("FANFLOW_BUS")
+      ->capture_default_str();
+  cmd->add_option("--log-level", f.log_level, "trace, debug, info, warn, error, critical, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+}
+
+void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
+  cmd->add_option("--processor", f.processor,
+                  "sum: sums each item's numeric \"value\"; sleep: sleeps value*scale ms per item")
+      ->check(CLI::IsMember({"sum", "sleep", "exec"}))
+      ->capture_default_str();
+  cmd->add_option("--exec", f.exec,
+                  "run CMD (via /bin/sh -c) per chunk: chunk JSON on stdin, result JSON on stdout, "
+                  "non-zero exit = failed attempt");
+  cmd->add_option("--sleep-scale", f.sleep_scale, "ms slept per unit of value (sleep processor)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--concurrency", f.concurrency, "chunks in flight in this process, at most")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--max-attempts", f.max_attempts, "attempts per chunk before it is dead-lettered")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--chunk-timeout", f.chunk_timeout_ms,
+                  "ms a chunk attempt may take (0: no limit); past it the attempt fails")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--backoff-ms", f.backoff_ms, "first retry delay; doubles per attempt, jittered")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600000}))
+      ->capture_default_str();
+}
+
+void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& state_help) {
+  cmd->add_option("--state", f.state, state_help);
+  cmd->add_option("--sync", f.sync,
+                  "ledger durability: normal survives a process crash, full also a power loss")
+      ->check(CLI::IsMember({"normal", "full"}))
+      ->capture_default_str();
+  cmd->add_option("--tolerate", f.tolerate,
+                  "failed chunks a batch tolerates before it is `failed` rather than `partial`: N or N%");
+  cmd->add_option("--lease", f.lease,
+                  "seconds after which an unfinished chunk of a stalled batch is redriven "
+                  "(0: off; auto: 30 on MQTT buses, which ack on receipt, off elsewhere)")
+      ->capture_default_str();
+}
+
+void AddBatchFlags(CLI::App* cmd, BatchFlags& f) {
+  cmd->add_option("--source", f.source,
+                  "range:N[:SEED] (N generated items {id, value 0..1000}), jsonl:PATH, or - (JSONL on stdin)")
+      ->required();
+  cmd->add_option("--chunk-size", f.chunk_size, "items per chunk")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000000}))
+      ->capture_default_str();
+  cmd->add_option("--page-chunks", f.page_chunks, "chunks the ventilator publishes per page")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
+  cmd->add_option("--claim-check-bytes", f.claim_check_bytes,
+                  "JSONL chunks larger than this travel as a file reference (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--batch-id", f.batch_id, "batch id (default: generated)");
+  cmd->add_option("--correlation-id", f.correlation_id, "correlation id (default: the batch id)");
+  cmd->add_flag("--json", f.json, "print the batch_complete CloudEvent as one JSON line on stdout");
+  cmd->add_option("--timeout", f.timeout_s, "seconds to wait for batch_complete (0: forever)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BlockShutdownSignals();
+  CLI::App app{
+      "fanflow: fan-out / fan-in batch processing over an event bus.\n"
+      "A start_fanout is split into process_chunk events, workers process them with a\n"
+      "concurrency cap, and an aggregator fires one batch_complete when every chunk is done.\n"
+      "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out."};
+  app.require_subcommand(1);
+
+  BusFlags bus;
+  BatchFlags batch;
+  WorkerFlags worker;
+  AggregatorFlags aggregator;
+  bool wait = false;
+  int ventilator_concurrency = 1;
+
+  auto* run = app.add_subcommand(
+      "run", "ventilator + workers + aggregator in this process: fan a source out and in");
+  AddBusFlags(run, bus);
+  AddBatchFlags(run, batch);
+  AddWorkerFlags(run, worker);
+  AddAggregatorFlags(run, aggregator, "ledger file (default: a temporary file, removed after)");
+
+  auto* submit = app.add_subcommand("submit", "publish a start_fanout for a batch");
+  AddBusFlags(submit, bus);
+  AddBatchFlags(submit, batch);
+  submit->add_flag("--wait", wait, "block until the batch_complete arrives (progress on a terminal)");
+
+  auto* ventilator = app.add_subcommand("ventilator", "service: turn start_fanout into chunks");
+  AddBusFlags(ventilator, bus);
+  ventilator->add_option("--concurrency", ventilator_concurrency, "batches fanned out at once")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+
+  auto* worker_cmd = app.add_subcommand("worker", "service: process chunks with a concurrency cap");
+  AddBusFlags(worker_cmd, bus);
+  AddWorkerFlags(worker_cmd, worker);
+
+  auto* aggregator_cmd = app.add_subcommand("aggregator", "service: count chunks, fire batch_complete");
+  AddBusFlags(aggregator_cmd, bus);
+  AddAggregatorFlags(aggregator_cmd, aggregator, "ledger file (default: fanflow-ledger.db)");
+
+  auto* topology = app.add_subcommand("topology", "declare the standard queues/groups on the bus");
+  AddBusFlags(topology, bus);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+  SetUpLogging(bus.log_level);
+  if (*run) return RunCommand(bus, batch, worker, aggregator);
+  if (*submit) return SubmitCommand(bus, batch, wait);
+  if (*ventilator) return VentilatorCommand(bus, ventilator_concurrency);
+  if (*worker_cmd) return WorkerCommand(bus, worker);
+  if (*aggregator_cmd) return AggregatorCommand(bus, aggregator);
+  if (*topology) return TopologyCommand(bus);
+  return kExitUsage;
+}

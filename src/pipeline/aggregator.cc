@@ -1,0 +1,208 @@
+#include "pipeline/aggregator.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "core/event.h"
+#include "core/routes.h"
+
+namespace fanflow {
+
+Result<Tolerance> Tolerance::Parse(const std::string& text) {
+  Tolerance t;
+  if (text.empty()) return t;
+  std::string number = text;
+  if (number.back() == '%') {
+    t.percent = true;
+    number.pop_back();
+  }
+  char* end = nullptr;
+  t.value = std::strtod(number.c_str(), &end);
+  if (number.empty() || *end != '\0' || t.value < 0 || (t.percent && t.value > 100) ||
+      (!t.percent && t.value != std::floor(t.value)))
+    return InvalidArgument("--tolerate '" + text +
+                           "': expected a whole number of chunks (e.g. 5) or a percentage (e.g. 2.5%)");
+  t.set = true;
+  return t;
+}
+
+bool Tolerance::Exceeded(int64_t failed, int64_t total) const {
+  if (!set) return false;
+  return percent ? failed * 100.0 > value * static_cast<double>(total) : failed > value;
+}
+
+Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorOptions options) {
+  auto ledger = Ledger::Open(options.state_path, options.durability);
+  if (!ledger.ok()) return ledger.status();
+  std::unique_ptr<Aggregator> agg(new Aggregator(bus, std::move(options), std::move(ledger).value()));
+  {
+    // A crash may have come between deciding a batch and announcing it.
+    std::lock_guard<std::mutex> lock(agg->mu_);
+    auto pending = agg->ledger_->Unannounced();
+    if (!pending.ok()) return pending.status();
+    for (const BatchRecord& b : pending.value()) {
+      spdlog::info("[batch {}] re-announcing batch_complete decided before a restart", b.batch_id);
+      if (Status s = agg->Announce(b.batch_id, *b.complete); !s.ok()) return s;
+    }
+  }
+  std::vector<std::string> types = {kChunkDone, kBatchSealed};
+  if (agg->options_.lease.count() > 0) types.push_back(kProcessChunk);
+  auto sub = bus.Subscribe({routes::kAggregatorGroup, types, 1},
+                           [a = agg.get()](const Delivery& d) { return a->Handle(d); });
+  if (!sub.ok()) return sub.status();
+  agg->subscription_ = std::move(sub).value();
+  if (agg->options_.lease.count() > 0) agg->redriver_ = std::thread([a = agg.get()] { a->RedriveLoop(); });
+  spdlog::info("aggregator: ledger {} on {}", agg->options_.state_path, bus.Describe());
+  return agg;
+}
+
+Aggregator::~Aggregator() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (redriver_.joinable()) redriver_.join();
+  subscription_.reset();
+}
+
+Result<std::optional<std::string>> Aggregator::DecidedCompletion(const std::string& batch_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto b = ledger_->Get(batch_id);
+  if (!b.ok()) return b.status();
+  if (!b.value() || !b.value()->complete) return std::optional<std::string>();
+  return b.value()->complete;
+}
+
+Verdict Aggregator::Handle(const Delivery& d) {
+  auto decoded = DecodeEvent(d.message.body);
+  if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());
+  const Event& e = decoded.value();
+  std::lock_guard<std::mutex> lock(mu_);
+  Status s;
+  if (e.type == kChunkDone) {
+    ChunkOutcome c;
+    c.batch_id = e.subject;
+    c.correlation_id = e.correlation_id;
+    c.chunk_index = e.data["chunk_index"].get<int64_t>();
+    c.succeeded = e.data["status"] == "succeeded";
+    c.items = e.data["items"].get<int64_t>();
+    c.attempts = e.data["attempts"].get<int>();
+    c.result = e.data.value("result", nlohmann::json());
+    c.error = e.data.value("error", "");
+    s = RecordOutcome(c);
+  } else if (e.type == kBatchSealed) {
+    spdlog::info("[batch {}] sealed: {} chunks, {} items (correlation {})", e.subject,
+                 e.data["total_chunks"].get<int64_t>(), e.data["total_items"].get<int64_t>(),
+                 e.correlation_id);
+    s = ledger_->Seal(e.subject, e.correlation_id, e.data["total_chunks"].get<int64_t>(),
+                      e.data["total_items"].get<int64_t>(), e.data.value("started_at", e.time));
+    if (s.ok()) s = CompleteIfDone(e.subject);
+  } else if (e.type == kProcessChunk) {
+    s = ledger_->LeaseChunk(e.subject, e.data["chunk_index"].get<int64_t>(), d.message.body);
+  } else {
+    return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
+  }
+  if (!s.ok()) {
+    spdlog::error("[batch {}] {} not recorded, will retry: {}", e.subject, e.id, s.ToString());
+    return Verdict::Retry(std::chrono::milliseconds(500), s.ToString());
+  }
+  return Verdict::Ack();
+}
+
+Status Aggregator::RecordOutcome(const ChunkOutcome& c) {
+  auto counted = ledger_->RecordChunk(c);
+  if (!counted.ok()) return counted.status();
+  if (!counted.value()) {
+    spdlog::debug("[batch {}] chunk {} already counted; duplicate ignored", c.batch_id, c.chunk_index);
+  } else if (!c.succeeded) {
+    spdlog::warn("[batch {}] chunk {} failed after {} attempts: {}", c.batch_id, c.chunk_index,
+                 c.attempts, c.error);
+  }
+  // Even a duplicate may find the batch decided but not announced (crash).
+  return CompleteIfDone(c.batch_id);
+}
+
+Status Aggregator::CompleteIfDone(const std::string& batch_id) {
+  auto found = ledger_->Get(batch_id);
+  if (!found.ok()) return found.status();
+  if (!found.value()) return Status::Ok();
+  const BatchRecord& b = *found.value();
+  if (b.complete) return b.announced ? Status::Ok() : Announce(batch_id, *b.complete);
+  if (!b.total_chunks || b.succeeded + b.failed < *b.total_chunks) return Status::Ok();
+
+  auto failed_chunks = ledger_->FailedChunks(batch_id);
+  if (!failed_chunks.ok()) return failed_chunks.status();
+  const int64_t total = *b.total_chunks;
+  std::string status = "succeeded";
+  if (b.failed > 0)
+    status = (b.succeeded == 0 || options_.tolerance.Exceeded(b.failed, total)) ? "failed" : "partial";
+  const std::string completed_at = NowRfc3339();
+  nlohmann::json data = {{"status", status},
+                         {"items", b.total_items},
+                         {"chunks", total},
+                         {"succeeded", b.succeeded},
+                         {"failed", b.failed},
+                         {"failed_chunks", failed_chunks.value()},
+                         {"result", b.result},
+                         {"started_at", b.started_at},
+                         {"completed_at", completed_at}};
+  Event e = MakeEvent(kBatchComplete, batch_id + "/complete", batch_id, b.correlation_id, data);
+  std::string json = EncodeEvent(e);
+  if (Status s = ledger_->DecideComplete(batch_id, json); !s.ok()) return s;
+  spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, correlation {})",
+               batch_id, status, b.succeeded, total, b.total_items, b.correlation_id);
+  return Announce(batch_id, json);
+}
+
+Status Aggregator::Announce(const std::string& batch_id, const std::string& event_json) {
+  if (Status s = bus_.Publish(Message{kBatchComplete, batch_id + "/complete", event_json}); !s.ok())
+    return s;
+  return ledger_->MarkAnnounced(batch_id);
+}
+
+void Aggregator::RedriveLoop() {
+  const auto period = std::max(std::chrono::milliseconds(100), options_.lease / 4);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_cv_.wait_for(lock, period, [this] { return stopping_; })) {
+    auto again = ExpiredChunks();
+    Status s = again.status();
+    if (s.ok() && !again->empty()) {
+      // Unlocked: the aggregator's own queue receives these too and must drain.
+      lock.unlock();
+      s = bus_.Publish(again.value());
+      lock.lock();
+    }
+    if (!s.ok()) spdlog::error("lease redrive: {}", s.ToString());
+  }
+}
+
+Result<std::vector<Message>> Aggregator::ExpiredChunks() {
+  auto expired = ledger_->TakeExpiredLeases(options_.lease.count());
+  if (!expired.ok()) return expired.status();
+  std::vector<Message> again;
+  for (const Ledger::Lease& l : expired.value()) {
+    if (l.redrives > options_.max_redrives) {
+      // A chunk that kills or hangs every worker that takes it: give up on it.
+      ChunkOutcome c{l.batch_id, "", l.chunk_index, false, 0, l.redrives,
+                     nullptr, "lease expired " + std::to_string(l.redrives) + " times; no worker finished it"};
+      auto ev = DecodeEvent(l.event_json);
+      if (ev.ok()) {
+        c.correlation_id = ev->correlation_id;
+        c.items = ev->data["item_count"].get<int64_t>();
+      }
+      spdlog::error("[batch {}] chunk {} exceeded {} redrives; counting it failed", l.batch_id,
+                    l.chunk_index, options_.max_redrives);
+      if (Status s = RecordOutcome(c); !s.ok()) return s;
+      continue;
+    }
+    spdlog::warn("[batch {}] chunk {} not done within its lease; redrive #{}", l.batch_id,
+                 l.chunk_index, l.redrives);
+    again.push_back(Message{kProcessChunk, l.batch_id + "/chunk/" + std::to_string(l.chunk_index),
+                            l.event_json});
+  }
+  return again;
+}
+
+}  // namespace fanflow

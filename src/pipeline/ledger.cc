@@ -1,0 +1,330 @@
+#include "pipeline/ledger.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+
+#include "pipeline/result_merge.h"
+
+namespace fanflow {
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  // SQLITE_ROW or SQLITE_DONE; anything else becomes an error.
+  Result<bool> Step() {
+    if (rc_ != SQLITE_OK) return Error();
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return Error();
+  }
+  Status Run() {
+    auto r = Step();
+    return r.ok() ? Status::Ok() : r.status();
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, sqlite3_column_bytes(stmt_, col)) : std::string();
+  }
+
+ private:
+  Status Error() const { return Internal(std::string("ledger: ") + sqlite3_errmsg(db_)); }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back if not committed.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {
+    ok_ = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
+  }
+  ~Transaction() {
+    if (ok_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Status Commit() {
+    if (!ok_) return Internal(std::string("ledger: cannot begin: ") + sqlite3_errmsg(db_));
+    done_ = true;
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+      return Internal(std::string("ledger: commit failed: ") + sqlite3_errmsg(db_));
+    return Status::Ok();
+  }
+
+ private:
+  sqlite3* db_;
+  bool ok_ = false;
+  bool done_ = false;
+};
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS batches(
+  batch_id TEXT PRIMARY KEY,
+  correlation_id TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  total_chunks INTEGER,
+  total_items INTEGER NOT NULL DEFAULT 0,
+  succeeded INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0,
+  result TEXT NOT NULL DEFAULT 'null',
+  started_at TEXT NOT NULL DEFAULT '',
+  complete_event TEXT,
+  announced INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS chunks(
+  batch_id TEXT NOT NULL,
+  chunk_index INTEGER NOT NULL,
+  succeeded INTEGER NOT NULL,
+  items INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  error TEXT NOT NULL DEFAULT '',
+  done_ms INTEGER NOT NULL,
+  PRIMARY KEY(batch_id, chunk_index)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases(
+  batch_id TEXT NOT NULL,
+  chunk_index INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  leased_ms INTEGER NOT NULL,
+  redrives INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(batch_id, chunk_index)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS leases_by_age ON leases(leased_ms);
+)sql";
+
+}  // namespace
+
+Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, Durability durability) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  std::unique_ptr<Ledger> ledger(new Ledger(db));
+  if (rc != SQLITE_OK)
+    return InvalidArgument("cannot open ledger '" + path + "': " + sqlite3_errmsg(db));
+  sqlite3_busy_timeout(db, 5000);
+  Status s = ledger->Exec("PRAGMA journal_mode=WAL");
+  if (s.ok())
+    s = ledger->Exec(durability == Durability::kFull ? "PRAGMA synchronous=FULL"
+                                                     : "PRAGMA synchronous=NORMAL");
+  if (s.ok()) s = ledger->Exec(kSchema);
+  if (!s.ok()) return InvalidArgument("ledger '" + path + "' is not usable: " + s.message());
+  return ledger;
+}
+
+Ledger::~Ledger() { sqlite3_close_v2(db_); }
+
+Status Ledger::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errmsg(db_);
+    sqlite3_free(err);
+    return Internal("ledger: " + msg);
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+Status EnsureBatch(sqlite3* db, const std::string& batch_id, const std::string& correlation_id) {
+  int64_t now = NowMs();
+  return Statement(db,
+                   "INSERT OR IGNORE INTO batches(batch_id, correlation_id, created_ms, updated_ms) "
+                   "VALUES(?1, ?2, ?3, ?3)")
+      .Bind(1, batch_id)
+      .Bind(2, correlation_id)
+      .Bind(3, now)
+      .Run();
+}
+
+}  // namespace
+
+Result<bool> Ledger::RecordChunk(const ChunkOutcome& c) {
+  Transaction tx(db_);
+  if (Status s = EnsureBatch(db_, c.batch_id, c.correlation_id); !s.ok()) return s;
+
+  Statement prior(db_, "SELECT succeeded FROM chunks WHERE batch_id=?1 AND chunk_index=?2");
+  prior.Bind(1, c.batch_id).Bind(2, c.chunk_index);
+  auto found = prior.Step();
+  if (!found.ok()) return found.status();
+  const bool upgrade = found.value() && prior.Int(0) == 0 && c.succeeded;
+  if (found.value() && !upgrade) return false;  // already counted
+
+  Statement write(db_,
+                  "INSERT OR REPLACE INTO chunks(batch_id, chunk_index, succeeded, items, attempts, "
+                  "error, done_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  write.Bind(1, c.batch_id).Bind(2, c.chunk_index).Bind(3, int64_t{c.succeeded});
+  write.Bind(4, c.items).Bind(5, int64_t{c.attempts}).Bind(6, c.error).Bind(7, NowMs());
+  if (Status s = write.Run(); !s.ok()) return s;
+
+  Statement current(db_, "SELECT result FROM batches WHERE batch_id=?1");
+  current.Bind(1, c.batch_id);
+  if (auto r = current.Step(); !r.ok()) return r.status();
+  nlohmann::json merged = nlohmann::json::parse(current.Text(0), nullptr, false);
+  if (c.succeeded) MergeResult(merged, c.result);
+
+  Statement update(db_,
+                   "UPDATE batches SET succeeded = succeeded + ?2, failed = failed + ?3, "
+                   "result = ?4, updated_ms = ?5 WHERE batch_id = ?1");
+  update.Bind(1, c.batch_id)
+      .Bind(2, int64_t{c.succeeded})
+      .Bind(3, int64_t{upgrade ? -1 : (c.succeeded ? 0 : 1)})
+      .Bind(4, merged.dump())
+      .Bind(5, NowMs());
+  if (Status s = update.Run(); !s.ok()) return s;
+  Statement unlease(db_, "DELETE FROM leases WHERE batch_id=?1 AND chunk_index=?2");
+  if (Status s = unlease.Bind(1, c.batch_id).Bind(2, c.chunk_index).Run(); !s.ok()) return s;
+  if (Status s = tx.Commit(); !s.ok()) return s;
+  return true;
+}
+
+Status Ledger::Seal(const std::string& batch_id, const std::string& correlation_id,
+                    int64_t total_chunks, int64_t total_items, const std::string& started_at) {
+  Transaction tx(db_);
+  if (Status s = EnsureBatch(db_, batch_id, correlation_id); !s.ok()) return s;
+  Statement seal(db_,
+                 "UPDATE batches SET total_chunks=?2, total_items=?3, started_at=?4, updated_ms=?5 "
+                 "WHERE batch_id=?1");
+  seal.Bind(1, batch_id).Bind(2, total_chunks).Bind(3, total_items).Bind(4, started_at);
+  if (Status s = seal.Bind(5, NowMs()).Run(); !s.ok()) return s;
+  return tx.Commit();
+}
+
+Result<std::vector<BatchRecord>> Ledger::Batches(const char* where, const std::string* arg) {
+  std::string sql =
+      "SELECT batch_id, correlation_id, created_ms, updated_ms, total_chunks, total_items, "
+      "succeeded, failed, result, started_at, complete_event, announced FROM batches WHERE ";
+  Statement q(db_, (sql + where + " ORDER BY created_ms").c_str());
+  if (arg) q.Bind(1, *arg);
+  std::vector<BatchRecord> out;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) return out;
+    BatchRecord b;
+    b.batch_id = q.Text(0);
+    b.correlation_id = q.Text(1);
+    b.created_ms = q.Int(2);
+    b.updated_ms = q.Int(3);
+    if (!q.IsNull(4)) b.total_chunks = q.Int(4);
+    b.total_items = q.Int(5);
+    b.succeeded = q.Int(6);
+    b.failed = q.Int(7);
+    b.result = nlohmann::json::parse(q.Text(8), nullptr, false);
+    b.started_at = q.Text(9);
+    if (!q.IsNull(10)) b.complete = q.Text(10);
+    b.announced = q.Int(11) != 0;
+    out.push_back(std::move(b));
+  }
+}
+
+Result<std::optional<BatchRecord>> Ledger::Get(const std::string& batch_id) {
+  auto rows = Batches("batch_id = ?1", &batch_id);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<BatchRecord>();
+  return std::optional<BatchRecord>(std::move(rows->front()));
+}
+
+Result<std::vector<int64_t>> Ledger::FailedChunks(const std::string& batch_id) {
+  Statement q(db_,
+              "SELECT chunk_index FROM chunks WHERE batch_id=?1 AND succeeded=0 ORDER BY chunk_index");
+  q.Bind(1, batch_id);
+  std::vector<int64_t> out;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) return out;
+    out.push_back(q.Int(0));
+  }
+}
+
+Status Ledger::DecideComplete(const std::string& batch_id, const std::string& event_json) {
+  return Statement(db_,
+                   "UPDATE batches SET complete_event=?2 WHERE batch_id=?1 AND complete_event IS NULL")
+      .Bind(1, batch_id)
+      .Bind(2, event_json)
+      .Run();
+}
+
+Status Ledger::MarkAnnounced(const std::string& batch_id) {
+  Status s = Statement(db_, "UPDATE batches SET announced=1 WHERE batch_id=?1").Bind(1, batch_id).Run();
+  if (!s.ok()) return s;
+  return Statement(db_, "DELETE FROM leases WHERE batch_id=?1").Bind(1, batch_id).Run();
+}
+
+Result<std::vector<BatchRecord>> Ledger::Unannounced() {
+  return Batches("complete_event IS NOT NULL AND announced = 0", nullptr);
+}
+
+Result<std::vector<BatchRecord>> Ledger::OpenBatches() { return Batches("complete_event IS NULL", nullptr); }
+
+Status Ledger::LeaseChunk(const std::string& batch_id, int64_t chunk_index,
+                          const std::string& event_json) {
+  // A chunk already done, or of an announced batch, needs no lease.
+  return Statement(db_,
+                   "INSERT OR IGNORE INTO leases(batch_id, chunk_index, event, leased_ms) "
+                   "SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE "
+                   "batch_id=?1 AND chunk_index=?2) AND NOT EXISTS (SELECT 1 FROM batches WHERE "
+                   "batch_id=?1 AND announced=1)")
+      .Bind(1, batch_id)
+      .Bind(2, chunk_index)
+      .Bind(3, event_json)
+      .Bind(4, NowMs())
+      .Run();
+}
+
+Result<std::vector<Ledger::Lease>> Ledger::TakeExpiredLeases(int64_t max_age_ms) {
+  Transaction tx(db_);
+  const int64_t now = NowMs();
+  Statement q(db_,
+              "SELECT l.batch_id, l.chunk_index, l.event, l.redrives FROM leases l "
+              "LEFT JOIN batches b ON b.batch_id = l.batch_id "
+              "WHERE l.leased_ms < ?1 AND COALESCE(b.updated_ms, 0) < ?1 "
+              "ORDER BY l.leased_ms LIMIT 1000");
+  q.Bind(1, now - max_age_ms);
+  std::vector<Lease> out;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    out.push_back(Lease{q.Text(0), q.Int(1), q.Text(2), static_cast<int>(q.Int(3)) + 1});
+  }
+  for (const Lease& l : out) {
+    Statement renew(db_,
+                    "UPDATE leases SET leased_ms=?3, redrives=redrives+1 WHERE batch_id=?1 AND "
+                    "chunk_index=?2");
+    if (Status s = renew.Bind(1, l.batch_id).Bind(2, l.chunk_index).Bind(3, now).Run(); !s.ok())
+      return s;
+  }
+  if (Status s = tx.Commit(); !s.ok()) return s;
+  return out;
+}
+
+Result<int64_t> Ledger::OpenLeaseCount() {
+  Statement q(db_, "SELECT count(*) FROM leases");
+  if (auto r = q.Step(); !r.ok()) return r.status();
+  return q.Int(0);
+}
+
+}  // namespace fanflow

@@ -1,0 +1,208 @@
+#include "pipeline/processor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+extern char** environ;
+
+namespace fanflow {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Result<double> ItemValue(const nlohmann::json& item, size_t i) {
+  auto it = item.find("value");
+  if (!item.is_object() || it == item.end() || !it->is_number())
+    return InvalidArgument("item " + std::to_string(i) + " has no numeric \"value\"");
+  return it->get<double>();
+}
+
+class SumProcessor final : public Processor {
+ public:
+  Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+    int64_t exact = 0;
+    double inexact = 0;
+    bool integral = true;
+    for (size_t i = 0; i < chunk.items.size(); ++i) {
+      const nlohmann::json& item = chunk.items[i];
+      auto v = ItemValue(item, i);
+      if (!v.ok()) return v.status();
+      if (item["value"].is_number_integer())
+        exact += item["value"].get<int64_t>();
+      else {
+        integral = false;
+        inexact += v.value();
+      }
+    }
+    if (integral) return nlohmann::json(exact);
+    return nlohmann::json(inexact + static_cast<double>(exact));
+  }
+};
+
+class SleepProcessor final : public Processor {
+ public:
+  SleepProcessor(double scale, std::chrono::milliseconds timeout) : scale_(scale), timeout_(timeout) {}
+  Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+    double total_ms = 0;
+    for (size_t i = 0; i < chunk.items.size(); ++i) {
+      auto v = ItemValue(chunk.items[i], i);
+      if (!v.ok()) return v.status();
+      total_ms += v.value() * scale_;
+    }
+    if (timeout_.count() > 0 && total_ms > static_cast<double>(timeout_.count())) {
+      std::this_thread::sleep_for(timeout_);
+      return Timeout("chunk took longer than " + std::to_string(timeout_.count()) + " ms");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(total_ms * 1000)));
+    return nlohmann::json({{"slept_ms", total_ms}});
+  }
+
+ private:
+  const double scale_;
+  const std::chrono::milliseconds timeout_;
+};
+
+// Runs the command once per chunk in its own process group, so a timeout can
+// end it and everything it started.
+class ExecProcessor final : public Processor {
+ public:
+  ExecProcessor(std::string command, std::chrono::milliseconds timeout)
+      : command_(std::move(command)), timeout_(timeout) {}
+
+  Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+    const std::string input =
+        nlohmann::json({{"batch_id", chunk.batch_id}, {"chunk_index", chunk.chunk_index},
+                        {"items", chunk.items}})
+            .dump() + "\n";
+    int in[2], out[2], err[2];
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+      return Internal("exec: cannot create pipes");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+
+    std::vector<std::string> env_store = {"FANFLOW_BATCH_ID=" + chunk.batch_id,
+                                          "FANFLOW_CHUNK_INDEX=" + std::to_string(chunk.chunk_index)};
+    std::vector<char*> envp;
+    for (char** e = environ; *e; ++e) envp.push_back(*e);
+    for (auto& e : env_store) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const char* argv[] = {"/bin/sh", "-c", command_.c_str(), nullptr};
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char**>(argv), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    if (rc != 0) {
+      close(in[1]);
+      close(out[0]);
+      close(err[0]);
+      return Internal("exec: cannot start /bin/sh: " + std::string(strerror(rc)));
+    }
+    std::string stdout_text, stderr_text;
+    bool timed_out = Pump(in[1], out[0], err[0], input, stdout_text, stderr_text);
+    if (timed_out) kill(-pid, SIGKILL);
+    int wstatus = 0;
+    waitpid(pid, &wstatus, 0);
+    if (timed_out)
+      return Timeout("exec: '" + command_ + "' ran longer than " + std::to_string(timeout_.count()) +
+                     " ms and was killed");
+    if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+      std::string why = WIFEXITED(wstatus) ? "exited with " + std::to_string(WEXITSTATUS(wstatus))
+                                           : "killed by signal " + std::to_string(WTERMSIG(wstatus));
+      if (stderr_text.size() > 500) stderr_text = "..." + stderr_text.substr(stderr_text.size() - 500);
+      while (!stderr_text.empty() && (stderr_text.back() == '\n' || stderr_text.back() == '\r'))
+        stderr_text.pop_back();
+      return Internal("exec: '" + command_ + "' " + why + (stderr_text.empty() ? "" : ": " + stderr_text));
+    }
+    if (stdout_text.find_first_not_of(" \t\r\n") == std::string::npos) return nlohmann::json();
+    auto result = nlohmann::json::parse(stdout_text, nullptr, false);
+    if (result.is_discarded())
+      return InvalidArgument("exec: '" + command_ + "' printed something that is not one JSON document");
+    return result;
+  }
+
+ private:
+  // Feeds stdin and drains stdout/stderr without deadlocking on full pipes.
+  // Returns true if the timeout passed first. Closes all three descriptors.
+  bool Pump(int in_fd, int out_fd, int err_fd, const std::string& input, std::string& out,
+            std::string& err) {
+    const auto deadline = Clock::now() + timeout_;
+    size_t written = 0;
+    fcntl(in_fd, F_SETFL, O_NONBLOCK);
+    signal(SIGPIPE, SIG_IGN);  // a command that ignores its stdin must not kill us
+    bool timed_out = false;
+    while (out_fd >= 0 || err_fd >= 0) {
+      pollfd fds[3] = {{in_fd, POLLOUT, 0}, {out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
+      int wait_ms = -1;
+      if (timeout_.count() > 0) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) {
+          timed_out = true;
+          break;
+        }
+        wait_ms = static_cast<int>(left.count());
+      }
+      if (poll(fds, 3, wait_ms) < 0 && errno != EINTR) break;
+      if (in_fd >= 0 && (fds[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
+        ssize_t n = write(in_fd, input.data() + written, input.size() - written);
+        if (n > 0) written += static_cast<size_t>(n);
+        if (n < 0 || written == input.size()) {
+          close(in_fd);
+          in_fd = -1;
+        }
+      }
+      for (int i = 1; i < 3; ++i) {
+        int& fd = i == 1 ? out_fd : err_fd;
+        if (fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        char buf[65536];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0) {
+          (i == 1 ? out : err).append(buf, static_cast<size_t>(n));
+        } else if (n == 0 || errno != EINTR) {
+          close(fd);
+          fd = -1;
+        }
+      }
+    }
+    for (int fd : {in_fd, out_fd, err_fd})
+      if (fd >= 0) close(fd);
+    return timed_out;
+  }
+
+  const std::string command_;
+  const std::chrono::milliseconds timeout_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Processor>> MakeProcessor(const ProcessorOptions& o) {
+  if (!o.command.empty() || o.name == "exec") {
+    if (o.command.empty()) return InvalidArgument("--processor exec needs --exec 'COMMAND'");
+    return std::unique_ptr<Processor>(new ExecProcessor(o.command, o.timeout));
+  }
+  if (o.name == "sum") return std::unique_ptr<Processor>(new SumProcessor());
+  if (o.name == "sleep") {
+    if (o.sleep_scale < 0) return InvalidArgument("--sleep-scale must be >= 0");
+    return std::unique_ptr<Processor>(new SleepProcessor(o.sleep_scale, o.timeout));
+  }
+  return InvalidArgument("unknown processor '" + o.name + "' (expected sum, sleep, or --exec 'COMMAND')");
+}
+
+}  // namespace fanflow

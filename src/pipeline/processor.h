@@ -1,0 +1,38 @@
+// What a worker does to a chunk. Built in: `sum`, `sleep`; and `--exec CMD`,
+// which runs CMD per chunk (chunk JSON on stdin, result JSON on stdout,
+// non-zero exit = failure). Processors are called from several worker
+// threads at once and must be thread-safe.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+
+namespace fanflow {
+
+struct ChunkInput {
+  std::string batch_id;
+  int64_t chunk_index = 0;
+  const nlohmann::json& items;  // an array of items
+};
+
+class Processor {
+ public:
+  virtual ~Processor() = default;
+  // The chunk's result (merged into the batch result), or why it failed.
+  [[nodiscard]] virtual Result<nlohmann::json> Process(const ChunkInput& chunk) = 0;
+};
+
+struct ProcessorOptions {
+  std::string name = "sum";  // sum | sleep | exec
+  std::string command;       // exec: run with /bin/sh -c
+  double sleep_scale = 1.0;  // sleep: ms slept per unit of `value`
+  std::chrono::milliseconds timeout{0};  // 0: none; past it the attempt fails
+};
+
+[[nodiscard]] Result<std::unique_ptr<Processor>> MakeProcessor(const ProcessorOptions& options);
+
+}  // namespace fanflow

@@ -1,0 +1,42 @@
+// The fan-out ventilator: turns a start_fanout into process_chunk events.
+// Each delivery handles one page of the source and publishes its chunks plus a
+// continuation (the same start_fanout with a cursor), then acknowledges: a
+// ventilator killed mid-way resumes from the last continuation, and the chunks
+// it may publish twice carry the same ids, so they are counted once. When the
+// last page is read it publishes batch_sealed (the total).
+// Thread-safe: handlers share nothing but the bus.
+#pragma once
+
+#include <memory>
+
+#include "core/bus.h"
+#include "core/event.h"
+#include "pipeline/source.h"
+
+namespace fanflow {
+
+inline constexpr int64_t kDefaultPageChunks = 100;
+inline constexpr int64_t kDefaultClaimCheckBytes = 256 * 1024;
+
+class Ventilator {
+ public:
+  // Consumes start_fanout as the `ventilator` group.
+  [[nodiscard]] static Result<std::unique_ptr<Ventilator>> Start(EventBus& bus, int concurrency);
+
+  // Handles one start_fanout (or continuation): publishes one page, or the
+  // whole source if it cannot be resumed elsewhere (stdin).
+  [[nodiscard]] static Status FanOutStep(EventBus& bus, const Event& start, Source& source);
+
+ private:
+  explicit Ventilator(EventBus& bus) : bus_(bus) {}
+  Verdict Handle(const Delivery& delivery);
+
+  EventBus& bus_;
+  std::unique_ptr<Subscription> subscription_;
+};
+
+// Builds the start_fanout event that submits a batch.
+Event MakeStartFanout(const std::string& batch_id, const std::string& correlation_id,
+                      const std::string& source, int64_t chunk_size);
+
+}  // namespace fanflow

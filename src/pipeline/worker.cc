@@ -1,0 +1,86 @@
+#include "pipeline/worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/event.h"
+#include "core/routes.h"
+#include "pipeline/source.h"
+
+namespace fanflow {
+
+Result<std::unique_ptr<Worker>> Worker::Start(EventBus& bus, std::shared_ptr<Processor> processor,
+                                              WorkerOptions options) {
+  if (options.concurrency < 1) return InvalidArgument("--concurrency must be >= 1");
+  if (options.max_attempts < 1) return InvalidArgument("--max-attempts must be >= 1");
+  std::unique_ptr<Worker> w(new Worker(bus, std::move(processor), options));
+  auto sub = bus.Subscribe({routes::kWorkerGroup, {kProcessChunk}, options.concurrency},
+                           [raw = w.get()](const Delivery& d) { return raw->Handle(d); });
+  if (!sub.ok()) return sub.status();
+  w->subscription_ = std::move(sub).value();
+  return w;
+}
+
+std::chrono::milliseconds Worker::Backoff(const WorkerOptions& o, int attempt) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  double full = static_cast<double>(o.backoff_base.count()) * std::pow(2.0, std::max(0, attempt - 1));
+  full = std::min(full, static_cast<double>(o.backoff_max.count()));
+  std::uniform_real_distribution<double> jitter(full / 2, full);
+  return std::chrono::milliseconds(static_cast<int64_t>(jitter(rng)));
+}
+
+Verdict Worker::Handle(const Delivery& d) {
+  auto decoded = DecodeEvent(d.message.body);
+  if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());
+  const Event& e = decoded.value();
+  if (e.type != kProcessChunk)
+    return Verdict::DeadLetter("type: a worker does not consume '" + e.type + "'");
+  const int64_t index = e.data["chunk_index"].get<int64_t>();
+  const int64_t item_count = e.data["item_count"].get<int64_t>();
+
+  const auto started = std::chrono::steady_clock::now();
+  Result<nlohmann::json> result = InvalidArgument("no items");
+  if (e.data.contains("ref")) {
+    const auto& r = e.data["ref"];
+    auto items = LoadClaimCheck({r["path"], r["offset"].get<int64_t>(), r["length"].get<int64_t>()});
+    result = items.ok() ? processor_->Process({e.subject, index, items.value()}) : items.status();
+  } else {
+    result = processor_->Process({e.subject, index, e.data["items"]});
+  }
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+
+  nlohmann::json done = {{"chunk_index", index}, {"items", item_count}, {"attempts", d.attempt},
+                         {"duration_ms", ms}};
+  if (result.ok()) {
+    done["status"] = "succeeded";
+    done["result"] = result.value();
+  } else {
+    const std::string error = result.status().message();
+    if (d.attempt < options_.max_attempts) {
+      auto delay = Backoff(options_, d.attempt);
+      spdlog::warn("[batch {}] chunk {} attempt {}/{} failed, retry in {} ms: {}", e.subject, index,
+                   d.attempt, options_.max_attempts, delay.count(), error);
+      return Verdict::Retry(delay, error);
+    }
+    done["status"] = "failed";
+    done["error"] = error;
+  }
+  Event out = MakeEvent(kChunkDone, e.subject + "/done/" + std::to_string(index), e.subject,
+                        e.correlation_id, done);
+  if (Status s = bus_.Publish(Message{out.type, out.id, EncodeEvent(out)}); !s.ok()) {
+    // The chunk is not acknowledged, so it comes back; nothing is lost.
+    spdlog::error("[batch {}] chunk {} done but chunk_done not published: {}", e.subject, index,
+                  s.ToString());
+    return Verdict::Retry(std::chrono::seconds(1), s.ToString());
+  }
+  if (result.ok()) return Verdict::Ack();
+  spdlog::error("[batch {}] chunk {} failed after {} attempts: {}", e.subject, index, d.attempt,
+                result.status().message());
+  return Verdict::DeadLetter("attempts exhausted (" + std::to_string(d.attempt) +
+                             "): " + result.status().message());
+}
+
+}  // namespace fanflow

@@ -1,0 +1,45 @@
+// A worker: consumes process_chunk as the `workers` group, never more than
+// `concurrency` chunks at once in this process, runs the processor and emits
+// chunk_done. A failed attempt is retried with exponential backoff and jitter
+// (the attempt count travels with the delivery); after `max_attempts` the
+// chunk is reported failed and dead-lettered with its last error.
+// Thread-safe: the bus calls Handle from up to `concurrency` threads.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "core/bus.h"
+#include "pipeline/processor.h"
+
+namespace fanflow {
+
+struct WorkerOptions {
+  int concurrency = 4;
+  int max_attempts = 3;
+  std::chrono::milliseconds backoff_base{200};
+  std::chrono::milliseconds backoff_max{30000};
+};
+
+class Worker {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Worker>> Start(EventBus& bus,
+                                                             std::shared_ptr<Processor> processor,
+                                                             WorkerOptions options);
+
+  // The delay before attempt `attempt + 1`: base * 2^(attempt-1), capped, with
+  // jitter in [delay/2, delay] so retries of a burst spread out.
+  static std::chrono::milliseconds Backoff(const WorkerOptions& options, int attempt);
+
+ private:
+  Worker(EventBus& bus, std::shared_ptr<Processor> processor, WorkerOptions options)
+      : bus_(bus), processor_(std::move(processor)), options_(options) {}
+  Verdict Handle(const Delivery& delivery);
+
+  EventBus& bus_;
+  const std::shared_ptr<Processor> processor_;
+  const WorkerOptions options_;
+  std::unique_ptr<Subscription> subscription_;
+};
+
+}  // namespace fanflow

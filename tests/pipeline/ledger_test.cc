@@ -1,0 +1,129 @@
+#include "pipeline/ledger.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tests/support/subprocess.h"
+
+namespace fanflow {
+namespace {
+
+class LedgerTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Ledger> OpenLedger() {
+    auto l = Ledger::Open(path_, Durability::kNormal);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    return l.ok() ? std::move(l).value() : nullptr;
+  }
+  static ChunkOutcome Done(int64_t index, int64_t value, bool ok = true) {
+    ChunkOutcome c;
+    c.batch_id = "b1";
+    c.correlation_id = "c1";
+    c.chunk_index = index;
+    c.succeeded = ok;
+    c.items = 10;
+    c.result = value;
+    if (!ok) c.error = "boom";
+    return c;
+  }
+  std::string path_ = testing::TempDir("ledger") + "/ledger.db";
+};
+
+TEST_F(LedgerTest, CountsARedeliveredChunkOnce) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger);
+  auto first = ledger->RecordChunk(Done(0, 5));
+  auto again = ledger->RecordChunk(Done(0, 5));
+  ASSERT_TRUE(first.ok() && again.ok());
+  EXPECT_TRUE(first.value());
+  EXPECT_FALSE(again.value());
+  auto b = ledger->Get("b1");
+  ASSERT_TRUE(b.ok() && b.value());
+  EXPECT_EQ(b.value()->succeeded, 1);
+  EXPECT_EQ(b.value()->result, 5);
+}
+
+TEST_F(LedgerTest, ContinuesFromTheFileAfterARestart) {
+  {
+    auto ledger = OpenLedger();
+    ASSERT_TRUE(ledger);
+    ASSERT_TRUE(ledger->RecordChunk(Done(0, 5)).ok());
+    ASSERT_TRUE(ledger->Seal("b1", "c1", 2, 20, "t0").ok());
+  }
+  auto reopened = OpenLedger();
+  ASSERT_TRUE(reopened);
+  auto dup = reopened->RecordChunk(Done(0, 5));
+  ASSERT_TRUE(dup.ok());
+  EXPECT_FALSE(dup.value()) << "the restart must remember chunk 0";
+  ASSERT_TRUE(reopened->RecordChunk(Done(1, 7)).ok());
+  auto b = reopened->Get("b1");
+  ASSERT_TRUE(b.ok() && b.value());
+  EXPECT_EQ(b.value()->total_chunks, 2);
+  EXPECT_EQ(b.value()->succeeded, 2);
+  EXPECT_EQ(b.value()->result, 12);
+}
+
+TEST_F(LedgerTest, AFailedChunkThatLaterSucceedsCountsAsSucceeded) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger);
+  ASSERT_TRUE(ledger->RecordChunk(Done(3, 0, false)).ok());
+  auto failed = ledger->FailedChunks("b1");
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(failed.value(), std::vector<int64_t>{3});
+  auto upgraded = ledger->RecordChunk(Done(3, 9));
+  ASSERT_TRUE(upgraded.ok());
+  EXPECT_TRUE(upgraded.value());
+  auto b = ledger->Get("b1");
+  EXPECT_EQ(b.value()->failed, 0);
+  EXPECT_EQ(b.value()->succeeded, 1);
+  EXPECT_EQ(b.value()->result, 9);
+  EXPECT_TRUE(ledger->FailedChunks("b1").value().empty());
+}
+
+TEST_F(LedgerTest, KeepsTheDecidedCompletionUntilItIsAnnounced) {
+  {
+    auto ledger = OpenLedger();
+    ASSERT_TRUE(ledger->RecordChunk(Done(0, 1)).ok());
+    ASSERT_TRUE(ledger->DecideComplete("b1", "{\"first\":1}").ok());
+    ASSERT_TRUE(ledger->DecideComplete("b1", "{\"second\":2}").ok());
+  }
+  auto ledger = OpenLedger();
+  auto pending = ledger->Unannounced();
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ(*pending->front().complete, "{\"first\":1}") << "the first decision is final";
+  ASSERT_TRUE(ledger->MarkAnnounced("b1").ok());
+  EXPECT_TRUE(ledger->Unannounced().value().empty());
+}
+
+TEST_F(LedgerTest, RedrivesOnlyLeasesOfStalledBatchesAndForgetsDoneChunks) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger->LeaseChunk("b1", 0, "chunk0").ok());
+  ASSERT_TRUE(ledger->LeaseChunk("b1", 1, "chunk1").ok());
+  ASSERT_TRUE(ledger->RecordChunk(Done(1, 1)).ok());  // done: lease dropped
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  auto progressing = ledger->TakeExpiredLeases(500);
+  ASSERT_TRUE(progressing.ok());
+  EXPECT_TRUE(progressing->empty()) << "the batch progressed 60 ms ago";
+  auto expired = ledger->TakeExpiredLeases(50);
+  ASSERT_TRUE(expired.ok());
+  ASSERT_EQ(expired->size(), 1u);
+  EXPECT_EQ(expired->front().chunk_index, 0);
+  EXPECT_EQ(expired->front().event_json, "chunk0");
+  EXPECT_EQ(expired->front().redrives, 1);
+  EXPECT_TRUE(ledger->TakeExpiredLeases(50).value().empty()) << "renewed when taken";
+}
+
+TEST_F(LedgerTest, RefusesAFileThatIsNotALedger) {
+  std::string bad = testing::TempDir("ledger-bad") + "/not-a-db";
+  std::ofstream(bad) << "this is not sqlite, it is plain text that goes on for a while........";
+  auto l = Ledger::Open(bad, Durability::kNormal);
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.status().message().find(bad), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fanflow

@@ -1,0 +1,79 @@
+#include "pipeline/processor.h"
+
+#include <gtest/gtest.h>
+
+namespace fanflow {
+namespace {
+
+ProcessorOptions Named(const std::string& name) {
+  ProcessorOptions o;
+  o.name = name;
+  return o;
+}
+
+std::unique_ptr<Processor> Make(ProcessorOptions o) {
+  auto p = MakeProcessor(o);
+  EXPECT_TRUE(p.ok()) << p.status().ToString();
+  return std::move(p).value();
+}
+
+const nlohmann::json kItems = nlohmann::json::parse(R"([{"id":0,"value":3},{"id":1,"value":4}])");
+
+TEST(ProcessorTest, SumAddsEveryItemsValueExactly) {
+  auto sum = Make(Named("sum"));
+  auto r = sum->Process({"b", 0, kItems});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value(), 7);
+  EXPECT_TRUE(r.value().is_number_integer());
+}
+
+TEST(ProcessorTest, SumFailsOnAnItemWithoutANumericValue) {
+  auto sum = Make(Named("sum"));
+  auto items = nlohmann::json::parse(R"([{"value":1},{"value":"x"}])");
+  auto r = sum->Process({"b", 0, items});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "item 1 has no numeric \"value\"");
+}
+
+TEST(ProcessorTest, ExecPassesTheChunkOnStdinAndReadsTheResult) {
+  ProcessorOptions o;
+  o.command = "python3 -c 'import json,sys; c=json.load(sys.stdin); "
+              "print(json.dumps({\"n\": len(c[\"items\"]), \"chunk\": c[\"chunk_index\"]}))'";
+  auto exec = Make(o);
+  auto r = exec->Process({"b", 5, kItems});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r.value()["n"], 2);
+  EXPECT_EQ(r.value()["chunk"], 5);
+}
+
+TEST(ProcessorTest, ExecNonZeroExitIsAFailureCarryingStderr) {
+  ProcessorOptions o;
+  o.command = "echo 'bad input' >&2; exit 3";
+  auto r = Make(o)->Process({"b", 0, kItems});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("exited with 3: bad input"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(ProcessorTest, ExecPastItsTimeoutIsKilledAndFails) {
+  ProcessorOptions o;
+  o.command = "sleep 30";
+  o.timeout = std::chrono::milliseconds(200);
+  const auto started = std::chrono::steady_clock::now();
+  auto r = Make(o)->Process({"b", 0, kItems});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kTimeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+}
+
+TEST(ProcessorTest, UnknownProcessorOrMissingCommandIsAClearError) {
+  auto unknown = MakeProcessor(Named("frobnicate"));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("unknown processor 'frobnicate'"), std::string::npos);
+  auto no_cmd = MakeProcessor(Named("exec"));
+  ASSERT_FALSE(no_cmd.ok());
+  EXPECT_NE(no_cmd.status().message().find("--exec"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fanflow
