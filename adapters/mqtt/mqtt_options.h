@@ -63,6 +63,7 @@ inline constexpr char kPropPublishedAt[] = "fanflow-published-at";  // ms since 
 inline constexpr char kPropGroup[] = "fanflow-group";
 inline constexpr char kPropReason[] = "fanflow-reason";
 inline constexpr char kPropDeadAt[] = "fanflow-dead-at";  // RFC 3339
+inline constexpr char kPropParked[] = "fanflow-parked";    // registry: "1" while a parked session holds it
 inline constexpr char kContentType[] = "application/cloudevents+json";
 
 inline constexpr char kSysDropped[] = "$SYS/broker/publish/messages/dropped";
