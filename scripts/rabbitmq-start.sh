@@ -41,11 +41,13 @@ print_env() {
 # No credentials in the URLs (test names and logs print them): guest/guest is
 # the adapter's default, FANFLOW_AMQP_USER / FANFLOW_AMQP_PASSWORD override it.
 export FANFLOW_TEST_AMQP_URL='amqp://127.0.0.1:$AMQP_PORT/'
-export FANFLOW_TEST_AMQPS_URL='amqps://127.0.0.1:$AMQPS_PORT/'
+# TLS by name: rabbitmq-c 0.11 checks the certificate's DNS names, not IP addresses.
+export FANFLOW_TEST_AMQPS_URL='amqps://localhost:$AMQPS_PORT/'
 export FANFLOW_TEST_AMQP_CACERT='$DIR/tls/ca.pem'
 export FANFLOW_TEST_AMQP_CLIENT_CERT='$DIR/tls/client.pem'
 export FANFLOW_TEST_AMQP_CLIENT_KEY='$DIR/tls/client.key'
 export FANFLOW_TEST_RABBITMQ_NODE='$NODE'
+export FANFLOW_TEST_RABBITMQ_PID_FILE='$DIR/beam.pid'
 # A command prefix that reaches this node, e.g. \$FANFLOW_TEST_RABBITMQCTL close_all_connections x
 export FANFLOW_TEST_RABBITMQCTL='env HOME=$DIR/home ERL_EPMD_PORT=$EPMD_PORT $SBIN/rabbitmqctl -n $NODE'
 EOF

@@ -87,8 +87,12 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
   }
   timeval connect_tv = ToTimeval(std::chrono::milliseconds(config.connect_timeout_ms));
   if (int rc = amqp_socket_open_noblock(socket, config.host.c_str(), config.port, &connect_tv);
-      rc != AMQP_STATUS_OK)
+      rc != AMQP_STATUS_OK) {
+    if (rc == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
+      return FromCode(rc, where + ": cannot connect (rabbitmq-c 0.11 matches DNS names only, not IP "
+                                  "addresses: connect by a name in the certificate, or set verify_hostname=false)");
     return FromCode(rc, where + ": cannot connect");
+  }
   timeval rpc_tv = ToTimeval(std::chrono::milliseconds(config.rpc_timeout_ms));
   amqp_set_handshake_timeout(c->conn_, &rpc_tv);
   amqp_set_rpc_timeout(c->conn_, &rpc_tv);

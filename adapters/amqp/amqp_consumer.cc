@@ -72,8 +72,9 @@ Status AmqpSubscription::Connect() {
   for (const auto& type : options_.event_types)
     if (Status s = DeclareQueues(conn, kChannel, config_, options_.group, type, options_.ephemeral); !s.ok())
       return s;
+  // Per consumer: quorum queues refuse a channel-wide (global) prefetch.
   const int prefetch = std::min(65535, config_.prefetch ? config_.prefetch : options_.concurrency);
-  amqp_basic_qos(conn.get(), kChannel, 0, static_cast<uint16_t>(prefetch), /*global=*/1);
+  amqp_basic_qos(conn.get(), kChannel, 0, static_cast<uint16_t>(prefetch), /*global=*/0);
   if (Status s = conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "basic.qos"); !s.ok()) return s;
   consumer_tags_.clear();
   for (size_t i = 0; i < options_.event_types.size(); ++i) {
