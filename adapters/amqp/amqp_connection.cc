@@ -13,8 +13,6 @@
 namespace fanflow::amqp {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 std::string Bytes(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
 
 timeval ToTimeval(std::chrono::milliseconds ms) {
@@ -114,7 +112,6 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
     c->alive_ = false;
     return s;
   }
-  c->last_rx_ = Clock::now();
   return c;
 }
 
@@ -187,10 +184,7 @@ Status Connection::ServerClose(const amqp_method_t& method, amqp_channel_t chann
 }
 
 Result<bool> Connection::WaitReadable(Waker& waker, std::chrono::milliseconds timeout) {
-  if (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_)) {
-    last_rx_ = Clock::now();
-    return true;
-  }
+  if (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_)) return true;
   pollfd fds[2] = {{amqp_get_sockfd(conn_), POLLIN, 0}, {waker.fd(), POLLIN, 0}};
   int n = poll(fds, 2, static_cast<int>(std::min(timeout, PollInterval()).count()));
   if (n < 0 && errno != EINTR) {
@@ -198,15 +192,7 @@ Result<bool> Connection::WaitReadable(Waker& waker, std::chrono::milliseconds ti
     return Unavailable(std::string("amqp: poll failed: ") + std::strerror(errno));
   }
   if (fds[1].revents) waker.Drain();
-  if (n > 0 && fds[0].revents) {
-    last_rx_ = Clock::now();
-    return true;
-  }
-  if (heartbeat_s_ > 0 && Clock::now() - last_rx_ > std::chrono::seconds(2 * heartbeat_s_ + 1)) {
-    alive_ = false;
-    return Unavailable("amqp: no heartbeat from the broker for " + std::to_string(2 * heartbeat_s_) + "s");
-  }
-  return false;
+  return n > 0 && fds[0].revents;
 }
 
 std::chrono::milliseconds Connection::PollInterval() const {
