@@ -67,10 +67,12 @@ class RawConnection {
     }
     const std::string user = url.user.empty() ? "guest" : url.user;
     const std::string pass = url.password.empty() ? "guest" : url.password;
-    amqp_rpc_reply_t r = amqp_login(conn_, url.path.empty() ? "/" : url.path.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
-                                    10, AMQP_SASL_METHOD_PLAIN, user.c_str(), pass.c_str());
+    amqp_rpc_reply_t r =
+        amqp_login(conn_, url.path.empty() ? "/" : url.path.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, 10,
+                   AMQP_SASL_METHOD_PLAIN, user.c_str(), pass.c_str());
     amqp_channel_open(conn_, 1);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL || amqp_get_rpc_reply(conn_).reply_type != AMQP_RESPONSE_NORMAL)
+    if (r.reply_type != AMQP_RESPONSE_NORMAL ||
+        amqp_get_rpc_reply(conn_).reply_type != AMQP_RESPONSE_NORMAL)
       error_ = "raw: cannot log in / open a channel";
   }
   ~RawConnection() {
@@ -88,7 +90,8 @@ class RawConnection {
 void DeleteQueues(const BusUrl& url, const std::string& group, const std::string& type) {
   RawConnection c(url);
   if (!c.error().empty()) return;
-  for (const std::string& q : {routes::AmqpQueue(group, type), routes::AmqpDeadLetterQueue(group, type)})
+  for (const std::string& q :
+       {routes::AmqpQueue(group, type), routes::AmqpDeadLetterQueue(group, type)})
     amqp_queue_delete(c.get(), 1, amqp_cstring_bytes(q.c_str()), 0, 0);
 }
 
@@ -106,12 +109,14 @@ bool DeclareFresh(benchmark::State& state, std::string& group, std::string& type
 
 // Raw consumer: qos, consume, ack each message as it comes; returns when all
 // arrived ("") or why not. Sets `ready` once consuming (or failed).
-std::string RawConsume(const BusUrl& url, const std::string& queue, int prefetch, std::atomic<bool>& ready) {
+std::string RawConsume(const BusUrl& url, const std::string& queue, int prefetch,
+                       std::atomic<bool>& ready) {
   RawConnection c(url);
   ready = !c.error().empty();
   if (!c.error().empty()) return c.error();
   amqp_basic_qos(c.get(), 1, 0, static_cast<uint16_t>(prefetch), 0);
-  amqp_basic_consume(c.get(), 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  amqp_basic_consume(c.get(), 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0,
+                     amqp_empty_table);
   ready = true;
   if (amqp_get_rpc_reply(c.get()).reply_type != AMQP_RESPONSE_NORMAL) return "raw: cannot consume";
   int got = 0;
@@ -138,18 +143,20 @@ std::string RawPublish(const BusUrl& url, const std::string& type, int window) {
   const std::string key = routes::AmqpRoutingKey(type);
   uint64_t sent = 0, confirmed = 0;
   while (confirmed < static_cast<uint64_t>(kMessages)) {
-    while (sent < static_cast<uint64_t>(kMessages) && sent - confirmed < static_cast<uint64_t>(window)) {
+    while (sent < static_cast<uint64_t>(kMessages) &&
+           sent - confirmed < static_cast<uint64_t>(window)) {
       const std::string id = type + "-" + std::to_string(sent);
       amqp_basic_properties_t p{};
-      p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
-                 AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+      p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                 AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
       p.content_type = amqp_cstring_bytes("application/cloudevents+json");
       p.delivery_mode = 2;
       p.timestamp = static_cast<uint64_t>(time(nullptr));
       p.type = amqp_cstring_bytes(type.c_str());
       p.message_id = amqp_cstring_bytes(id.c_str());
-      amqp_basic_publish(c.get(), 1, amqp_cstring_bytes(routes::kAmqpExchange), amqp_cstring_bytes(key.c_str()), 0,
-                         0, &p, amqp_bytes_t{Body().size(), const_cast<char*>(Body().data())});
+      amqp_basic_publish(c.get(), 1, amqp_cstring_bytes(routes::kAmqpExchange),
+                         amqp_cstring_bytes(key.c_str()), 0, 0, &p,
+                         amqp_bytes_t{Body().size(), const_cast<char*>(Body().data())});
       ++sent;
     }
     amqp_frame_t frame;
@@ -180,7 +187,8 @@ void BM_AmqpPipeline_RawClient(benchmark::State& state) {
     auto start = std::chrono::steady_clock::now();
     std::string publish_error = RawPublish(*url, type, window);
     consumer.join();
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     DeleteQueues(*url, group, type);
     if (!publish_error.empty() || !consume_error.empty()) {
       state.SkipWithError((publish_error + " " + consume_error).c_str());
@@ -194,7 +202,8 @@ void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
   const int window = static_cast<int>(state.range(0)), prefetch = static_cast<int>(state.range(1));
   auto url = ParseBusUrl(BrokerUrl());
   const std::string base = BrokerUrl(), sep = base.find('?') == std::string::npos ? "?" : "&";
-  auto bus = OpenBus(base + sep + "confirm_window=" + std::to_string(window) + "&prefetch=" + std::to_string(prefetch));
+  auto bus = OpenBus(base + sep + "confirm_window=" + std::to_string(window) +
+                     "&prefetch=" + std::to_string(prefetch));
   if (!bus.ok()) {
     state.SkipWithError(bus.status().ToString().c_str());
     return;
@@ -204,7 +213,8 @@ void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
     std::string group, type;
     if (!DeclareFresh(state, group, type)) return;
     batch.clear();
-    for (int i = 0; i < kMessages; ++i) batch.push_back(Message{type, type + "-" + std::to_string(i), Body()});
+    for (int i = 0; i < kMessages; ++i)
+      batch.push_back(Message{type, type + "-" + std::to_string(i), Body()});
     std::mutex mu;
     std::condition_variable all_in;
     int got = 0;
@@ -230,7 +240,8 @@ void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
         return;
       }
     }
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     sub.value().reset();  // its last acks are sent before the queue goes
     DeleteQueues(*url, group, type);
   }
@@ -265,8 +276,10 @@ class TableReporter : public benchmark::ConsoleReporter {
 
   // One row per configuration: raw and fanflow medians and their ratio.
   void PrintTable() {
-    std::printf("\n| pattern (%d persistent msgs, ~%zu B) | raw rabbitmq-c msg/s | fanflow msg/s | ratio |\n",
-                kMessages, Body().size());
+    std::printf(
+        "\n| pattern (%d persistent msgs, ~%zu B) | raw rabbitmq-c msg/s | fanflow msg/s | ratio "
+        "|\n",
+        kMessages, Body().size());
     std::printf("|---|---|---|---|\n");
     for (auto& [name, raw] : rates_) {
       const std::string kRaw = "BM_AmqpPipeline_RawClient/";
@@ -275,9 +288,10 @@ class TableReporter : public benchmark::ConsoleReporter {
       auto ff = rates_.find("BM_AmqpPipeline_Fanflow/" + config);
       if (ff == rates_.end() || raw.empty() || ff->second.empty()) continue;
       double r = Median(raw), f = Median(ff->second);
-      std::printf("| %s (medians of %zu / %zu runs) | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f |\n",
-                  config.substr(0, config.find("/iterations")).c_str(), raw.size(), ff->second.size(), r, Min(raw), Max(raw), f, Min(ff->second),
-                  Max(ff->second), f / r);
+      std::printf(
+          "| %s (medians of %zu / %zu runs) | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f |\n",
+          config.substr(0, config.find("/iterations")).c_str(), raw.size(), ff->second.size(), r,
+          Min(raw), Max(raw), f, Min(ff->second), Max(ff->second), f / r);
     }
   }
 
@@ -303,8 +317,9 @@ int main(int argc, char** argv) {
   int n = static_cast<int>(args.size());
   benchmark::Initialize(&n, args.data());
   if (fanflow::BrokerUrl().empty()) {
-    std::fprintf(stderr, "amqp_pipeline_bench: set FANFLOW_BENCH_AMQP_URL or FANFLOW_TEST_AMQP_URL "
-                         "(eval \"$(scripts/rabbitmq-start.sh)\")\n");
+    std::fprintf(stderr,
+                 "amqp_pipeline_bench: set FANFLOW_BENCH_AMQP_URL or FANFLOW_TEST_AMQP_URL "
+                 "(eval \"$(scripts/rabbitmq-start.sh)\")\n");
     return 1;
   }
   fanflow::TableReporter reporter;

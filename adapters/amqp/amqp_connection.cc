@@ -27,6 +27,19 @@ Status FromCode(int code, const std::string& what) {
   return code == AMQP_STATUS_TIMEOUT ? Timeout(text) : Unavailable(text);
 }
 
+// "PRECONDITION_FAILED - ... (406)" from a server close method.
+std::string ServerCloseText(const amqp_method_t& method) {
+  if (method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
+    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
+  }
+  if (method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
+    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
+  }
+  return "unexpected method " + std::to_string(method.id);
+}
+
 }  // namespace
 
 // Without an eventfd (fd exhaustion) poll ignores fd -1 and owners fall back
@@ -47,20 +60,8 @@ void Waker::Drain() {
   [[maybe_unused]] ssize_t n = read(fd_, &v, sizeof v);
 }
 
-std::string ServerCloseText(const amqp_method_t& method) {
-  if (method.id == AMQP_CHANNEL_CLOSE_METHOD) {
-    auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
-    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
-  }
-  if (method.id == AMQP_CONNECTION_CLOSE_METHOD) {
-    auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
-    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
-  }
-  return "unexpected method " + std::to_string(method.id);
-}
-
-Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, const std::string& name,
-                                                     int heartbeat_s) {
+Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config,
+                                                     const std::string& name, int heartbeat_s) {
   std::unique_ptr<Connection> c(new Connection());
   c->conn_ = amqp_new_connection();
   if (!c->conn_) return Internal("amqp: out of memory creating a connection");
@@ -75,8 +76,8 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
       return InvalidArgument(where + ": cannot load CA file '" + config.cacert + "'");
     if (!config.cert.empty() &&
         amqp_ssl_socket_set_key(socket, config.cert.c_str(), config.key.c_str()) != AMQP_STATUS_OK)
-      return InvalidArgument(where + ": cannot load client certificate '" + config.cert + "' / key '" +
-                             config.key + "'");
+      return InvalidArgument(where + ": cannot load client certificate '" + config.cert +
+                             "' / key '" + config.key + "'");
     amqp_ssl_socket_set_verify_peer(socket, 1);
     amqp_ssl_socket_set_verify_hostname(socket, config.verify_hostname ? 1 : 0);
   } else {
@@ -87,8 +88,10 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
   if (int rc = amqp_socket_open_noblock(socket, config.host.c_str(), config.port, &connect_tv);
       rc != AMQP_STATUS_OK) {
     if (rc == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
-      return FromCode(rc, where + ": cannot connect (rabbitmq-c 0.11 matches DNS names only, not IP "
-                                  "addresses: connect by a name in the certificate, or set verify_hostname=false)");
+      return FromCode(
+          rc, where +
+                  ": cannot connect (rabbitmq-c 0.11 matches DNS names only, not IP "
+                  "addresses: connect by a name in the certificate, or set verify_hostname=false)");
     return FromCode(rc, where + ": cannot connect");
   }
   timeval rpc_tv = ToTimeval(std::chrono::milliseconds(config.rpc_timeout_ms));
@@ -107,7 +110,8 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
       c->conn_, config.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s, &table,
       AMQP_SASL_METHOD_PLAIN, config.user.c_str(), config.password.c_str());
   c->alive_ = true;
-  if (Status s = c->Check(reply, 0, where + ": login as '" + config.user + "' to vhost '" + config.vhost + "'");
+  if (Status s = c->Check(
+          reply, 0, where + ": login as '" + config.user + "' to vhost '" + config.vhost + "'");
       !s.ok()) {
     c->alive_ = false;
     return s;
@@ -125,7 +129,8 @@ Status Connection::OpenChannel(amqp_channel_t channel) {
   return Check(amqp_get_rpc_reply(conn_), channel, "open channel " + std::to_string(channel));
 }
 
-Status Connection::Check(const amqp_rpc_reply_t& reply, amqp_channel_t channel, const std::string& what) {
+Status Connection::Check(const amqp_rpc_reply_t& reply, amqp_channel_t channel,
+                         const std::string& what) {
   switch (reply.reply_type) {
     case AMQP_RESPONSE_NORMAL:
       return Status::Ok();
@@ -153,11 +158,13 @@ Status Connection::HandleFrame(const amqp_frame_t& frame) {
   if (frame.frame_type != AMQP_FRAME_METHOD) return Status::Ok();
   const amqp_method_t& m = frame.payload.method;
   if (m.id == AMQP_CHANNEL_CLOSE_METHOD || m.id == AMQP_CONNECTION_CLOSE_METHOD)
-    return ServerClose(m, frame.channel, "server closed " + std::string(frame.channel ? "channel" : "connection"));
+    return ServerClose(m, frame.channel,
+                       "server closed " + std::string(frame.channel ? "channel" : "connection"));
   return Status::Ok();
 }
 
-Status Connection::ServerClose(const amqp_method_t& method, amqp_channel_t channel, const std::string& what) {
+Status Connection::ServerClose(const amqp_method_t& method, amqp_channel_t channel,
+                               const std::string& what) {
   const std::string text = what + ": " + ServerCloseText(method);
   if (method.id == AMQP_CHANNEL_CLOSE_METHOD) {
     amqp_channel_close_ok_t ok{};
@@ -197,7 +204,8 @@ Result<bool> Connection::WaitReadable(Waker& waker, std::chrono::milliseconds ti
 
 std::chrono::milliseconds Connection::PollInterval() const {
   // Wake in time to send our heartbeat (the library sends it on the next call).
-  return heartbeat_s_ > 0 ? std::chrono::milliseconds(heartbeat_s_ * 1000 / 2) : std::chrono::milliseconds(1000);
+  return heartbeat_s_ > 0 ? std::chrono::milliseconds(heartbeat_s_ * 1000 / 2)
+                          : std::chrono::milliseconds(1000);
 }
 
 }  // namespace fanflow::amqp

@@ -76,7 +76,4 @@ class Connection {
   int heartbeat_s_ = 0;
 };
 
-// "PRECONDITION_FAILED - ..." etc. from a server close method, for messages.
-std::string ServerCloseText(const amqp_method_t& method);
-
 }  // namespace fanflow::amqp

@@ -37,10 +37,9 @@ class AmqpSubscription final : public Subscription {
  public:
   // Connects, declares the queues and starts consuming. Errors (broker down,
   // credentials, a queue with other arguments) come back before any thread starts.
-  [[nodiscard]] static Result<std::unique_ptr<Subscription>> Start(const AmqpConfig& config,
-                                                                   std::shared_ptr<Publisher> publisher,
-                                                                   const SubscribeOptions& options,
-                                                                   Handler handler);
+  [[nodiscard]] static Result<std::unique_ptr<Subscription>> Start(
+      const AmqpConfig& config, std::shared_ptr<Publisher> publisher,
+      const SubscribeOptions& options, Handler handler);
   ~AmqpSubscription() override;
 
  private:

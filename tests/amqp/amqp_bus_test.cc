@@ -14,11 +14,13 @@ namespace {
 std::vector<Message> Numbered(const std::string& type, int n, int from = 0) {
   std::vector<Message> out;
   for (int i = from; i < from + n; ++i)
-    out.push_back(Message{type, type + "-" + std::to_string(i), "{\"n\":" + std::to_string(i) + "}"});
+    out.push_back(
+        Message{type, type + "-" + std::to_string(i), "{\"n\":" + std::to_string(i) + "}"});
   return out;
 }
 
-std::optional<QueueStats> StatsOf(EventBus& bus, const std::string& group, const std::string& type) {
+std::optional<QueueStats> StatsOf(EventBus& bus, const std::string& group,
+                                  const std::string& type) {
   auto stats = bus.Stats(group);
   if (!stats.ok()) return std::nullopt;
   for (auto& s : stats.value())
@@ -39,13 +41,15 @@ TEST(AmqpBusTest, PublishesTwentyThousandThroughTheConfirmWindowAndDeliversEvery
   Status s = bus->Publish(Numbered(type, 10000));
   other.join();
   ASSERT_TRUE(s.ok()) << s.ToString();
-  double publish_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double publish_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_TRUE(WaitFor([&] { return got.unique() == 20000; }, 120s)) << got.unique();
   double all_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   RecordProperty("publish_msgs_per_s", static_cast<int>(20000 / publish_s));
   RecordProperty("end_to_end_msgs_per_s", static_cast<int>(20000 / all_s));
-  std::printf("20000 persistent messages: confirmed in %.2f s (%.0f msg/s), all consumed after %.2f s\n",
-              publish_s, 20000 / publish_s, all_s);
+  std::printf(
+      "20000 persistent messages: confirmed in %.2f s (%.0f msg/s), all consumed after %.2f s\n",
+      publish_s, 20000 / publish_s, all_s);
 }
 
 TEST(AmqpBusTest, AFullQueueWithRejectPublishMakesPublishFail) {
@@ -76,7 +80,8 @@ TEST(AmqpBusTest, AQueueDeclaredWithOtherArgumentsGivesAClearError) {
   ASSERT_TRUE(first->DeclareGroup(group, {type}).ok());
   Status s = second->DeclareGroup(group, {type});
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-  EXPECT_NE(s.message().find("'" + routes::AmqpQueue(group, type) + "'"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("'" + routes::AmqpQueue(group, type) + "'"), std::string::npos)
+      << s.message();
   EXPECT_NE(s.message().find("x-message-ttl"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("message_ttl_ms"), std::string::npos) << s.message();
   auto sub = second->Subscribe({group, {type}, 1}, [](const Delivery&) { return Verdict::Ack(); });
@@ -88,7 +93,8 @@ TEST(AmqpBusTest, AQueueDeclaredWithOtherArgumentsGivesAClearError) {
 TEST(AmqpBusTest, RefusesDeadLetterRetentionShorterThanTheQueues) {
   auto shorter = OpenBus(AmqpUrlWith("message_ttl_ms=60000&dlq_ttl_ms=30000"));
   EXPECT_EQ(shorter.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(shorter.status().message().find("dlq_ttl_ms=30000 must be longer than"), std::string::npos)
+  EXPECT_NE(shorter.status().message().find("dlq_ttl_ms=30000 must be longer than"),
+            std::string::npos)
       << shorter.status().message();
   auto forever = OpenBus(AmqpUrlWith("dlq_ttl_ms=30000"));
   EXPECT_EQ(forever.status().code(), StatusCode::kInvalidArgument) << forever.status().ToString();
@@ -246,8 +252,10 @@ TEST(AmqpBusTest, ConnectsOverTlsWithTheTestCa) {
     if (Env("CI") == "true") FAIL() << "FANFLOW_TEST_AMQPS_URL / FANFLOW_TEST_AMQP_CACERT unset";
     GTEST_SKIP() << "FANFLOW_TEST_AMQPS_URL / FANFLOW_TEST_AMQP_CACERT unset";
   }
-  const std::string cert = Env("FANFLOW_TEST_AMQP_CLIENT_CERT"), key = Env("FANFLOW_TEST_AMQP_CLIENT_KEY");
-  for (const std::string& query : {"cacert=" + ca, "cacert=" + ca + "&cert=" + cert + "&key=" + key}) {
+  const std::string cert = Env("FANFLOW_TEST_AMQP_CLIENT_CERT"),
+                    key = Env("FANFLOW_TEST_AMQP_CLIENT_KEY");
+  for (const std::string& query :
+       {"cacert=" + ca, "cacert=" + ca + "&cert=" + cert + "&key=" + key}) {
     SCOPED_TRACE(query);
     auto bus = MustOpen(amqps + "?" + query);
     ASSERT_TRUE(bus);
@@ -259,7 +267,8 @@ TEST(AmqpBusTest, ConnectsOverTlsWithTheTestCa) {
     EXPECT_TRUE(WaitFor([&] { return got.unique() == 100; }));
   }
   auto no_ca = OpenBus(amqps);
-  EXPECT_NE(no_ca.status().message().find("cacert"), std::string::npos) << no_ca.status().ToString();
+  EXPECT_NE(no_ca.status().message().find("cacert"), std::string::npos)
+      << no_ca.status().ToString();
   // A CA that did not sign the broker's certificate: the handshake fails.
   auto wrong_ca = OpenBus(amqps + "?cacert=" + cert);
   EXPECT_FALSE(wrong_ca.ok());

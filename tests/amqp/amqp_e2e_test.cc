@@ -23,7 +23,8 @@ nlohmann::json LastJsonLine(const std::string& out) {
   auto end = out.find_last_not_of('\n');
   if (end == std::string::npos) return nlohmann::json::value_t::discarded;
   auto start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1), nullptr, false);
+  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1), nullptr,
+                               false);
 }
 
 // Items {"id": i, "value": (i * 37) % 1001} in a JSONL file; returns the sum of values.
@@ -53,12 +54,13 @@ class Pipeline {
     EXPECT_EQ(topology.exit_code, 0) << topology.err;
     observer_bus_ = MustOpen(url_);
     if (!observer_bus_) return;
-    auto sub = observer_bus_->Subscribe({"e2e-observer", {kBatchComplete}, 1}, [this](const Delivery& d) {
-      auto e = DecodeEvent(d.message.body);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (e.ok()) completions_[e->subject].push_back(e.value());
-      return Verdict::Ack();
-    });
+    auto sub =
+        observer_bus_->Subscribe({"e2e-observer", {kBatchComplete}, 1}, [this](const Delivery& d) {
+          auto e = DecodeEvent(d.message.body);
+          std::lock_guard<std::mutex> lock(mu_);
+          if (e.ok()) completions_[e->subject].push_back(e.value());
+          return Verdict::Ack();
+        });
     EXPECT_TRUE(sub.ok()) << sub.status().ToString();
     if (sub.ok()) observer_ = std::move(sub).value();
     Start("aggregator", {"aggregator", "--state", dir_ + "/ledger.db"});
@@ -78,15 +80,16 @@ class Pipeline {
     RabbitmqCtl("delete_vhost " + vhost_);
   }
 
-  ft::ProcessResult Fanflow(std::vector<std::string> args, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  ft::ProcessResult Fanflow(std::vector<std::string> args,
+                            std::chrono::seconds limit = std::chrono::seconds(60)) {
     args.insert(args.begin(), ft::FanflowBinary());
     args.insert(args.end(), {"--bus", url_, "--log-level", "warn"});
     return ft::RunProcess(args, limit);
   }
 
   ft::ProcessResult Submit(const std::string& source, const std::string& batch_id) {
-    return Fanflow({"submit", "--source", source, "--chunk-size", "100", "--batch-id", batch_id, "--wait",
-                    "--json", "--timeout", "300"},
+    return Fanflow({"submit", "--source", source, "--chunk-size", "100", "--batch-id", batch_id,
+                    "--wait", "--json", "--timeout", "300"},
                    std::chrono::seconds(330));
   }
 
@@ -168,7 +171,8 @@ void ExpectSleptTotal(const nlohmann::json& e, int64_t sum) {
   EXPECT_EQ(e["data"]["status"], "succeeded") << e.dump();
   EXPECT_EQ(e["data"]["items"], kSleepItems);
   EXPECT_EQ(e["data"]["chunks"], kSleepItems / 100);
-  EXPECT_NEAR(e["data"]["result"]["slept_ms"].get<double>(), kSleepScale * static_cast<double>(sum), 1e-3)
+  EXPECT_NEAR(e["data"]["result"]["slept_ms"].get<double>(), kSleepScale * static_cast<double>(sum),
+              1e-3)
       << e.dump();
 }
 
@@ -220,15 +224,17 @@ TEST(AmqpEndToEndTest, AmqpPublishStartsABatchAndItsMalformedMessageIsDeadLetter
   RequireCtl();
   Pipeline p("--processor sum");
   auto publish = [&](const std::string& body) {
-    return ft::RunProcess({"amqp-publish", "--url", p.url(), "-e", "fanflow", "-r", "start_fanout", "-p", "-C",
-                           "application/cloudevents+json", "-b", body},
+    return ft::RunProcess({"amqp-publish", "--url", p.url(), "-e", "fanflow", "-r", "start_fanout",
+                           "-p", "-C", "application/cloudevents+json", "-b", body},
                           std::chrono::seconds(30));
   };
   auto bad = publish("not json {");
   ASSERT_EQ(bad.exit_code, 0) << bad.err;
   const std::string batch = Unique("interop");
-  const std::string event = R"({"specversion": "1.0", "id": ")" + batch + R"(/start", "source": "urn:test:amqp-publish",
-    "type": "fanflow.start_fanout.v1", "subject": ")" + batch + R"(", "correlationid": ")" + batch + R"(",
+  const std::string event = R"({"specversion": "1.0", "id": ")" + batch +
+                            R"(/start", "source": "urn:test:amqp-publish",
+    "type": "fanflow.start_fanout.v1", "subject": ")" +
+                            batch + R"(", "correlationid": ")" + batch + R"(",
     "data": {"source": "range:5000:3", "chunk_size": 100}})";
   auto good = publish(event);
   ASSERT_EQ(good.exit_code, 0) << good.err;
@@ -248,7 +254,8 @@ TEST(AmqpEndToEndTest, AmqpPublishStartsABatchAndItsMalformedMessageIsDeadLetter
   EXPECT_EQ(dead[0].body, "not json {");
   EXPECT_EQ(dead[0].type, kStartFanout);
   EXPECT_FALSE(dead[0].reason.empty());
-  EXPECT_EQ(dead[0].id.rfind("amqp-", 0), 0u) << "no message_id, no CloudEvents id: a hash of the body";
+  EXPECT_EQ(dead[0].id.rfind("amqp-", 0), 0u)
+      << "no message_id, no CloudEvents id: a hash of the body";
   auto again = p.bus().ListDeadLetters("ventilator");
   ASSERT_TRUE(again.ok());
   ASSERT_EQ(again->size(), 1u);

@@ -112,7 +112,8 @@ TEST(AmqpFaultTest, NoticesASilentBrokerByItsMissingHeartbeats) {
   RequireCtl();
   std::ifstream pid_file(Env("FANFLOW_TEST_RABBITMQ_PID_FILE"));
   pid_t pid = 0;
-  if (!(pid_file >> pid) || pid <= 1) GTEST_SKIP() << "FANFLOW_TEST_RABBITMQ_PID_FILE unset or unreadable";
+  if (!(pid_file >> pid) || pid <= 1)
+    GTEST_SKIP() << "FANFLOW_TEST_RABBITMQ_PID_FILE unset or unreadable";
   LogCapture logs;
   auto bus = MustOpen(AmqpUrlWith("heartbeat=1&rpc_timeout_ms=2000&connect_timeout_ms=2000"));
   ASSERT_TRUE(bus);
@@ -124,7 +125,8 @@ TEST(AmqpFaultTest, NoticesASilentBrokerByItsMissingHeartbeats) {
   ASSERT_TRUE(WaitFor([&] { return got.unique() == 1; }));
   {
     FrozenBroker frozen(pid);
-    EXPECT_TRUE(WaitFor([&] { return logs.text().find("heartbeat timeout") != std::string::npos; }, 15s))
+    EXPECT_TRUE(
+        WaitFor([&] { return logs.text().find("heartbeat timeout") != std::string::npos; }, 15s))
         << logs.text();
   }
   ASSERT_TRUE(bus->Publish(Message{type, "after", "{}"}).ok());
@@ -151,7 +153,8 @@ TEST(AmqpFaultTest, CredentialsNeverAppearInLogsOrErrors) {
     });
     ASSERT_TRUE(sub.ok());
     ASSERT_TRUE(bus->Publish(Message{type, "one", "{}"}).ok());
-    ASSERT_EQ(RabbitmqCtl("close_all_connections 'credentials test'"), 0);  // reconnects log the URL
+    ASSERT_EQ(RabbitmqCtl("close_all_connections 'credentials test'"),
+              0);  // reconnects log the URL
     ASSERT_TRUE(bus->Publish(Message{type, "poison", "{}"}).ok());
     ASSERT_TRUE(bus->Publish(Message{type, "two", "{}"}).ok());
     EXPECT_TRUE(WaitFor([&] { return got.unique() == 2; }, 60s));

@@ -15,8 +15,9 @@ class RequireBroker : public ::testing::Environment {
  public:
   void SetUp() override {
     if (!Env("FANFLOW_TEST_AMQP_URL").empty()) return;
-    const char* how = "FANFLOW_TEST_AMQP_URL is unset: start a test node with "
-                      "eval \"$(scripts/rabbitmq-start.sh)\"";
+    const char* how =
+        "FANFLOW_TEST_AMQP_URL is unset: start a test node with "
+        "eval \"$(scripts/rabbitmq-start.sh)\"";
     if (Env("CI") == "true") FAIL() << how << " (CI=true: a missing broker is a failure)";
     GTEST_SKIP() << how;
   }
