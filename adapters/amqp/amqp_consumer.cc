@@ -169,7 +169,9 @@ Status AmqpSubscription::Pump() {
         Work w{0, env.delivery_tag, it->second,
                Delivery{Message{options_.event_types[it->second], in.message_id,
                                 ToString(env.message.body)},
-                        options_.group, in.attempt, env.redelivered != 0}};
+                        options_.group, in.attempt,
+                        // A retry copy is a new message, but the event was delivered before.
+                        env.redelivered != 0 || in.attempt > 1}};
         std::lock_guard<std::mutex> lock(mu_);
         w.generation = generation_;
         work_.push_back(std::move(w));
