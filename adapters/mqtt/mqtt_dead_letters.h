@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "adapters/mqtt/mqtt_client.h"
+#include "adapters/mqtt/mqtt_snapshot.h"
 #include "adapters/mqtt/mqtt_envelope.h"
 
 namespace fanflow::mqtt {

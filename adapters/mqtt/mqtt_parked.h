@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "adapters/mqtt/mqtt_client.h"
+#include "adapters/mqtt/mqtt_snapshot.h"
 #include "adapters/mqtt/mqtt_options.h"
 
 namespace fanflow::mqtt {

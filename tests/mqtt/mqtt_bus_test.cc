@@ -99,7 +99,7 @@ TEST(MqttBus, ABacklogOf20000WaitingForASlowConsumerLosesNone) {
   const std::string type = "fanflow." + Unique("backlog") + ".v1", group = Unique("slow");
   const int64_t dropped_before = StatsOf(*bus, group, type).dropped;
   Seen seen;
-  int64_t peak = RunBacklog(*bus, type, group, 20000, 500us, seen);
+  int64_t peak = RunBacklog(*bus, type, group, 20000, 1000us, seen);
   EXPECT_GT(peak, 1000) << "the consumer was not slower than the producer: no backlog to test";
   EXPECT_EQ(StatsOf(*bus, group, type).dropped, dropped_before);
 }
@@ -129,7 +129,7 @@ TEST(MqttBus, ALiveSlowConsumerLosesNothingUnderMosquittosDefaultQueueLimit) {
   ASSERT_TRUE(bus);
   const std::string type = "fanflow." + Unique("limit") + ".v1", group = Unique("slow");
   Seen seen;
-  int64_t peak = RunBacklog(*bus, type, group, 20000, 500us, seen);
+  int64_t peak = RunBacklog(*bus, type, group, 20000, 1000us, seen);
   EXPECT_GT(peak, 1000) << "no backlog beyond the broker's limit was built";
   EXPECT_EQ(StatsOf(*bus, group, type).dropped, 0);
 }
