@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <iostream>
 #include <mutex>
 #include <random>
 #include <set>
@@ -89,6 +90,8 @@ int64_t RunBacklog(EventBus& bus, const std::string& type, const std::string& gr
   }
   EXPECT_TRUE(WaitFor([&] { return seen.distinct() == static_cast<size_t>(total); }, 180s))
       << seen.distinct() << " of " << total;
+  std::cout << "largest backlog seen: " << peak << " of " << total << " messages, " << seen.deliveries
+            << " deliveries\n";
   return peak;
 }
 
