@@ -254,10 +254,12 @@ void Connection::Disconnect(bool end_session) {
   }
 }
 
-Publisher::Publisher(const MqttOptions& options) : options_(options), slots_(options.window) {}
+Publisher::Publisher(const MqttOptions& options, std::function<void()> on_broker_back)
+    : options_(options), on_broker_back_(std::move(on_broker_back)), slots_(options.window) {}
 
-Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options) {
-  std::unique_ptr<Publisher> p(new Publisher(options));
+Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options,
+                                                   std::function<void()> on_broker_back) {
+  std::unique_ptr<Publisher> p(new Publisher(options, std::move(on_broker_back)));
   // A session that outlives a broker restart, so in-flight publishes are resent.
   Publisher* self = p.get();
   auto conn = Connection::Create(
@@ -299,6 +301,11 @@ void Publisher::RunReconnects() {
     if (!Accepts(options_.host, options_.port)) {
       wake_.wait_for(lock, 250ms, [&] { return closing_; });
       continue;
+    }
+    if (on_broker_back_) {
+      lock.unlock();
+      on_broker_back_();
+      lock.lock();
     }
     if (wake_.wait_for(lock, kResumeGrace, [&] { return closing_; })) return;
     lost_ = false;

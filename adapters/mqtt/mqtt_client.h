@@ -103,18 +103,21 @@ class Connection {
 // from its persistence file, so after a broker restart a group has no
 // subscriber until its consumers are back (they retry every 1-2 s). The
 // Publisher waits until the broker accepts connections, then kResumeGrace more,
-// before it reconnects and paho sends what waited. Thread-safe.
+// before it reconnects and paho sends what waited; `on_broker_back` runs
+// first, on the Publisher's reconnect thread. Thread-safe.
 class Publisher {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<Publisher>> Open(const MqttOptions& options);
+  [[nodiscard]] static Result<std::unique_ptr<Publisher>> Open(const MqttOptions& options,
+                                                               std::function<void()> on_broker_back);
   ~Publisher();
   [[nodiscard]] Status Publish(const std::vector<OutMessage>& messages);
 
  private:
-  explicit Publisher(const MqttOptions& options);
+  Publisher(const MqttOptions& options, std::function<void()> on_broker_back);
   void RunReconnects();
 
   const MqttOptions options_;
+  const std::function<void()> on_broker_back_;
   std::unique_ptr<Connection> conn_;
   std::string nudge_topic_;  // see NudgeNetworkThread in the .cc
   std::counting_semaphore<> slots_;

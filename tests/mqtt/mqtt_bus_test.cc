@@ -205,6 +205,29 @@ TEST(MqttBus, AMosquittoRestartMidStreamLosesNothing) {
   EXPECT_TRUE(WaitFor([&] { return seen.distinct() == total; }, 120s)) << seen.distinct() << " of " << total;
 }
 
+// Mosquitto 2.0 forgets shared subscriptions over a restart (not the sessions):
+// the adapter subscribes a declared group's parked session again.
+TEST(MqttBus, ADeclaredGroupKeepsEventsPublishedAfterABrokerRestart) {
+  FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", shared_url);
+  ScratchBroker broker;
+  ASSERT_TRUE(broker.Start());
+  const std::string type = "fanflow." + Unique("declared") + ".v1", group = Unique("g");
+  {
+    auto bus = Open(broker.url());
+    ASSERT_TRUE(bus);
+    ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
+  }  // no fanflow process runs while the broker restarts
+  broker.Stop();
+  ASSERT_TRUE(broker.Start());
+  auto bus = Open(broker.url());
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->Publish(Batch(type, 0, 5)).ok());
+  Seen seen;
+  auto sub = bus->Subscribe({group, {type}, 1}, seen.Acking());
+  ASSERT_TRUE(sub.ok());
+  EXPECT_TRUE(WaitFor([&] { return seen.distinct() == 5; }, 10s)) << seen.distinct();
+}
+
 // Mosquitto keeps giving a stopped member of a shared subscription its share;
 // the consumer that takes its place (same instance name, free slot) gets it.
 TEST(MqttBus, ARestartedConsumerResumesTheMessagesQueuedForIt) {
