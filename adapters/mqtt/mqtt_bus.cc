@@ -130,7 +130,6 @@ Result<std::unique_ptr<EventBus>> NewMqttBus(const BusUrl& url) {
   auto publisher = Publisher::Open(o, [&o] { RestoreParked(o); });
   if (!publisher.ok()) return publisher.status();
   core->publisher = std::move(publisher).value();
-  RestoreParked(o);
   spdlog::debug("mqtt: bus open on {}", core->options.described);
   return std::unique_ptr<EventBus>(std::make_unique<MqttBus>(std::move(core)));
 }

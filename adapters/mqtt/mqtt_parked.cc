@@ -6,11 +6,18 @@
 
 namespace fanflow::mqtt {
 
-Status DeclareParked(const MqttOptions& options, const std::string& group, const std::string& type) {
-  auto conn = Connection::Create(options, {ParkedClientId(group, type), false, options.session_expiry_s, 0},
-                                 nullptr);
+Status DeclareParked(const MqttOptions& options, const std::string& group, const std::string& type,
+                     bool only_if_present) {
+  // No automatic reconnect: taken over by a consumer retiring it, it must stay away.
+  auto conn = Connection::Create(
+      options, {ParkedClientId(group, type), false, options.session_expiry_s, 0, false}, nullptr);
   if (!conn.ok()) return conn.status();
-  if (auto s = (*conn)->Connect(); !s.ok()) return s.status();
+  auto present = (*conn)->Connect();
+  if (!present.ok()) return present.status();
+  if (only_if_present && !*present) {
+    (*conn)->Disconnect(true);  // retired meanwhile: leave no session behind
+    return Status::Ok();
+  }
   return (*conn)->Subscribe({SharedMain(group, type), SharedRetry(group, type)}, false);
 }
 
@@ -31,7 +38,7 @@ void RestoreParked(const MqttOptions& options) {
     return;
   }
   for (const auto& [group, type] : view->parked)
-    if (Status s = DeclareParked(options, group, type); !s.ok())
+    if (Status s = DeclareParked(options, group, type, true); !s.ok())
       spdlog::warn("mqtt: parked session of '{}' for {} not restored: {}", group, type, s.ToString());
 }
 

@@ -13,7 +13,9 @@ Result<Snapshot> TakeSnapshot(const MqttOptions& options, const SnapshotRequest&
   std::condition_variable cv;
   Snapshot snap;  // messages guarded by mu
   bool marked = false;
-  auto conn = Connection::Create(options, request.spec, [&](Incoming in) {
+  ConnectSpec spec = request.spec;
+  spec.auto_reconnect = false;  // a lost round trip is reported, not resumed
+  auto conn = Connection::Create(options, spec, [&](Incoming in) {
     std::lock_guard<std::mutex> lock(mu);
     if (in.topic == marker_topic)
       marked = true;

@@ -205,7 +205,10 @@ void MqttSubscription::RetireParked(bool register_all) {
     if (!drained->messages.empty())
       spdlog::info("mqtt: group '{}': took over {} message(s) parked for {}", options_.group,
                    drained->messages.size(), type);
-    if (register_all || drained->session_present) registry.push_back(RegistryEntry(options_.group, type, false));
+    // Cleared only once the parked session is surely gone: a consumer that
+    // is taken over mid-drain leaves it for the next check.
+    if (drained->complete && (register_all || drained->session_present))
+      registry.push_back(RegistryEntry(options_.group, type, false));
   }
   if (auto s = core_->publisher->Publish(registry); !s.ok())
     spdlog::warn("mqtt: group registry of '{}' not updated: {}", options_.group, s.ToString());
