@@ -132,8 +132,12 @@ Result<std::unique_ptr<Connection>> Connection::Create(const MqttOptions& option
     self->client_->set_message_callback(
         [self](::mqtt::const_message_ptr m) { self->on_message_(FromPaho(m)); });
   self->client_->set_connection_lost_handler([self](const std::string& cause) {
-    spdlog::warn("mqtt {}: connection to {} lost ({}); reconnecting", self->spec_.client_id,
-                 self->options_.described, cause.empty() ? "no cause given" : cause);
+    // Short-lived connections (snapshots, parked sessions) report the failed
+    // call instead; a consumer taking over a parked session kicks them on purpose.
+    const bool long_lived = self->spec_.auto_reconnect || self->on_lost_;
+    spdlog::log(long_lived ? spdlog::level::warn : spdlog::level::debug, "mqtt {}: connection to {} lost ({}){}",
+                self->spec_.client_id, self->options_.described, cause.empty() ? "no cause given" : cause,
+                long_lived ? "; reconnecting" : "");
     if (self->on_lost_) self->on_lost_();
   });
   self->client_->set_connected_handler([self](const std::string& cause) {
