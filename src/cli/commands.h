@@ -18,6 +18,9 @@ struct WorkerFlags {
   int max_attempts = 3;
   int64_t chunk_timeout_ms = 0;
   int64_t backoff_ms = 200;
+  std::string rate;                  // "" or N/s
+  std::string rate_unit = "chunks";  // chunks | items
+  double rate_burst = 0;             // 0: one second's worth
 };
 
 struct AggregatorFlags {

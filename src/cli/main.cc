@@ -43,6 +43,14 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--backoff-ms", f.backoff_ms, "first retry delay; doubles per attempt, jittered")
       ->check(CLI::Range(int64_t{1}, int64_t{3600000}))
       ->capture_default_str();
+  cmd->add_option("--rate", f.rate,
+                  "start chunks no faster than N/s in this process (token bucket; e.g. 20/s, 0.5/s); "
+                  "a chunk waits for its tokens holding its slot, so the queue absorbs a burst");
+  cmd->add_option("--rate-unit", f.rate_unit, "what --rate counts: chunks, or items (a chunk costs its item count)")
+      ->capture_default_str();
+  cmd->add_option("--rate-burst", f.rate_burst,
+                  "tokens the bucket holds when idle (0: one second's worth)")
+      ->capture_default_str();
 }
 
 void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& state_help) {
