@@ -50,6 +50,7 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
   auto tolerance = Tolerance::Parse(f.tolerate);
   if (!tolerance.ok()) return tolerance.status();
   o.tolerance = tolerance.value();
+  o.deadline = std::chrono::milliseconds(static_cast<int64_t>(f.deadline_s * 1000));
   if (f.lease == "auto") {
     const bool mqtt = bus_url.rfind("mqtt", 0) == 0;
     o.lease = std::chrono::milliseconds(mqtt ? 30000 : 0);

@@ -28,6 +28,7 @@ struct AggregatorFlags {
   std::string sync = "normal";
   std::string tolerate;
   std::string lease = "auto";  // seconds, or auto: on for MQTT buses
+  double deadline_s = 0;       // 0: none
 };
 
 struct BatchFlags {

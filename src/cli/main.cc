@@ -65,6 +65,11 @@ void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& st
                   "seconds after which an unfinished chunk of a stalled batch is redriven "
                   "(0: off; auto: 30 on MQTT buses, which ack on receipt, off elsewhere)")
       ->capture_default_str();
+  cmd->add_option("--deadline", f.deadline_s,
+                  "seconds a batch may stay open after its first event; then it completes `timed_out` "
+                  "listing its missing chunks (0: no deadline)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 }
 
 void AddBatchFlags(CLI::App* cmd, BatchFlags& f) {
