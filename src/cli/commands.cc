@@ -162,6 +162,14 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
                batch_id, batch.source, batch.chunk_size,
                worker_flags.exec.empty() ? worker_flags.processor : "exec", worker_flags.concurrency,
                worker_options->rate.ToString(), bus.value()->Describe());
+  auto decided = aggregator.value()->DecidedCompletion(batch_id);
+  if (!decided.ok()) return Fail(decided.status());
+  if (decided.value()) {
+    spdlog::info("[batch {}] already complete in ledger {}", batch_id, agg_options->state_path);
+    return Report(DecodeEvent(*decided.value()), batch.json, started, false);
+  }
+  // A rerun of an unfinished batch (same --batch-id and --state) fans it out
+  // again; the ledger counts the chunks it already has once.
   const Event& s = start.value();
   if (Status p = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)}); !p.ok()) return Fail(p);
   auto complete = waiter.value()->Wait(TimeoutOf(batch), progress);

@@ -79,6 +79,9 @@ struct QueueStats {
   int64_t consumers = 0;
   std::optional<double> oldest_age_seconds;  // age of the oldest waiting message
   int64_t dead_letters = 0;
+  // Messages the broker discarded instead of queueing (e.g. a full queue). Where
+  // the broker counts drops only globally (Mosquitto's $SYS), this is that count.
+  int64_t dropped = 0;
 };
 
 struct DeadLetter {

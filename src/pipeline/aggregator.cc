@@ -68,6 +68,14 @@ Aggregator::~Aggregator() {
   subscription_.reset();
 }
 
+Result<std::optional<std::string>> Aggregator::DecidedCompletion(const std::string& batch_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto b = ledger_->Get(batch_id);
+  if (!b.ok()) return b.status();
+  if (!b.value() || !b.value()->complete) return std::optional<std::string>();
+  return b.value()->complete;
+}
+
 Verdict Aggregator::Handle(const Delivery& d) {
   auto decoded = DecodeEvent(d.message.body);
   if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());

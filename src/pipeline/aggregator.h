@@ -46,6 +46,10 @@ class Aggregator {
                                                                  AggregatorOptions options);
   ~Aggregator();
 
+  // The batch_complete already decided for `batch_id`, if any: lets a rerun of
+  // a finished batch answer at once instead of waiting for a second announcement.
+  [[nodiscard]] Result<std::optional<std::string>> DecidedCompletion(const std::string& batch_id);
+
  private:
   Aggregator(EventBus& bus, AggregatorOptions options, std::unique_ptr<Ledger> ledger)
       : bus_(bus), options_(std::move(options)), ledger_(std::move(ledger)) {}

@@ -1,9 +1,13 @@
 // `fanflow run` and friends as a user runs them: the real binary, real files.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <fstream>
+#include <thread>
 
 #include "core/event.h"
+#include "pipeline/ledger.h"
 #include "pipeline/source.h"
 #include "tests/support/subprocess.h"
 
@@ -116,6 +120,47 @@ TEST(RunCommandTest, HelpExplainsTheCommands) {
   auto run = RunProcess({FanflowBinary(), "run", "--help"}, std::chrono::seconds(10));
   for (const char* flag : {"--source", "--chunk-size", "--processor", "--concurrency", "--json", "--bus"})
     EXPECT_NE(run.out.find(flag), std::string::npos) << flag;
+}
+
+TEST(RunCommandTest, AKilledRunResumesFromItsLedgerAndCountsEveryChunkOnce) {
+  const std::string dir = testing::TempDir("resume");
+  const std::string state = dir + "/ledger.db";
+  const std::vector<std::string> args = {FanflowBinary(), "run", "--source", "range:3000000:5",
+                                         "--chunk-size", "100", "--state", state, "--batch-id",
+                                         "resume-1", "--json", "--log-level", "warn"};
+  {
+    testing::BackgroundProcess first(args, dir + "/first.log");
+    // Kill it once the ledger has counted some, but not all, of 30,000 chunks.
+    int64_t counted = 0;
+    for (int i = 0; i < 600 && counted < 2000; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto ledger = Ledger::Open(state, Durability::kNormal);
+      if (!ledger.ok()) continue;
+      auto b = ledger.value()->Get("resume-1");
+      if (b.ok() && b.value()) counted = b.value()->succeeded;
+    }
+    first.Signal(SIGKILL);
+    first.Wait(std::chrono::seconds(10));
+  }
+  auto ledger = Ledger::Open(state, Durability::kNormal);
+  ASSERT_TRUE(ledger.ok());
+  auto before = ledger.value()->Get("resume-1");
+  ASSERT_TRUE(before.ok() && before.value());
+  const int64_t counted_before = before.value()->succeeded;
+  ASSERT_GT(counted_before, 0);
+  ASSERT_LT(counted_before, 30000) << "the first run finished before it could be killed";
+  ASSERT_FALSE(before.value()->complete);
+
+  auto r = RunProcess(args, std::chrono::seconds(300));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto e = LastJsonLine(r.out);
+  EXPECT_EQ(e["data"]["succeeded"], 30000);
+  EXPECT_EQ(e["data"]["result"], RangeSum(3000000, 5));
+
+  // Once complete, a rerun answers from the ledger with the same event.
+  auto again = RunProcess(args, std::chrono::seconds(60));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(LastJsonLine(again.out), e);
 }
 
 }  // namespace

@@ -1,0 +1,260 @@
+#include "adapters/amqp/amqp_consumer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "adapters/amqp/amqp_message.h"
+#include "adapters/amqp/amqp_topology.h"
+#include "core/event.h"
+#include "core/routes.h"
+
+namespace fanflow::amqp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr amqp_channel_t kChannel = 1;
+// How long a closing subscription waits out a pending retry delay before it
+// hands the delivery back unchanged.
+constexpr std::chrono::seconds kShutdownGrace{5};
+// Deliveries read per pump, so acks are flushed between bursts.
+constexpr int kPumpBurst = 256;
+
+std::chrono::milliseconds Backoff(int failures) {
+  return std::chrono::milliseconds(std::min<int64_t>(5000, int64_t{100} << std::min(failures, 6)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Subscription>> AmqpSubscription::Start(const AmqpConfig& config,
+                                                              std::shared_ptr<Publisher> publisher,
+                                                              const SubscribeOptions& options, Handler handler) {
+  std::unique_ptr<AmqpSubscription> sub(
+      new AmqpSubscription(config, std::move(publisher), options, std::move(handler)));
+  if (Status s = sub->Connect(); !s.ok()) return s;
+  sub->io_ = std::thread([s = sub.get()] { s->RunIo(); });
+  for (int i = 0; i < options.concurrency; ++i)
+    sub->handlers_.emplace_back([s = sub.get()] { s->RunHandler(); });
+  return std::unique_ptr<Subscription>(std::move(sub));
+}
+
+AmqpSubscription::AmqpSubscription(const AmqpConfig& config, std::shared_ptr<Publisher> publisher,
+                                   const SubscribeOptions& options, Handler handler)
+    : config_(config),
+      publisher_(std::move(publisher)),
+      options_(options),
+      handler_(std::move(handler)),
+      name_("fanflow consumer (group " + options.group + ")") {}
+
+AmqpSubscription::~AmqpSubscription() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  stop_cv_.notify_all();
+  for (auto& t : handlers_) t.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    handlers_done_ = true;
+  }
+  stop_cv_.notify_all();
+  waker_.Ring();
+  if (io_.joinable()) io_.join();
+}
+
+Status AmqpSubscription::Connect() {
+  auto c = Connection::Open(config_, name_, config_.heartbeat_s);
+  if (!c.ok()) return c.status();
+  Connection& conn = **c;
+  if (Status s = conn.OpenChannel(kChannel); !s.ok()) return s;
+  if (Status s = DeclareExchanges(conn, kChannel); !s.ok()) return s;
+  for (const auto& type : options_.event_types)
+    if (Status s = DeclareQueues(conn, kChannel, config_, options_.group, type, options_.ephemeral); !s.ok())
+      return s;
+  const int prefetch = std::min(65535, config_.prefetch ? config_.prefetch : options_.concurrency);
+  amqp_basic_qos(conn.get(), kChannel, 0, static_cast<uint16_t>(prefetch), /*global=*/1);
+  if (Status s = conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "basic.qos"); !s.ok()) return s;
+  consumer_tags_.clear();
+  for (size_t i = 0; i < options_.event_types.size(); ++i) {
+    const std::string queue = routes::AmqpQueue(options_.group, options_.event_types[i]);
+    auto* ok = amqp_basic_consume(conn.get(), kChannel, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes,
+                                  /*no_local=*/0, /*no_ack=*/0, /*exclusive=*/0, amqp_empty_table);
+    if (Status s = conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "consume from '" + queue + "'"); !s.ok())
+      return s;
+    consumer_tags_[ToString(ok->consumer_tag)] = i;
+  }
+  conn_ = std::move(c).value();
+  return Status::Ok();
+}
+
+void AmqpSubscription::RunIo() {
+  int failures = 0;
+  while (true) {
+    if (!conn_) {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) {
+        // Nothing can be acked without a link: the broker requeued it all.
+        stop_cv_.wait(lock, [&] { return handlers_done_; });
+        return;
+      }
+      lock.unlock();
+      Status s = Connect();
+      if (!s.ok()) {
+        if (failures++ % 10 == 0) spdlog::warn("amqp {}: {} (retrying)", name_, s.message());
+        lock.lock();
+        stop_cv_.wait_for(lock, Backoff(failures), [&] { return stopping_; });
+        continue;
+      }
+      if (failures > 0) spdlog::info("amqp {}: consuming again from {}", name_, config_.redacted_url);
+      failures = 0;
+    }
+    Status s = Flush();
+    if (s.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (handlers_done_ && outbox_.empty()) break;
+    }
+    if (s.ok()) s = Pump();
+    if (s.ok()) {
+      auto readable = conn_->WaitReadable(waker_, conn_->PollInterval());
+      if (!readable.ok()) s = readable.status();
+    }
+    if (!s.ok()) {
+      spdlog::warn("amqp {}: lost the connection to {}: {}; reconnecting", name_, config_.redacted_url,
+                   s.message());
+      conn_.reset();
+      std::lock_guard<std::mutex> lock(mu_);
+      ++generation_;
+      work_.clear();  // the broker requeued these
+    }
+  }
+  conn_.reset();  // closes: the broker requeues what was delivered but not handled
+}
+
+Status AmqpSubscription::Flush() {
+  std::vector<Settlement> out;
+  uint64_t generation;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out.swap(outbox_);
+    generation = generation_;
+  }
+  for (const Settlement& s : out) {
+    if (s.generation != generation) continue;  // its delivery was requeued with the old link
+    int rc = s.ack ? amqp_basic_ack(conn_->get(), kChannel, s.tag, 0)
+                   : amqp_basic_nack(conn_->get(), kChannel, s.tag, 0, /*requeue=*/1);
+    if (rc != AMQP_STATUS_OK) return conn_->CheckCode(rc, "amqp ack");
+  }
+  return Status::Ok();
+}
+
+Status AmqpSubscription::Pump() {
+  for (int i = 0; i < kPumpBurst; ++i) {
+    amqp_maybe_release_buffers(conn_->get());
+    amqp_envelope_t env;
+    timeval now{0, 0};
+    amqp_rpc_reply_t r = amqp_consume_message(conn_->get(), &env, &now, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+      auto it = consumer_tags_.find(ToString(env.consumer_tag));
+      if (it != consumer_tags_.end()) {
+        Incoming in = ReadIncoming(env.message.properties);
+        Work w{0, env.delivery_tag, it->second,
+               Delivery{Message{options_.event_types[it->second], in.message_id, ToString(env.message.body)},
+                        options_.group, in.attempt, env.redelivered != 0}};
+        std::lock_guard<std::mutex> lock(mu_);
+        w.generation = generation_;
+        work_.push_back(std::move(w));
+        work_ready_.notify_one();
+      }
+      amqp_destroy_envelope(&env);
+      continue;
+    }
+    if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION || r.library_error != AMQP_STATUS_UNEXPECTED_STATE) {
+      if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+        return Status::Ok();
+      return conn_->Check(r, kChannel, "amqp consume");
+    }
+    // Not a delivery: a server cancel (queue deleted), channel or connection close.
+    amqp_frame_t frame;
+    if (int rc = amqp_simple_wait_frame(conn_->get(), &frame); rc != AMQP_STATUS_OK)
+      return conn_->CheckCode(rc, "amqp read frame");
+    if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)
+      return Unavailable("the broker cancelled the consumer (queue deleted?)");
+    if (Status s = conn_->HandleFrame(frame); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+void AmqpSubscription::RunHandler() {
+  while (true) {
+    Work w;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_ready_.wait(lock, [&] { return stopping_ || !work_.empty(); });
+      if (stopping_) return;  // what is still queued goes back to the broker
+      w = std::move(work_.front());
+      work_.pop_front();
+    }
+    Settlement s = Handle(w);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      outbox_.push_back(s);
+    }
+    waker_.Ring();
+  }
+}
+
+AmqpSubscription::Settlement AmqpSubscription::Handle(const Work& w) {
+  const Delivery& d = w.delivery;
+  Verdict v;
+  try {
+    v = handler_(d);
+  } catch (const std::exception& e) {
+    v = Verdict::DeadLetter(std::string("handler threw: ") + e.what());
+  } catch (...) {
+    v = Verdict::DeadLetter("handler threw a non-std exception");
+  }
+  Settlement ack{w.generation, w.tag, true}, requeue{w.generation, w.tag, false};
+  if (v.kind == Verdict::Kind::kAck) return ack;
+
+  Outgoing out;
+  out.message = d.message;
+  if (v.kind == Verdict::Kind::kRetry) {
+    if (!WaitRetryDelay(v.delay)) {
+      spdlog::info("amqp {}: closing during a retry delay; '{}' goes back to its queue as attempt {}", name_,
+                   d.message.id, d.attempt);
+      return requeue;
+    }
+    // A copy straight to this group's queue (default exchange), not to every group.
+    out.routing_key = routes::AmqpQueue(options_.group, d.message.type);
+    out.attempt = d.attempt + 1;
+  } else {
+    out.exchange = routes::kAmqpDeadLetterExchange;
+    out.routing_key = routes::AmqpDeadLetterQueue(options_.group, d.message.type);
+    out.dead = DeadLetter{options_.group, d.message.type, d.message.id, "", v.reason, d.attempt, NowRfc3339()};
+  }
+  // The original stays unacked until its successor is confirmed.
+  if (Status s = publisher_->Publish({std::move(out)}); !s.ok()) {
+    spdlog::error("amqp {}: could not {} '{}': {}; requeueing it", name_,
+                  v.kind == Verdict::Kind::kRetry ? "schedule a retry of" : "dead-letter", d.message.id,
+                  s.message());
+    return requeue;
+  }
+  if (v.kind == Verdict::Kind::kDeadLetter)
+    spdlog::warn("dead-lettered {} from group '{}' after {} attempt(s): {}", d.message.id, options_.group,
+                 d.attempt, v.reason);
+  return ack;
+}
+
+bool AmqpSubscription::WaitRetryDelay(std::chrono::milliseconds delay) {
+  const auto until = Clock::now() + delay;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stop_cv_.wait_until(lock, until, [&] { return stopping_; }) && Clock::now() < until) {
+    if (until - Clock::now() > kShutdownGrace) return false;
+    lock.unlock();
+    std::this_thread::sleep_until(until);
+  }
+  return true;
+}
+
+}  // namespace fanflow::amqp

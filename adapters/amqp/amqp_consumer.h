@@ -1,0 +1,94 @@
+// One subscription of a consumer group to its queues. Internal.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "adapters/amqp/amqp_config.h"
+#include "adapters/amqp/amqp_connection.h"
+#include "adapters/amqp/amqp_publisher.h"
+#include "core/bus.h"
+
+namespace fanflow::amqp {
+
+// Consumes the group's queues (one per event type) with manual acks.
+//
+// Threads: one I/O thread owns the connection: it reads deliveries, sends the
+// acks handed back to it, and services heartbeats. `concurrency` handler
+// threads run the handler, so at most that many run at once; basic.qos
+// (global) caps the unacked deliveries of the channel at config.prefetch
+// (default: the concurrency). A delivery is acked only after its handler
+// returned, and after the retry copy / dead letter it produced was confirmed
+// by the broker (through the shared Publisher). On a lost link the I/O thread
+// reconnects with backoff, redeclares and consumes again; the broker has
+// requeued everything unacked, so settlements of the old link are dropped.
+//
+// Destruction stops taking deliveries, waits for running handlers (a pending
+// retry delay is waited out if it ends within kShutdownGrace, else the delivery
+// is requeued as is), acks what they settled, and closes: the broker requeues
+// the rest for other consumers.
+class AmqpSubscription final : public Subscription {
+ public:
+  // Connects, declares the queues and starts consuming. Errors (broker down,
+  // credentials, a queue with other arguments) come back before any thread starts.
+  [[nodiscard]] static Result<std::unique_ptr<Subscription>> Start(const AmqpConfig& config,
+                                                                   std::shared_ptr<Publisher> publisher,
+                                                                   const SubscribeOptions& options,
+                                                                   Handler handler);
+  ~AmqpSubscription() override;
+
+ private:
+  struct Work {
+    uint64_t generation;  // the connection it came on
+    uint64_t tag;
+    size_t queue;  // index into options_.event_types
+    Delivery delivery;
+  };
+  struct Settlement {
+    uint64_t generation;
+    uint64_t tag;
+    bool ack;  // false: nack and requeue
+  };
+
+  AmqpSubscription(const AmqpConfig& config, std::shared_ptr<Publisher> publisher,
+                   const SubscribeOptions& options, Handler handler);
+  Status Connect();  // I/O thread (or Start): connection, queues, qos, consumers
+  Status Pump();     // I/O thread: deliveries and other frames that arrived
+  Status Flush();    // I/O thread: acks / nacks the handlers settled
+  void RunIo();
+  void RunHandler();
+  Settlement Handle(const Work& work);
+  bool WaitRetryDelay(std::chrono::milliseconds delay);  // false: requeue instead
+
+  const AmqpConfig config_;
+  const std::shared_ptr<Publisher> publisher_;
+  const SubscribeOptions options_;
+  const Handler handler_;
+  const std::string name_;  // for logs and the connection name
+  Waker waker_;
+
+  std::mutex mu_;
+  std::condition_variable work_ready_;  // work_ has a delivery, or stopping_
+  std::condition_variable stop_cv_;     // stopping_ / handlers_done_ changed
+  // Guarded by mu_.
+  bool stopping_ = false;
+  bool handlers_done_ = false;
+  uint64_t generation_ = 0;  // written by the I/O thread only
+  std::deque<Work> work_;
+  std::vector<Settlement> outbox_;
+
+  // I/O thread only.
+  std::unique_ptr<Connection> conn_;
+  std::map<std::string, size_t> consumer_tags_;  // tag -> queue index
+
+  std::vector<std::thread> handlers_;
+  std::thread io_;
+};
+
+}  // namespace fanflow::amqp

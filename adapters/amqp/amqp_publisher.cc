@@ -1,0 +1,190 @@
+#include "adapters/amqp/amqp_publisher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "adapters/amqp/amqp_topology.h"
+
+namespace fanflow::amqp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr amqp_channel_t kChannel = 1;
+
+std::chrono::milliseconds Backoff(int failures) {
+  return std::chrono::milliseconds(std::min<int64_t>(5000, int64_t{100} << std::min(failures, 6)));
+}
+
+}  // namespace
+
+Publisher::Publisher(AmqpConfig config) : config_(std::move(config)), thread_([this] { Run(); }) {}
+
+Publisher::~Publisher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  waker_.Ring();
+  thread_.join();
+}
+
+Status Publisher::Publish(std::vector<Outgoing> messages) {
+  if (messages.empty()) return Status::Ok();
+  auto batch = std::make_shared<Batch>();
+  batch->remaining = messages.size();
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.publish_timeout_ms);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_) return Unavailable("amqp publish: the bus is closing");
+  for (auto& m : messages) queue_.push_back(Item{batch, std::move(m)});
+  work_.notify_one();
+  waker_.Ring();
+  if (!settled_.wait_until(lock, deadline, [&] { return batch->remaining == 0; })) {
+    batch->abandoned = true;
+    return Timeout("amqp publish to " + config_.redacted_url + ": " + std::to_string(batch->remaining) + " of " +
+                   std::to_string(messages.size()) + " messages not confirmed within " +
+                   std::to_string(config_.publish_timeout_ms) + " ms" +
+                   (last_error_.ok() ? "" : " (" + last_error_.message() + ")"));
+  }
+  return batch->status;
+}
+
+void Publisher::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (!conn_) {
+      // Connect lazily: an idle publisher does not chase a broker that is down.
+      if (queue_.empty()) {
+        work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        continue;
+      }
+      lock.unlock();
+      bool up = Connect();
+      lock.lock();
+      if (!up) work_.wait_for(lock, Backoff(failures_), [&] { return stopping_; });
+      continue;
+    }
+    lock.unlock();
+    Status s = SendSome();
+    if (s.ok()) s = ReadConfirms();
+    if (s.ok()) {
+      bool more_to_send;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        more_to_send = !queue_.empty() && unconfirmed_.size() < static_cast<size_t>(config_.confirm_window);
+      }
+      if (!more_to_send) {
+        auto readable = conn_->WaitReadable(waker_, conn_->PollInterval());
+        if (!readable.ok()) s = readable.status();
+      }
+    }
+    if (!s.ok()) Disconnect(s);
+    lock.lock();
+  }
+  lock.unlock();
+  conn_.reset();
+}
+
+bool Publisher::Connect() {
+  auto c = Connection::Open(config_, "fanflow publisher", config_.heartbeat_s);
+  Status s = c.ok() ? Status::Ok() : c.status();
+  if (s.ok()) s = (*c)->OpenChannel(kChannel);
+  if (s.ok()) s = DeclareExchanges(**c, kChannel);
+  if (s.ok()) {
+    amqp_confirm_select((*c)->get(), kChannel);
+    s = (*c)->Check(amqp_get_rpc_reply((*c)->get()), kChannel, "confirm.select");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!s.ok()) {
+    if (failures_++ % 10 == 0) spdlog::warn("amqp publisher: {} (retrying)", s.message());
+    last_error_ = s;
+    return false;
+  }
+  if (failures_ > 0) spdlog::info("amqp publisher: connected to {} again", config_.redacted_url);
+  failures_ = 0;
+  last_error_ = Status::Ok();
+  conn_ = std::move(c).value();
+  next_seq_ = 1;
+  return true;
+}
+
+Status Publisher::SendSome() {
+  while (true) {
+    Item item;
+    uint64_t seq;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty() || unconfirmed_.size() >= static_cast<size_t>(config_.confirm_window))
+        return Status::Ok();
+      item = std::move(queue_.front());
+      queue_.pop_front();
+      if (item.batch->abandoned) continue;
+      seq = next_seq_++;
+    }
+    int rc = PublishOne(conn_->get(), kChannel, item.out);
+    {
+      // Sent or not, it now waits for a confirm; a failed send is resent
+      // after the reconnect.
+      std::lock_guard<std::mutex> lock(mu_);
+      unconfirmed_.emplace(seq, std::move(item));
+    }
+    if (rc != AMQP_STATUS_OK) return conn_->CheckCode(rc, "amqp publish");
+  }
+}
+
+Status Publisher::ReadConfirms() {
+  Status s;
+  while (s.ok()) {
+    amqp_frame_t frame;
+    timeval now{0, 0};
+    int rc = amqp_simple_wait_frame_noblock(conn_->get(), &frame, &now);
+    if (rc == AMQP_STATUS_TIMEOUT) break;
+    if (rc != AMQP_STATUS_OK) return conn_->CheckCode(rc, "amqp read confirms");
+    if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+      auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+      std::lock_guard<std::mutex> lock(mu_);
+      Settle(m->delivery_tag, m->multiple, true);
+    } else if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+      auto* m = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
+      std::lock_guard<std::mutex> lock(mu_);
+      Settle(m->delivery_tag, m->multiple, false);
+    } else {
+      s = conn_->HandleFrame(frame);
+    }
+  }
+  amqp_maybe_release_buffers(conn_->get());
+  if (s.ok() && !conn_->alive()) s = Unavailable("amqp publisher: connection closed");
+  return s;
+}
+
+void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
+  auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
+  auto last = multiple ? unconfirmed_.upper_bound(tag) : (first == unconfirmed_.end() ? first : std::next(first));
+  for (auto it = first; it != last; ++it) {
+    Batch& b = *it->second.batch;
+    if (!ack && b.status.ok()) {
+      const Outgoing& o = it->second.out;
+      b.status = Rejected("amqp: the broker refused message '" + o.message.id + "' (" + o.message.type +
+                          ") sent to exchange '" + o.exchange + "' with key '" + o.routing_key +
+                          "': a queue is full (overflow=reject-publish) or could not store it");
+    }
+    --b.remaining;
+  }
+  unconfirmed_.erase(first, last);
+  settled_.notify_all();
+}
+
+void Publisher::Disconnect(const Status& why) {
+  spdlog::warn("amqp publisher: lost the connection to {}: {}; reconnecting", config_.redacted_url,
+               why.message());
+  conn_.reset();
+  std::lock_guard<std::mutex> lock(mu_);
+  // Unconfirmed messages go back in front, in their original order.
+  for (auto it = unconfirmed_.rbegin(); it != unconfirmed_.rend(); ++it)
+    if (!it->second.batch->abandoned) queue_.push_front(std::move(it->second));
+  unconfirmed_.clear();
+  last_error_ = why;
+}
+
+}  // namespace fanflow::amqp

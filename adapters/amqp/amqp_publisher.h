@@ -1,0 +1,74 @@
+// Confirmed publishing over one connection owned by one I/O thread.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "adapters/amqp/amqp_config.h"
+#include "adapters/amqp/amqp_connection.h"
+#include "adapters/amqp/amqp_message.h"
+
+namespace fanflow::amqp {
+
+// Publishes with publisher confirms in a bounded window
+// (config.confirm_window unconfirmed messages at most), so concurrent callers
+// share round trips instead of paying one each.
+//
+// Threads: Publish() is thread-safe and blocks its caller until every message
+// of the call is confirmed (or nacked, or config.publish_timeout_ms passed). The
+// connection belongs to the I/O thread alone, which connects lazily, services
+// heartbeats, and on a lost link reconnects with backoff and republishes what
+// was not confirmed (so a message may reach the broker twice: at-least-once).
+class Publisher {
+ public:
+  explicit Publisher(AmqpConfig config);
+  ~Publisher();  // stops the I/O thread; no Publish() may be running
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  [[nodiscard]] Status Publish(std::vector<Outgoing> messages);
+
+ private:
+  struct Batch {
+    size_t remaining = 0;
+    Status status;
+    bool abandoned = false;  // the caller gave up: don't (re)send what is left
+  };
+  struct Item {
+    std::shared_ptr<Batch> batch;
+    Outgoing out;
+  };
+
+  void Run();
+  bool Connect();            // I/O thread; false while the broker is unreachable
+  Status SendSome();         // I/O thread: fills the confirm window
+  Status ReadConfirms();     // I/O thread: applies acks / nacks that arrived
+  void Settle(uint64_t tag, bool multiple, bool ack);  // requires mu_
+  void Disconnect(const Status& why);  // I/O thread: requeues the unconfirmed
+
+  const AmqpConfig config_;
+  Waker waker_;
+
+  std::mutex mu_;
+  std::condition_variable settled_;  // a batch finished
+  std::condition_variable work_;     // the I/O thread, while unconnected, has work
+  // Guarded by mu_.
+  bool stopping_ = false;
+  std::deque<Item> queue_;               // not sent on the current connection yet
+  std::map<uint64_t, Item> unconfirmed_;  // publish sequence number -> item
+  Status last_error_;                    // why the link is down, for callers that time out
+
+  // I/O thread only.
+  std::unique_ptr<Connection> conn_;
+  uint64_t next_seq_ = 1;
+  int failures_ = 0;  // consecutive connect failures, for the backoff
+  std::thread thread_;  // last: starts after the state above exists
+};
+
+}  // namespace fanflow::amqp

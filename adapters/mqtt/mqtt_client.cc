@@ -1,0 +1,353 @@
+#include "adapters/mqtt/mqtt_client.h"
+
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <deque>
+#include <thread>
+
+namespace fanflow::mqtt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// paho's error text never contains the password; the URL is always redacted.
+Status FromPaho(const std::string& what, const ::mqtt::exception& e, const MqttOptions& o) {
+  std::string msg = what + " (" + o.described + "): " + e.what();
+  if (e.get_reason_code() >= 0x80) return Rejected(msg);
+  return Unavailable(msg);
+}
+
+::mqtt::message_ptr ToPaho(const OutMessage& m) {
+  ::mqtt::properties props;
+  if (m.event) props.add({::mqtt::property::CONTENT_TYPE, kContentType});
+  for (const auto& [k, v] : m.props) props.add({::mqtt::property::USER_PROPERTY, k, v});
+  return ::mqtt::message_ptr_builder()
+      .topic(m.topic)
+      .payload(m.payload)
+      .qos(1)
+      .retained(m.retained)
+      .properties(std::move(props))
+      .finalize();
+}
+
+Incoming FromPaho(const ::mqtt::const_message_ptr& m) {
+  Incoming in;
+  in.topic = m->get_topic();
+  in.payload = m->get_payload_str();
+  in.duplicate = m->is_duplicate();
+  in.retained = m->is_retained();
+  const auto& props = m->get_properties();
+  for (size_t i = 0, n = props.count(::mqtt::property::USER_PROPERTY); i < n; ++i) {
+    auto [k, v] = ::mqtt::get<::mqtt::string_pair>(props, ::mqtt::property::USER_PROPERTY, i);
+    in.props.emplace_back(std::move(k), std::move(v));
+  }
+  return in;
+}
+
+// paho runs every client of a process on one network thread that sees a new
+// socket only when its select() over the others times out (1 s, twice per
+// connect). A QoS 0 message that a live connection sends to itself wakes that
+// select, so connects take milliseconds instead of 2 s. Guarded by g_nudge_mu.
+std::mutex g_nudge_mu;
+std::vector<std::pair<::mqtt::async_client*, std::string>> g_nudgers;  // client, its topic
+
+void NudgeNetworkThread(const ::mqtt::async_client* except) {
+  std::lock_guard<std::mutex> lock(g_nudge_mu);
+  for (auto& [client, topic] : g_nudgers) {
+    if (client == except) continue;
+    try {
+      client->publish(topic, "", 0, 0, false);
+      return;
+    } catch (const ::mqtt::exception&) {
+      // Disconnected: try the next one.
+    }
+  }
+}
+
+}  // namespace
+
+const std::string* Incoming::Prop(const std::string& name) const {
+  for (const auto& [k, v] : props)
+    if (k == name) return &v;
+  return nullptr;
+}
+
+Connection::Connection(const MqttOptions& options, ConnectSpec spec, OnMessage on_message)
+    : options_(options), spec_(std::move(spec)), on_message_(std::move(on_message)) {}
+
+Result<std::unique_ptr<Connection>> Connection::Create(const MqttOptions& options, ConnectSpec spec,
+                                                       OnMessage on_message) {
+  std::unique_ptr<Connection> c(new Connection(options, std::move(spec), std::move(on_message)));
+  try {
+    // The buffer must hold a full publish window plus what queues while the
+    // server's Receive Maximum holds messages back.
+    auto create = ::mqtt::create_options_builder()
+                      .mqtt_version(MQTTVERSION_5)
+                      .send_while_disconnected(true)
+                      .max_buffered_messages(2 * options.window + 100)
+                      .finalize();
+    c->client_ = std::make_unique<::mqtt::async_client>(options.server_uri, c->spec_.client_id, create);
+  } catch (const ::mqtt::exception& e) {
+    return FromPaho("mqtt client", e, options);
+  }
+  Connection* self = c.get();
+  if (self->on_message_)
+    self->client_->set_message_callback(
+        [self](::mqtt::const_message_ptr m) { self->on_message_(FromPaho(m)); });
+  self->client_->set_connection_lost_handler([self](const std::string& cause) {
+    spdlog::warn("mqtt {}: connection to {} lost ({}); reconnecting", self->spec_.client_id,
+                 self->options_.described, cause.empty() ? "no cause given" : cause);
+  });
+  self->client_->set_connected_handler([self](const std::string& cause) {
+    if (cause == "automatic reconnect") {
+      spdlog::info("mqtt {}: reconnected to {}", self->spec_.client_id, self->options_.described);
+      self->Resubscribe();
+    }
+  });
+  return c;
+}
+
+Connection::~Connection() {
+  Disconnect(false);
+  client_->disable_callbacks();
+}
+
+Result<bool> Connection::Connect() {
+  auto b = ::mqtt::connect_options_builder()
+               .mqtt_version(MQTTVERSION_5)
+               .clean_start(spec_.clean_start)
+               .connect_timeout(options_.connect_timeout)
+               .keep_alive_interval(20s)
+               .automatic_reconnect(1s, 16s);
+  if (!options_.user.empty()) b.user_name(options_.user).password(options_.password);
+  if (options_.tls) {
+    auto ssl = ::mqtt::ssl_options_builder().enable_server_cert_auth(true).verify(true);
+    if (!options_.cacert.empty()) ssl.trust_store(options_.cacert);
+    if (!options_.cert.empty()) ssl.key_store(options_.cert).private_key(options_.key);
+    ssl.error_handler([](const std::string& e) { spdlog::warn("mqtt TLS: {}", e); });
+    b.ssl(ssl.finalize());
+  }
+  auto opts = b.finalize();
+  // paho-mqtt-cpp 1.2 drops properties given to the builder: set them on the result.
+  ::mqtt::properties props;
+  if (spec_.session_expiry_s)
+    props.add({::mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(spec_.session_expiry_s)});
+  if (spec_.receive_maximum) props.add({::mqtt::property::RECEIVE_MAXIMUM, spec_.receive_maximum});
+  opts.set_properties(props);
+  try {
+    auto tok = client_->connect(opts);
+    const auto deadline = Clock::now() + options_.connect_timeout + 2s;
+    while (!tok->wait_for(10ms)) {
+      if (Clock::now() > deadline) return Timeout("mqtt connect to " + options_.described + " timed out");
+      NudgeNetworkThread(client_.get());
+    }
+    return tok->get_connect_response().is_session_present();
+  } catch (const ::mqtt::exception& e) {
+    return FromPaho("mqtt connect as " + spec_.client_id, e, options_);
+  }
+}
+
+Status Connection::Subscribe(const std::vector<std::string>& filters, bool remember) {
+  if (filters.empty()) return Status::Ok();
+  try {
+    auto tok = client_->subscribe(::mqtt::string_collection::create(filters),
+                                  std::vector<int>(filters.size(), 1));
+    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt subscribe timed out");
+    const auto response = tok->get_subscribe_response();
+    for (auto rc : response.get_reason_codes())
+      if (rc >= 0x80) return Rejected("mqtt subscribe refused (reason " + std::to_string(rc) + ")");
+  } catch (const ::mqtt::exception& e) {
+    return FromPaho("mqtt subscribe", e, options_);
+  }
+  if (remember) {
+    std::lock_guard<std::mutex> lock(mu_);
+    remembered_.insert(remembered_.end(), filters.begin(), filters.end());
+  }
+  return Status::Ok();
+}
+
+Status Connection::Unsubscribe(const std::vector<std::string>& filters) {
+  if (filters.empty()) return Status::Ok();
+  try {
+    auto tok = client_->unsubscribe(::mqtt::string_collection::create(filters));
+    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt unsubscribe timed out");
+  } catch (const ::mqtt::exception& e) {
+    if (e.get_reason_code() == ::mqtt::NO_SUBSCRIPTION_FOUND) return Status::Ok();  // the goal anyway
+    return FromPaho("mqtt unsubscribe", e, options_);
+  }
+  return Status::Ok();
+}
+
+Status Connection::PublishAndWait(const OutMessage& message) {
+  try {
+    auto tok = client_->publish(ToPaho(message));
+    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt publish: no PUBACK in time");
+  } catch (const ::mqtt::exception& e) {
+    return FromPaho("mqtt publish to " + message.topic, e, options_);
+  }
+  return Status::Ok();
+}
+
+// Runs on paho's thread: queue the subscribe, never wait for it.
+void Connection::Resubscribe() {
+  std::vector<std::string> filters;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    filters = remembered_;
+  }
+  if (filters.empty()) return;
+  try {
+    client_->subscribe(::mqtt::string_collection::create(filters), std::vector<int>(filters.size(), 1));
+  } catch (const ::mqtt::exception& e) {
+    spdlog::error("mqtt {}: re-subscribe failed: {}", spec_.client_id, e.what());
+  }
+}
+
+void Connection::Disconnect(bool end_session) {
+  try {
+    auto opts = ::mqtt::disconnect_options_builder().timeout(2s).finalize();
+    // Set on the finished options: paho-mqtt-cpp 1.2 loses builder properties.
+    if (end_session) opts.set_properties({{::mqtt::property::SESSION_EXPIRY_INTERVAL, 0}});
+    // Also stops automatic reconnect when the link is already down.
+    client_->disconnect(opts)->wait_for(5s);
+  } catch (const ::mqtt::exception&) {
+    // Not connected: nothing to end.
+  }
+}
+
+Publisher::Publisher(const MqttOptions& options) : options_(options), slots_(options.window) {}
+
+Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options) {
+  std::unique_ptr<Publisher> p(new Publisher(options));
+  // A session that outlives a broker restart, so in-flight publishes are resent.
+  auto conn = Connection::Create(options, {UniqueClientId("pub"), false, 600, 0}, [](Incoming) {});
+  if (!conn.ok()) return conn.status();
+  p->conn_ = std::move(conn).value();
+  if (auto s = p->conn_->Connect(); !s.ok()) return s.status();
+  p->nudge_topic_ = "fanflow/nudge/" + p->conn_->client_id();
+  if (auto s = p->conn_->Subscribe({p->nudge_topic_}, true); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(g_nudge_mu);
+  g_nudgers.emplace_back(p->conn_->client_.get(), p->nudge_topic_);
+  return p;
+}
+
+Publisher::~Publisher() {
+  {
+    std::lock_guard<std::mutex> lock(g_nudge_mu);
+    std::erase_if(g_nudgers, [&](const auto& n) { return n.first == conn_->client_.get(); });
+  }
+  conn_->Disconnect(true);
+}
+
+Status Publisher::Publish(const std::vector<OutMessage>& messages) {
+  const auto deadline = Clock::now() + options_.publish_timeout;
+  auto send = [&](const OutMessage& m) -> Result<::mqtt::delivery_token_ptr> {
+    while (true) {
+      try {
+        return conn_->client_->publish(ToPaho(m));
+      } catch (const ::mqtt::exception& e) {
+        if (Clock::now() >= deadline) return FromPaho("mqtt publish to " + m.topic, e, options_);
+        std::this_thread::sleep_for(50ms);
+      }
+    }
+  };
+  // Waits for one PUBACK, sending the message again if paho gave up on it.
+  auto await = [&](const OutMessage& m, ::mqtt::delivery_token_ptr tok) -> Status {
+    while (true) {
+      try {
+        if (tok->wait_until(deadline)) return Status::Ok();
+        return Timeout("mqtt publish to " + m.topic + ": no PUBACK within publish_timeout (" +
+                       options_.described + ")");
+      } catch (const ::mqtt::exception& e) {
+        if (e.get_reason_code() >= 0x80 || Clock::now() >= deadline)
+          return FromPaho("mqtt publish to " + m.topic, e, options_);
+        spdlog::debug("mqtt publish to {} failed ({}); sending it again", m.topic, e.what());
+        std::this_thread::sleep_for(100ms);
+        auto again = send(m);
+        if (!again.ok()) return again.status();
+        tok = *again;
+      }
+    }
+  };
+
+  std::deque<std::pair<size_t, ::mqtt::delivery_token_ptr>> pending;
+  Status result;
+  auto settle_front = [&] {
+    auto [i, tok] = std::move(pending.front());
+    pending.pop_front();
+    Status s = result.ok() ? await(messages[i], tok) : result;
+    slots_.release();
+    if (result.ok()) result = s;
+  };
+  for (size_t i = 0; i < messages.size() && result.ok(); ++i) {
+    // A full window: settle our own oldest publish first, else wait for others'.
+    bool have_slot = slots_.try_acquire();
+    while (!have_slot && !pending.empty() && result.ok()) {
+      settle_front();
+      have_slot = slots_.try_acquire();
+    }
+    if (!result.ok()) break;
+    if (!have_slot && !slots_.try_acquire_until(deadline)) {
+      result = Timeout("mqtt publish: the publish window stayed full for publish_timeout");
+      break;
+    }
+    auto tok = send(messages[i]);
+    if (!tok.ok()) {
+      slots_.release();
+      result = tok.status();
+      break;
+    }
+    pending.emplace_back(i, *tok);
+  }
+  while (!pending.empty()) settle_front();
+  return result;
+}
+
+Result<Snapshot> TakeSnapshot(const MqttOptions& options, const SnapshotRequest& request) {
+  const std::string marker_topic = "fanflow/marker/" + UniqueClientId("m");
+  std::mutex mu;
+  std::condition_variable cv;
+  Snapshot snap;  // messages guarded by mu
+  bool marked = false;
+  auto conn = Connection::Create(options, request.spec, [&](Incoming in) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (in.topic == marker_topic)
+      marked = true;
+    else
+      snap.messages.push_back(std::move(in));
+    cv.notify_all();
+  });
+  if (!conn.ok()) return conn.status();
+  auto present = (*conn)->Connect();
+  if (!present.ok()) return present.status();
+  snap.session_present = *present;
+  if (request.existing_session_only && !snap.session_present) {
+    (*conn)->Disconnect(true);
+    snap.complete = true;
+    return snap;
+  }
+  std::vector<std::string> watch = request.watch;
+  watch.push_back(marker_topic);
+  Status s = (*conn)->Unsubscribe(request.drop);
+  if (s.ok()) s = (*conn)->Subscribe(watch, false);
+  if (s.ok()) s = (*conn)->PublishAndWait({marker_topic, "", {}, false, false});
+  if (s.ok()) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, options.connect_timeout, [&] { return marked; });
+  }
+  if (s.ok() && !request.end_session && !request.spec.clean_start) s = (*conn)->Unsubscribe({marker_topic});
+  (*conn)->Disconnect(request.end_session);
+  conn->reset();  // no callback touches the locals below any more
+  std::lock_guard<std::mutex> lock(mu);
+  snap.complete = s.ok() && marked;
+  if (!s.ok() && snap.messages.empty()) return s;
+  if (!snap.complete)
+    spdlog::warn("mqtt {}: snapshot incomplete ({})", request.spec.client_id,
+                 s.ok() ? "marker not seen in time" : s.ToString());
+  return snap;
+}
+
+}  // namespace fanflow::mqtt

@@ -1,0 +1,133 @@
+// The adapter's only contact with paho: one connection with fanflow's connect
+// policy (MQTT 5, QoS 1, automatic reconnect with re-subscribe), a publisher that
+// keeps a bounded window of QoS 1 publishes, and the snapshot round trip that
+// reads retained messages or a stored session's queue. paho exceptions stop here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <semaphore>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "adapters/mqtt/mqtt_options.h"
+#include "core/status.h"
+
+namespace mqtt {
+class async_client;
+}  // namespace mqtt
+
+namespace fanflow::mqtt {
+
+// A received message, copied out of paho.
+struct Incoming {
+  std::string topic;
+  std::string payload;
+  std::vector<std::pair<std::string, std::string>> props;  // user properties
+  bool duplicate = false;
+  bool retained = false;
+
+  const std::string* Prop(const std::string& name) const;
+};
+
+// A QoS 1 message to send. `event` marks a CloudEvent (content type set).
+struct OutMessage {
+  std::string topic;
+  std::string payload;
+  std::vector<std::pair<std::string, std::string>> props;
+  bool retained = false;
+  bool event = true;
+};
+
+struct ConnectSpec {
+  std::string client_id;
+  bool clean_start = true;
+  uint32_t session_expiry_s = 0;
+  int receive_maximum = 0;  // 0: paho's default (65535)
+};
+
+// One MQTT 5 client connection. `on_message` runs on paho's callback thread,
+// which every client of the process shares: it must only hand the message over,
+// never block. Subscriptions made with `remember` are renewed after an automatic
+// reconnect. Thread-safe; destroying it disconnects.
+class Connection {
+ public:
+  using OnMessage = std::function<void(Incoming)>;
+  [[nodiscard]] static Result<std::unique_ptr<Connection>> Create(const MqttOptions& options,
+                                                                  ConnectSpec spec, OnMessage on_message);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Connects (bounded by connect_timeout); the value says whether the broker
+  // resumed a stored session.
+  [[nodiscard]] Result<bool> Connect();
+  [[nodiscard]] Status Subscribe(const std::vector<std::string>& filters, bool remember);
+  [[nodiscard]] Status Unsubscribe(const std::vector<std::string>& filters);
+  // Sends one message and waits for its PUBACK (bounded by connect_timeout).
+  [[nodiscard]] Status PublishAndWait(const OutMessage& message);
+  // Disconnects; `end_session` makes the broker drop the session at once.
+  void Disconnect(bool end_session);
+  const std::string& client_id() const { return spec_.client_id; }
+
+ private:
+  friend class Publisher;
+  Connection(const MqttOptions& options, ConnectSpec spec, OnMessage on_message);
+  void Resubscribe();
+
+  // Immutable after construction.
+  const MqttOptions options_;
+  const ConnectSpec spec_;
+  const OnMessage on_message_;
+  std::unique_ptr<::mqtt::async_client> client_;
+  std::mutex mu_;
+  std::vector<std::string> remembered_;  // guarded by mu_
+};
+
+// Publishes QoS 1 messages and returns once every one is PUBACKed. At most
+// `window` publishes are outstanding per Publisher, whoever calls, so paho's
+// buffer (sized above the window) never overflows with -12; a publish that fails
+// (connection lost) is sent again until publish_timeout. Its session is
+// persistent while it lives, so paho resends in-flight messages after a
+// reconnect. Thread-safe.
+class Publisher {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Publisher>> Open(const MqttOptions& options);
+  ~Publisher();
+  [[nodiscard]] Status Publish(const std::vector<OutMessage>& messages);
+
+ private:
+  explicit Publisher(const MqttOptions& options);
+
+  const MqttOptions options_;
+  std::unique_ptr<Connection> conn_;
+  std::string nudge_topic_;  // see NudgeNetworkThread in the .cc
+  std::counting_semaphore<> slots_;
+};
+
+// What a snapshot round trip saw: every message that arrived before the marker
+// fanflow published to itself after (un)subscribing. Because the broker sends a
+// client's messages in order, that is every retained message under the watched
+// filters, or everything the stored session had queued.
+struct Snapshot {
+  bool session_present = false;
+  bool complete = false;  // the marker arrived (false: timeout or connection lost)
+  std::vector<Incoming> messages;
+};
+
+struct SnapshotRequest {
+  ConnectSpec spec;
+  std::vector<std::string> drop;   // unsubscribed first (stops the session's inflow)
+  std::vector<std::string> watch;  // subscribed for the duration
+  bool existing_session_only = false;  // no stored session: leave none behind, read nothing
+  bool end_session = false;            // drop the session afterwards
+};
+
+// An error only when nothing was received; messages received before a failure
+// are returned (they are already acknowledged to the broker) with complete=false.
+[[nodiscard]] Result<Snapshot> TakeSnapshot(const MqttOptions& options, const SnapshotRequest& request);
+
+}  // namespace fanflow::mqtt

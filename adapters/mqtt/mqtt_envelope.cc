@@ -1,0 +1,99 @@
+#include "adapters/mqtt/mqtt_envelope.h"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <random>
+
+#include "core/event.h"
+#include "core/routes.h"
+
+namespace fanflow::mqtt {
+namespace {
+
+int64_t PropNumber(const Incoming& in, const char* name, int64_t fallback) {
+  const std::string* v = in.Prop(name);
+  int64_t out = 0;
+  if (!v || std::from_chars(v->data(), v->data() + v->size(), out).ec != std::errc()) return fallback;
+  return out;
+}
+
+std::string IdFromBody(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("id") && j["id"].is_string()) return j["id"].get<std::string>();
+  return "";
+}
+
+std::string BusMadeId() {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "mqtt-%llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+}  // namespace
+
+Envelope FromIncoming(const Incoming& in, const std::string& type) {
+  Envelope e;
+  e.message.type = type;
+  e.message.body = in.payload;
+  const std::string* id = in.Prop(kPropId);
+  e.message.id = id ? *id : IdFromBody(in.payload);
+  e.attempt = static_cast<int>(std::max<int64_t>(1, PropNumber(in, kPropAttempt, 1)));
+  e.not_before_ms = PropNumber(in, kPropNotBefore, 0);
+  e.since_ms = PropNumber(in, kPropPublishedAt, NowMillis());
+  e.redelivered = in.duplicate || e.attempt > 1;
+  return e;
+}
+
+OutMessage ToMain(const Message& m) {
+  OutMessage out{routes::MqttTopic(m.type), m.body, {{kPropType, m.type}}};
+  if (!m.id.empty()) out.props.emplace_back(kPropId, m.id);
+  out.props.emplace_back(kPropPublishedAt, std::to_string(NowMillis()));
+  return out;
+}
+
+OutMessage ToRetry(const std::string& group, const Envelope& e) {
+  OutMessage out{RetryTopic(group, e.message.type), e.message.body, {{kPropType, e.message.type}}};
+  if (!e.message.id.empty()) out.props.emplace_back(kPropId, e.message.id);
+  out.props.emplace_back(kPropAttempt, std::to_string(e.attempt));
+  if (e.not_before_ms) out.props.emplace_back(kPropNotBefore, std::to_string(e.not_before_ms));
+  out.props.emplace_back(kPropPublishedAt, std::to_string(NowMillis()));
+  return out;
+}
+
+OutMessage ToDeadLetter(const std::string& group, const Envelope& e, const std::string& reason) {
+  // Keyed by event id, so a redelivered poison event is listed once.
+  std::string key = e.message.id.empty() ? BusMadeId() : e.message.id;
+  OutMessage out{DeadLetterEntryTopic(group, e.message.type, key), e.message.body,
+                 {{kPropType, e.message.type},
+                  {kPropId, key},
+                  {kPropGroup, group},
+                  {kPropReason, reason},
+                  {kPropAttempt, std::to_string(e.attempt)},
+                  {kPropDeadAt, NowRfc3339()}}};
+  out.retained = true;
+  return out;
+}
+
+std::optional<StoredDeadLetter> FromRetained(const Incoming& in) {
+  if (in.payload.empty()) return std::nullopt;
+  StoredDeadLetter s;
+  s.topic = in.topic;
+  DeadLetter& d = s.letter;
+  d.body = in.payload;
+  auto prop = [&](const char* name) {
+    const std::string* v = in.Prop(name);
+    return v ? *v : std::string();
+  };
+  d.group = prop(kPropGroup);
+  d.type = prop(kPropType);
+  d.id = prop(kPropId);
+  d.reason = prop(kPropReason);
+  d.time = prop(kPropDeadAt);
+  d.attempts = static_cast<int>(PropNumber(in, kPropAttempt, 0));
+  if (d.group.empty() || d.type.empty()) return std::nullopt;  // not written by fanflow
+  return s;
+}
+
+}  // namespace fanflow::mqtt

@@ -1,0 +1,28 @@
+// The parked session of a declared (group, type): "fanflow:<group>:<short>:declared",
+// a persistent session subscribed to the group's two shared subscriptions, so
+// events published before any consumer runs are queued by the broker. Mosquitto
+// gives an offline member of a shared subscription its share too, so a running
+// consumer retires the parked session (drains it into its own queue and drops
+// it) when it starts and every few seconds after. Stateless functions; each
+// opens a short connection of its own.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "adapters/mqtt/mqtt_client.h"
+#include "adapters/mqtt/mqtt_options.h"
+
+namespace fanflow::mqtt {
+
+[[nodiscard]] Status DeclareParked(const MqttOptions& options, const std::string& group,
+                                   const std::string& type);
+
+// Takes everything queued in the parked session (nothing, and no session left
+// behind, when there is none). `retire` also unsubscribes and drops the session;
+// otherwise the caller must give the messages back (ToRetry) so they stay queued.
+[[nodiscard]] Result<std::vector<Incoming>> DrainParked(const MqttOptions& options,
+                                                        const std::string& group,
+                                                        const std::string& type, bool retire);
+
+}  // namespace fanflow::mqtt

@@ -1,0 +1,240 @@
+#include "adapters/mqtt/mqtt_subscription.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "adapters/mqtt/mqtt_parked.h"
+#include "core/routes.h"
+
+namespace fanflow::mqtt {
+namespace {
+
+using namespace std::chrono_literals;
+
+// How often a running consumer drains parked sessions that a DeclareGroup
+// (re)created meanwhile: they would otherwise hold the share Mosquitto gives them.
+constexpr auto kRetireEvery = 10s;
+// A settle that could not be published is handled again after this.
+constexpr auto kSettleBackoff = 1s;
+
+}  // namespace
+
+MqttSubscription::MqttSubscription(std::shared_ptr<BusCore> core, SubscribeOptions options, Handler handler)
+    : core_(std::move(core)), options_(std::move(options)), handler_(std::move(handler)) {}
+
+Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<BusCore> core,
+                                                              const SubscribeOptions& options,
+                                                              Handler handler) {
+  if (auto s = ValidateGroup(options.group); !s.ok()) return s;
+  if (options.concurrency < 1) return InvalidArgument("subscribe: concurrency must be >= 1");
+  if (options.event_types.empty()) return InvalidArgument("subscribe: no event types given");
+  const MqttOptions& o = core->options;
+  std::unique_ptr<MqttSubscription> sub(new MqttSubscription(core, options, std::move(handler)));
+  std::vector<std::string> filters;
+  for (const auto& type : options.event_types) {
+    sub->type_by_topic_[routes::MqttTopic(type)] = type;
+    sub->type_by_topic_[RetryTopic(options.group, type)] = type;
+    filters.push_back(SharedMain(options.group, type));
+    filters.push_back(SharedRetry(options.group, type));
+  }
+
+  ConnectSpec spec;
+  spec.receive_maximum = std::min(options.concurrency, 65535);
+  if (options.ephemeral) {
+    spec.client_id = UniqueClientId("eph");
+  } else {
+    auto slot = InstanceSlot::Claim(o.server_uri + "-" + options.group + "-" + o.instance);
+    if (!slot.ok()) return slot.status();
+    sub->slot_.emplace(std::move(slot).value());
+    spec.client_id = ConsumerClientId(options.group, o.instance, sub->slot_->slot());
+    spec.clean_start = false;
+    spec.session_expiry_s = o.session_expiry_s;
+  }
+  MqttSubscription* self = sub.get();
+  auto conn = Connection::Create(o, spec, [self](Incoming in) { self->OnMessage(in); });
+  if (!conn.ok()) return conn.status();
+  sub->consumer_ = std::move(conn).value();
+  for (int i = 0; i < options.concurrency; ++i) sub->threads_.emplace_back([self] { self->RunHandlers(); });
+
+  auto resumed = sub->consumer_->Connect();
+  if (!resumed.ok()) return resumed.status();
+  if (auto s = sub->consumer_->Subscribe(filters, true); !s.ok()) return s;
+  spdlog::info("mqtt: consuming group '{}' as {} ({} session) on {}", options.group, spec.client_id,
+               *resumed ? "resumed" : "new", o.described);
+  if (!options.ephemeral) {
+    sub->RetireParked();
+    std::vector<OutMessage> registry;
+    for (const auto& type : options.event_types)
+      registry.push_back({RegistryTopic(options.group, type), type, {}, true, false});
+    if (auto s = core->publisher->Publish(registry); !s.ok())
+      spdlog::warn("mqtt: group registry not updated: {}", s.ToString());
+    sub->threads_.emplace_back([self] { self->RunMaintenance(); });
+  }
+  {
+    std::lock_guard<std::mutex> lock(core->mu);
+    core->subscriptions.push_back(self);
+    for (const auto& type : options.event_types) core->known.emplace(options.group, type);
+  }
+  return std::unique_ptr<Subscription>(std::move(sub));
+}
+
+MqttSubscription::~MqttSubscription() {
+  {
+    std::lock_guard<std::mutex> lock(core_->mu);
+    auto& subs = core_->subscriptions;
+    subs.erase(std::remove(subs.begin(), subs.end(), this), subs.end());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  stop_.notify_all();
+  // No new deliveries; a persistent session goes on queueing the group's share.
+  if (consumer_) consumer_->Disconnect(options_.ephemeral);
+  for (auto& t : threads_) t.join();
+  consumer_.reset();
+  // What was taken but never handled goes back to the group, delays kept.
+  std::vector<OutMessage> back;
+  for (auto& p : ready_) back.push_back(ToRetry(options_.group, p.envelope));
+  for (auto& [due, e] : delayed_) back.push_back(ToRetry(options_.group, e));
+  if (back.empty() || options_.ephemeral) return;
+  Status s = core_->publisher->Publish(back);
+  if (s.ok())
+    spdlog::info("mqtt: group '{}': handed {} undelivered message(s) back to the broker", options_.group,
+                 back.size());
+  else
+    spdlog::error("mqtt: group '{}': {} undelivered message(s) could not be handed back: {}",
+                  options_.group, back.size(), s.ToString());
+}
+
+void MqttSubscription::OnMessage(const Incoming& in) {
+  auto it = type_by_topic_.find(in.topic);
+  if (it == type_by_topic_.end()) {
+    spdlog::warn("mqtt: group '{}' got a message on unexpected topic '{}'; ignored", options_.group, in.topic);
+    return;
+  }
+  Enqueue(FromIncoming(in, it->second));
+}
+
+void MqttSubscription::Enqueue(Envelope e) {
+  auto now_ms = NowMillis();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (e.not_before_ms > now_ms)
+      delayed_.emplace(Clock::now() + std::chrono::milliseconds(e.not_before_ms - now_ms), std::move(e));
+    else
+      ready_.push_back({std::move(e), Clock::now()});
+  }
+  wake_.notify_one();
+}
+
+void MqttSubscription::RunHandlers() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    // Delays that are over join the ready queue.
+    auto now = Clock::now();
+    while (!delayed_.empty() && delayed_.begin()->first <= now) {
+      ready_.push_back({std::move(delayed_.begin()->second), now});
+      delayed_.erase(delayed_.begin());
+    }
+    if (stopping_) return;
+    if (ready_.empty()) {
+      if (delayed_.empty())
+        wake_.wait(lock);
+      else
+        wake_.wait_until(lock, delayed_.begin()->first);
+      continue;
+    }
+    Envelope e = std::move(ready_.front().envelope);
+    ready_.pop_front();
+    const std::string type = e.message.type;
+    ++running_[type];
+    lock.unlock();
+    Delivery d{e.message, options_.group, e.attempt, e.redelivered};
+    Verdict v;
+    try {
+      v = handler_(d);
+    } catch (const std::exception& ex) {
+      v = Verdict::Retry(kSettleBackoff, std::string("handler threw: ") + ex.what());
+    }
+    Settle(std::move(e), v);
+    lock.lock();
+    --running_[type];
+  }
+}
+
+void MqttSubscription::Settle(Envelope e, const Verdict& v) {
+  if (v.kind == Verdict::Kind::kAck) return;  // paho acknowledged it on receipt
+  Status s;
+  if (v.kind == Verdict::Kind::kRetry) {
+    ++e.attempt;
+    e.redelivered = true;
+    e.not_before_ms = v.delay.count() > 0 ? NowMillis() + v.delay.count() : 0;
+    s = core_->publisher->Publish({ToRetry(options_.group, e)});
+  } else {
+    s = core_->publisher->Publish({ToDeadLetter(options_.group, e, v.reason)});
+    if (s.ok())
+      spdlog::warn("mqtt: dead-lettered {} from group '{}' after {} attempt(s): {}", e.message.id,
+                   options_.group, e.attempt, v.reason);
+  }
+  if (s.ok()) return;
+  // Not settled on the broker: keep it here and handle it again later.
+  spdlog::error("mqtt: group '{}': could not settle {} ({}); handling it again", options_.group,
+                e.message.id, s.ToString());
+  if (v.kind == Verdict::Kind::kDeadLetter) e.not_before_ms = NowMillis() + kSettleBackoff.count() * 1000;
+  Enqueue(std::move(e));
+}
+
+void MqttSubscription::RetireParked() {
+  for (const auto& type : options_.event_types) {
+    auto drained = DrainParked(core_->options, options_.group, type, true);
+    if (!drained.ok()) {
+      spdlog::warn("mqtt: group '{}': parked session not checked: {}", options_.group,
+                   drained.status().ToString());
+      continue;
+    }
+    for (const auto& in : *drained) Enqueue(FromIncoming(in, type));
+    if (!drained->empty())
+      spdlog::info("mqtt: group '{}': took over {} message(s) parked for {}", options_.group,
+                   drained->size(), type);
+  }
+}
+
+void MqttSubscription::RunMaintenance() {
+  // Spread the checks of many consumers of one group.
+  std::mt19937 rng(std::random_device{}());
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    auto jitter = std::chrono::milliseconds(rng() % 3000);
+    if (stop_.wait_for(lock, kRetireEvery + jitter, [&] { return stopping_; })) return;
+    lock.unlock();
+    RetireParked();
+    lock.lock();
+  }
+}
+
+void MqttSubscription::AddStats(const std::string& type, QueueStats& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (std::find(options_.event_types.begin(), options_.event_types.end(), type) ==
+      options_.event_types.end())
+    return;
+  ++s.consumers;
+  int64_t oldest = 0;
+  auto count = [&](const Envelope& e) {
+    if (e.message.type != type) return;
+    ++s.depth;
+    if (!oldest || e.since_ms < oldest) oldest = e.since_ms;
+  };
+  for (const auto& p : ready_) count(p.envelope);
+  for (const auto& [due, e] : delayed_) count(e);
+  if (auto it = running_.find(type); it != running_.end()) s.in_flight += it->second;
+  if (oldest) {
+    double age = (NowMillis() - oldest) / 1000.0;
+    if (!s.oldest_age_seconds || age > *s.oldest_age_seconds) s.oldest_age_seconds = age;
+  }
+}
+
+}  // namespace fanflow::mqtt

@@ -1,0 +1,94 @@
+// A consumer of one group over MQTT 5, and the state it shares with the bus.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "adapters/mqtt/mqtt_client.h"
+#include "adapters/mqtt/mqtt_envelope.h"
+#include "adapters/mqtt/mqtt_slot.h"
+#include "core/bus.h"
+
+namespace fanflow::mqtt {
+
+class MqttSubscription;
+
+// What the bus and its subscriptions share; subscriptions keep it alive, so they
+// may outlive the EventBus object. `options` and `publisher` are immutable after
+// construction (the Publisher is thread-safe); the rest is guarded by mu.
+struct BusCore {
+  MqttOptions options;
+  std::unique_ptr<Publisher> publisher;
+  std::mutex mu;
+  std::vector<MqttSubscription*> subscriptions;
+  std::set<std::pair<std::string, std::string>> known;  // (group, type) seen here
+};
+
+// One persistent session "fanflow:<group>:<instance>.<slot>" (see InstanceSlot)
+// subscribed with QoS 1 to the group's shared subscriptions of every type,
+// main and retry. paho acknowledges on receipt, so the paho callback only moves
+// each message into this object's queue; `concurrency` handler threads take
+// from it (the cap; also advertised to the broker as Receive Maximum), and a
+// message is settled after its handler returns: a retry is published to the
+// group's retry topic with the attempt raised and the earliest redelivery time,
+// a dead letter is retained under the group's dead-letter topic. Messages held
+// for a delay wait here, not in a thread.
+// Destruction stops delivery, waits for running handlers and publishes what was
+// taken but not handled back to the group's retry topic; the session itself
+// stays (unless ephemeral), so the broker goes on queueing the group's share.
+// Thread-safe; AddStats may be called from any thread.
+class MqttSubscription final : public Subscription {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Subscription>> Start(std::shared_ptr<BusCore> core,
+                                                                   const SubscribeOptions& options,
+                                                                   Handler handler);
+  ~MqttSubscription() override;
+
+  const std::string& group() const { return options_.group; }
+  // Adds what this consumer holds of `type` (waiting, running, age) to `s`.
+  void AddStats(const std::string& type, QueueStats& s);
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Pending {
+    Envelope envelope;
+    Clock::time_point due;
+  };
+
+  MqttSubscription(std::shared_ptr<BusCore> core, SubscribeOptions options, Handler handler);
+  void OnMessage(const Incoming& in);  // paho's thread: never blocks
+  void Enqueue(Envelope e);
+  void RunHandlers();
+  void Settle(Envelope e, const Verdict& v);
+  void RetireParked();
+  void RunMaintenance();
+
+  // Immutable after Start.
+  const std::shared_ptr<BusCore> core_;
+  const SubscribeOptions options_;
+  const Handler handler_;
+  std::map<std::string, std::string> type_by_topic_;
+  std::optional<InstanceSlot> slot_;
+  std::unique_ptr<Connection> consumer_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;  // handler threads: work arrived or stopping
+  std::condition_variable stop_;  // maintenance thread: stopping
+  // Guarded by mu_.
+  bool stopping_ = false;
+  std::deque<Pending> ready_;
+  std::multimap<Clock::time_point, Envelope> delayed_;
+  std::map<std::string, int64_t> running_;  // by type
+  std::vector<std::thread> threads_;  // handlers, then maintenance; joined on destruction
+};
+
+}  // namespace fanflow::mqtt

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job, from a fresh Debian machine: install, build, then fan 100,000
+# generated items out to a capped worker pool and back in on the embedded
+# in-process bus, printing the batch summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+./build/src/cli/fanflow run --source range:100000:7 --chunk-size 100 --processor sum --concurrency 4

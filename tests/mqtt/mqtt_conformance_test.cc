@@ -1,0 +1,19 @@
+// The bus conformance suite, unchanged, against the Mosquitto test broker
+// (scripts/mosquitto-start.sh exports FANFLOW_TEST_MQTT_URL).
+#include "tests/conformance/bus_conformance.h"
+#include "tests/mqtt/mqtt_test_env.h"
+
+namespace {
+
+// Without a broker every test of the suite is skipped (a failure under CI=true).
+class BrokerRequired : public ::testing::Environment {
+ public:
+  void SetUp() override { FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url); }
+};
+
+const auto* const kBrokerRequired = ::testing::AddGlobalTestEnvironment(new BrokerRequired);
+
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(Mqtt, BusConformance,
+                         ::testing::Values(fanflow::mqtt::test::UrlOrEmpty("FANFLOW_TEST_MQTT_URL")));
