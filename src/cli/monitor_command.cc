@@ -35,14 +35,14 @@ std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
   std::snprintf(line, sizeof line, "fanflow monitor  %s  %s%s\n\n", s.bus.c_str(), s.time.c_str(),
                 f.once ? "" : "  (Ctrl-C to stop)");
   out += line;
-  std::snprintf(line, sizeof line, "%-36s %8s %9s %5s %8s %8s %9s %6s  %s\n", "QUEUE", "DEPTH", "IN FLIGHT",
+  std::snprintf(line, sizeof line, "%-40s %8s %9s %5s %8s %8s %9s %6s  %s\n", "QUEUE", "DEPTH", "IN FLIGHT",
                 "CONS", "IN/s", "OUT/s", "OLDEST s", "DLQ", "ALARMS");
   out += line;
   for (const QueueRow& r : s.queues) {
     const QueueStats& q = r.stats;
     std::string alarms;
     for (const auto& a : r.alarms) alarms += (alarms.empty() ? "" : ",") + a;
-    std::snprintf(line, sizeof line, "%-36s %8lld %9s %5lld %8s %8s %9s %6lld  %s\n", q.queue.c_str(),
+    std::snprintf(line, sizeof line, "%-40s %8lld %9s %5lld %8s %8s %9s %6lld  %s\n", q.queue.c_str(),
                   static_cast<long long>(q.depth),
                   q.in_flight < 0 ? "?" : std::to_string(q.in_flight).c_str(),
                   static_cast<long long>(q.consumers), Num(r.in_rate).c_str(), Num(r.out_rate).c_str(),

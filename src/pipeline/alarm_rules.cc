@@ -59,14 +59,20 @@ Result<PerQueue> PerQueue::Parse(const std::string& flag, const std::vector<std:
   return out;
 }
 
-std::optional<Threshold> PerQueue::LookupSelector(const std::string& selector) const {
+std::optional<std::string> PerQueue::Match(const std::string& selector) const {
   std::string s = selector;
   while (true) {
-    if (auto it = by_selector_.find(s); it != by_selector_.end()) return it->second;
+    if (by_selector_.count(s)) return s;
     if (s.empty()) return std::nullopt;
     const auto slash = s.find('/');
     s = slash == std::string::npos ? "" : s.substr(0, slash);
   }
+}
+
+std::optional<Threshold> PerQueue::LookupSelector(const std::string& selector) const {
+  auto match = Match(selector);
+  if (!match) return std::nullopt;
+  return by_selector_.at(*match);
 }
 
 std::optional<Threshold> PerQueue::Lookup(const std::string& group, const std::string& type) const {
@@ -106,17 +112,17 @@ Result<AlarmRules> AlarmRules::Parse(const AlarmSpecs& s) {
   for (const auto& e : r.retention.entries()) selectors.insert(e.first);
   for (const auto& e : r.dlq_retention.entries()) selectors.insert(e.first);
   for (const std::string& sel : selectors) {
-    auto dlq = r.dlq_retention.LookupSelector(sel);
+    auto dlq = r.dlq_retention.Match(sel);
     if (!dlq) continue;
-    auto src = r.retention.LookupSelector(sel);
+    auto src = r.retention.Match(sel);
     std::optional<std::chrono::milliseconds> src_ms;
-    if (src) src_ms = Millis(src->value);
-    if (Status st = ValidateRetention(src_ms, Millis(dlq->value),
-                                      (sel.empty() ? std::string("every queue") : "queue '" + sel + "'") +
-                                          " (" + Spelled("--dlq-retention", sel, *dlq) +
-                                          (src ? ", " + Spelled("--retention", sel, *src) : "") + ")");
-        !st.ok())
-      return st;
+    if (src) src_ms = Millis(r.retention.entries().at(*src).value);
+    const Threshold& dlq_value = r.dlq_retention.entries().at(*dlq);
+    const std::string where =
+        (sel.empty() ? std::string("every queue") : "queue '" + sel + "'") + " (" +
+        Spelled("--dlq-retention", *dlq, dlq_value) +
+        (src ? ", " + Spelled("--retention", *src, r.retention.entries().at(*src)) : "") + ")";
+    if (Status st = ValidateRetention(src_ms, Millis(dlq_value.value), where); !st.ok()) return st;
   }
   return r;
 }

@@ -32,6 +32,8 @@ class PerQueue {
   std::optional<Threshold> Lookup(const std::string& group, const std::string& type) const;
   // Lookup by selector text ("", "g" or "g/short"), walking to broader ones.
   std::optional<Threshold> LookupSelector(const std::string& selector) const;
+  // The selector that LookupSelector would use.
+  std::optional<std::string> Match(const std::string& selector) const;
   const std::map<std::string, Threshold>& entries() const { return by_selector_; }
   bool empty() const { return by_selector_.empty(); }
 

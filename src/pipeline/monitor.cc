@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -14,9 +15,10 @@
 namespace fanflow {
 namespace {
 
+// Counts without decimals, measurements with one.
 std::string Fixed(double v, int decimals = 1) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  std::snprintf(buf, sizeof buf, "%.*f", v == std::floor(v) ? 0 : decimals, v);
   return buf;
 }
 
@@ -167,14 +169,14 @@ std::vector<AlarmCheck> Monitor::Checks(const std::vector<QueueRow>& rows,
       check("dead_letters", s, static_cast<double>(s.dead_letters), t->value, "dead letters kept", "");
     if (auto t = rules.oldest_age.Lookup(s.group, s.type)) {
       double threshold = t->value;
-      std::string what = "oldest waiting message is";
+      std::string what = "oldest waiting message's age";
       if (t->fraction) {
         const double retention = rules.retention.Lookup(s.group, s.type)->value;
         threshold = t->value * retention;
-        what = "oldest waiting message (retention " + Fixed(retention, 0) + " s, alarm at " +
-               Fixed(t->value * 100, 0) + "%) is";
+        what = "oldest waiting message's age (alarm at " + Fixed(t->value * 100) + "% of its " +
+               Fixed(retention) + " s retention)";
       }
-      check("oldest_age", s, s.oldest_age_seconds.value_or(0), threshold, what, " s old");
+      check("oldest_age", s, s.oldest_age_seconds.value_or(0), threshold, what, " s");
     }
   }
   if (rules.stalled_s) {
