@@ -56,6 +56,10 @@ Result<std::unique_ptr<Monitor>> Monitor::Start(EventBus& bus, MonitorOptions op
     if (!ledger.ok()) return ledger.status();
     m->ledger_ = std::move(ledger).value();
   }
+  // fanflow's own types from the start, so nothing published before the
+  // first sample is missed; other types as Stats shows their queues.
+  if (m->options_.tap)
+    if (Status s = m->TapTypes(KnownEventTypes()); !s.ok()) return s;
   if (m->metrics_)
     m->metrics_->DefineHistogram("fanflow_chunk_processing_seconds",
                                  "Time a worker spent on a chunk attempt that finished (from chunk_done)",
@@ -80,12 +84,11 @@ Verdict Monitor::Tap(const Delivery& d) {
   return Verdict::Ack();  // a copy for counting: nothing to keep
 }
 
-Status Monitor::TapTypes(const std::vector<QueueStats>& stats) {
+Status Monitor::TapTypes(const std::vector<std::string>& types) {
   std::vector<std::string> fresh;
-  for (const QueueStats& s : stats)
-    if (!tapped_since_.count(s.type) &&
-        std::find(fresh.begin(), fresh.end(), s.type) == fresh.end())
-      fresh.push_back(s.type);
+  for (const std::string& t : types)
+    if (!tapped_since_.count(t) && std::find(fresh.begin(), fresh.end(), t) == fresh.end())
+      fresh.push_back(t);
   if (fresh.empty()) return Status::Ok();
   SubscribeOptions o;
   o.group = tap_group_;
@@ -230,8 +233,11 @@ Result<MonitorSnapshot> Monitor::Sample() {
   std::vector<QueueStats> mine;
   for (QueueStats& s : stats.value())
     if (s.group != tap_group_) mine.push_back(std::move(s));
-  if (options_.tap)
-    if (Status s = TapTypes(mine); !s.ok()) return s;
+  if (options_.tap) {
+    std::vector<std::string> types;
+    for (const QueueStats& s : mine) types.push_back(s.type);
+    if (Status s = TapTypes(types); !s.ok()) return s;
+  }
 
   Round round;
   round.at = Clock::now();

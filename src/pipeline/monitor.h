@@ -93,7 +93,8 @@ class Monitor {
   };
 
   Verdict Tap(const Delivery& delivery);
-  Status TapTypes(const std::vector<QueueStats>& stats);
+  // Starts counting the types not counted yet.
+  Status TapTypes(const std::vector<std::string>& types);
   void ComputeRates(std::vector<QueueRow>& rows, const Round& now);
   Result<std::vector<BatchRow>> ReadBatches();
   std::vector<AlarmCheck> Checks(const std::vector<QueueRow>& rows, const std::vector<BatchRow>& batches) const;
