@@ -20,7 +20,8 @@ void PrintTable(const std::vector<DeadLetter>& letters) {
     std::printf("no dead letters\n");
     return;
   }
-  std::printf("%-36s %-12s %-14s %8s  %-24s %s\n", "ID", "GROUP", "TYPE", "ATTEMPTS", "TIME", "REASON");
+  std::printf("%-36s %-12s %-14s %8s  %-24s %s\n", "ID", "GROUP", "TYPE", "ATTEMPTS", "TIME",
+              "REASON");
   for (const DeadLetter& d : letters)
     std::printf("%-36s %-12s %-14s %8d  %-24s [%s] %s\n", Clip(d.id, 36).c_str(),
                 Clip(d.group, 12).c_str(), Clip(routes::ShortName(d.type), 14).c_str(), d.attempts,
@@ -31,13 +32,16 @@ void PrintTable(const std::vector<DeadLetter>& letters) {
 
 void PrintOne(const DeadLetter& d) {
   nlohmann::json j = DeadLetterToJson(d, true);
-  std::printf("id        %s\ngroup     %s\ntype      %s\nattempts  %d\ntime      %s\nreason    %s\n"
-              "category  %s\n",
-              d.id.c_str(), d.group.c_str(), d.type.c_str(), d.attempts, d.time.c_str(), d.reason.c_str(),
-              j["category"].get<std::string>().c_str());
-  if (j.contains("batch_id")) std::printf("batch     %s\n", j["batch_id"].get<std::string>().c_str());
+  std::printf(
+      "id        %s\ngroup     %s\ntype      %s\nattempts  %d\ntime      %s\nreason    %s\n"
+      "category  %s\n",
+      d.id.c_str(), d.group.c_str(), d.type.c_str(), d.attempts, d.time.c_str(), d.reason.c_str(),
+      j["category"].get<std::string>().c_str());
+  if (j.contains("batch_id"))
+    std::printf("batch     %s\n", j["batch_id"].get<std::string>().c_str());
   const nlohmann::json& event = j["event"];
-  std::printf("event\n%s\n", event.is_string() ? event.get<std::string>().c_str() : event.dump(2).c_str());
+  std::printf("event\n%s\n",
+              event.is_string() ? event.get<std::string>().c_str() : event.dump(2).c_str());
 }
 
 }  // namespace
@@ -72,7 +76,8 @@ int DlqCommand(const BusFlags& bus_flags, const std::string& action, const DlqFl
     if (f.json)
       std::cout << nlohmann::json({{"replayed", n.value()}}).dump() << std::endl;
     else
-      std::cout << "replayed " << n.value() << " dead letter(s) to their origin queue" << where << std::endl;
+      std::cout << "replayed " << n.value() << " dead letter(s) to their origin queue" << where
+                << std::endl;
     return kExitSucceeded;
   }
   auto n = b.PurgeDeadLetters(f.group);  // action == "purge"

@@ -35,18 +35,19 @@ std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
   std::snprintf(line, sizeof line, "fanflow monitor  %s  %s%s\n\n", s.bus.c_str(), s.time.c_str(),
                 f.once ? "" : "  (Ctrl-C to stop)");
   out += line;
-  std::snprintf(line, sizeof line, "%-40s %8s %9s %5s %8s %8s %9s %6s  %s\n", "QUEUE", "DEPTH", "IN FLIGHT",
-                "CONS", "IN/s", "OUT/s", "OLDEST s", "DLQ", "ALARMS");
+  std::snprintf(line, sizeof line, "%-40s %8s %9s %5s %8s %8s %9s %6s %7s  %s\n", "QUEUE", "DEPTH",
+                "IN FLIGHT", "CONS", "IN/s", "OUT/s", "OLDEST s", "DLQ", "DROPPED", "ALARMS");
   out += line;
   for (const QueueRow& r : s.queues) {
     const QueueStats& q = r.stats;
     std::string alarms;
     for (const auto& a : r.alarms) alarms += (alarms.empty() ? "" : ",") + a;
-    std::snprintf(line, sizeof line, "%-40s %8lld %9s %5lld %8s %8s %9s %6lld  %s\n", q.queue.c_str(),
-                  static_cast<long long>(q.depth),
+    std::snprintf(line, sizeof line, "%-40s %8lld %9s %5lld %8s %8s %9s %6lld %7lld  %s\n",
+                  q.queue.c_str(), static_cast<long long>(q.depth),
                   q.in_flight < 0 ? "?" : std::to_string(q.in_flight).c_str(),
-                  static_cast<long long>(q.consumers), Num(r.in_rate).c_str(), Num(r.out_rate).c_str(),
-                  Num(q.oldest_age_seconds).c_str(), static_cast<long long>(q.dead_letters),
+                  static_cast<long long>(q.consumers), Num(r.in_rate).c_str(),
+                  Num(r.out_rate).c_str(), Num(q.oldest_age_seconds).c_str(),
+                  static_cast<long long>(q.dead_letters), static_cast<long long>(q.dropped),
                   alarms.empty() ? "ok" : alarms.c_str());
     out += line;
   }
@@ -55,23 +56,26 @@ std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
   if (!s.batches_known) {
     out += "open batches: pass --state with the aggregator's ledger to see them\n";
   } else {
-    std::snprintf(line, sizeof line, "%-32s %-24s %5s %13s %7s %9s %9s\n", "OPEN BATCH", "PROGRESS", "",
-                  "DONE/TOTAL", "FAILED", "AGE s", "IDLE s");
+    std::snprintf(line, sizeof line, "%-32s %-24s %5s %13s %7s %9s %9s\n", "OPEN BATCH", "PROGRESS",
+                  "", "DONE/TOTAL", "FAILED", "AGE s", "IDLE s");
     out += line;
     for (const BatchRow& b : s.batches) {
       const int64_t done = b.succeeded + b.failed;
-      const double ratio = b.total_chunks && *b.total_chunks > 0 ? double(done) / double(*b.total_chunks) : 0;
+      const double ratio =
+          b.total_chunks && *b.total_chunks > 0 ? double(done) / double(*b.total_chunks) : 0;
       std::string total = b.total_chunks ? std::to_string(*b.total_chunks) : "?";
-      std::snprintf(line, sizeof line, "%-32s %-24s %4.0f%% %13s %7lld %9.1f %9.1f\n", b.batch_id.c_str(),
-                    Bar(ratio, 22).c_str(), ratio * 100, (std::to_string(done) + "/" + total).c_str(),
-                    static_cast<long long>(b.failed), b.age_s, b.idle_s);
+      std::snprintf(line, sizeof line, "%-32s %-24s %4.0f%% %13s %7lld %9.1f %9.1f\n",
+                    b.batch_id.c_str(), Bar(ratio, 22).c_str(), ratio * 100,
+                    (std::to_string(done) + "/" + total).c_str(), static_cast<long long>(b.failed),
+                    b.age_s, b.idle_s);
       out += line;
     }
     if (s.batches.empty()) out += "(no open batches)\n";
   }
   out += "\n";
   if (s.alarms.empty()) out += "alarms: none raised\n";
-  for (const Alarm& a : s.alarms) out += "ALARM " + a.check.alarm + " since " + a.raised_at + ": " + a.check.message + "\n";
+  for (const Alarm& a : s.alarms)
+    out += "ALARM " + a.check.alarm + " since " + a.raised_at + ": " + a.check.message + "\n";
   return out;
 }
 
@@ -122,7 +126,8 @@ int MonitorCommand(const BusFlags& bus_flags, const MonitorFlags& f) {
   if (!monitor.ok()) return Fail(monitor.status());
   std::unique_ptr<MetricsServer> server;
   if (f.metrics_port >= 0) {
-    auto s = MetricsServer::Start(f.metrics_bind, f.metrics_port, [metrics] { return metrics->Render(); });
+    auto s = MetricsServer::Start(f.metrics_bind, f.metrics_port,
+                                  [metrics] { return metrics->Render(); });
     if (!s.ok()) return Fail(s.status());
     server = std::move(s).value();
     spdlog::info("metrics on http://{}:{}/metrics", f.metrics_bind, server->port());
@@ -146,10 +151,12 @@ int MonitorCommand(const BusFlags& bus_flags, const MonitorFlags& f) {
     if (snap.ok())
       Print(snap.value(), f, tty);
     else
-      spdlog::error("monitor: {} (retrying every {} ms)", snap.status().ToString(), interval.count());
+      spdlog::error("monitor: {} (retrying every {} ms)", snap.status().ToString(),
+                    interval.count());
     auto wait = interval;
     if (f.duration_s > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(stop_at - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          stop_at - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
       wait = std::min(wait, left);
     }

@@ -29,18 +29,20 @@ Result<PerQueue> PerQueue::Parse(const std::string& flag, const std::vector<std:
                                  bool allow_fraction) {
   PerQueue out;
   const std::string forms = std::string("; expected [GROUP[/TYPE]=]N") +
-                            (allow_fraction ? " or [GROUP[/TYPE]=]N%" : "") +
-                            ", e.g. " + flag + " 1000 or " + flag + " workers/process_chunk=" +
-                            (allow_fraction ? "50%" : "1000");
+                            (allow_fraction ? " or [GROUP[/TYPE]=]N%" : "") + ", e.g. " + flag +
+                            " 1000 or " + flag +
+                            " workers/process_chunk=" + (allow_fraction ? "50%" : "1000");
   for (const std::string& spec : specs) {
     const auto eq = spec.rfind('=');
     const std::string selector = eq == std::string::npos ? "" : spec.substr(0, eq);
     std::string number = eq == std::string::npos ? spec : spec.substr(eq + 1);
-    if (eq != std::string::npos && (selector.empty() || selector.front() == '/' || selector.back() == '/'))
+    if (eq != std::string::npos &&
+        (selector.empty() || selector.front() == '/' || selector.back() == '/'))
       return InvalidArgument(flag + " '" + spec + "': empty group name" + forms);
     Threshold t;
     if (!number.empty() && number.back() == '%') {
-      if (!allow_fraction) return InvalidArgument(flag + " '" + spec + "': a percentage is not accepted here" + forms);
+      if (!allow_fraction)
+        return InvalidArgument(flag + " '" + spec + "': a percentage is not accepted here" + forms);
       t.fraction = true;
       number.pop_back();
     }
@@ -52,7 +54,8 @@ Result<PerQueue> PerQueue::Parse(const std::string& flag, const std::vector<std:
                              (allow_fraction ? " (a percentage at most 100%)" : "") + forms);
     if (t.fraction) t.value /= 100;
     if (out.by_selector_.count(selector))
-      return InvalidArgument(flag + " '" + spec + "': " + (selector.empty() ? "the default" : "'" + selector + "'") +
+      return InvalidArgument(flag + " '" + spec +
+                             "': " + (selector.empty() ? "the default" : "'" + selector + "'") +
                              " is given twice");
     out.by_selector_[selector] = t;
   }
@@ -103,10 +106,11 @@ Result<AlarmRules> AlarmRules::Parse(const AlarmSpecs& s) {
 
   for (const auto& [selector, t] : r.oldest_age.entries())
     if (t.fraction && !r.retention.LookupSelector(selector))
-      return InvalidArgument(Spelled("--alarm-oldest-age", selector, t) +
-                             " is a fraction of the queue's retention, but no --retention applies to " +
-                             (selector.empty() ? "every queue" : "'" + selector + "'") +
-                             "; add e.g. --retention " + (selector.empty() ? "" : selector + "=") + "3600");
+      return InvalidArgument(
+          Spelled("--alarm-oldest-age", selector, t) +
+          " is a fraction of the queue's retention, but no --retention applies to " +
+          (selector.empty() ? "every queue" : "'" + selector + "'") + "; add e.g. --retention " +
+          (selector.empty() ? "" : selector + "=") + "3600");
   // Every selector either flag names, checked with what applies there.
   std::set<std::string> selectors;
   for (const auto& e : r.retention.entries()) selectors.insert(e.first);
@@ -136,8 +140,9 @@ std::vector<AlarmTransition> AlarmBook::Apply(const std::vector<AlarmCheck>& che
     seen.insert(key);
     auto it = active_.find(key);
     if (c.firing && it == active_.end()) {
-      Alarm a{c, NowRfc3339(),
-              std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count()};
+      Alarm a{
+          c, NowRfc3339(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count()};
       active_[key] = a;
       out.push_back({a, true});
     } else if (c.firing) {

@@ -74,7 +74,7 @@ struct AlarmCheck {
 };
 
 struct Alarm {
-  AlarmCheck check;  // as last raised or resolved
+  AlarmCheck check;       // as last raised or resolved
   std::string raised_at;  // RFC 3339
   int64_t raised_ms = 0;  // since the epoch; part of the event ids
 };

@@ -17,14 +17,19 @@ std::string DeadLetterCategory(const std::string& r) {
   // DecodeEvent names the offending field first: "data.chunk_size: ...".
   const auto colon = r.find(": ");
   if (colon != std::string::npos && colon > 0 &&
-      r.substr(0, colon).find_first_not_of("abcdefghijklmnopqrstuvwxyz_.0123456789") == std::string::npos)
+      r.substr(0, colon).find_first_not_of("abcdefghijklmnopqrstuvwxyz_.0123456789") ==
+          std::string::npos)
     return "schema";
   return "other";
 }
 
 nlohmann::json DeadLetterToJson(const DeadLetter& d, bool with_event) {
-  nlohmann::json j = {{"id", d.id},           {"group", d.group},   {"type", d.type},
-                      {"attempts", d.attempts}, {"time", d.time},   {"reason", d.reason},
+  nlohmann::json j = {{"id", d.id},
+                      {"group", d.group},
+                      {"type", d.type},
+                      {"attempts", d.attempts},
+                      {"time", d.time},
+                      {"reason", d.reason},
                       {"category", DeadLetterCategory(d.reason)}};
   nlohmann::json body = nlohmann::json::parse(d.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_object()) {

@@ -22,7 +22,8 @@ std::string DeadLetterCategory(const std::string& reason);
 nlohmann::json DeadLetterToJson(const DeadLetter& letter, bool with_event);
 
 // The dead letters of `group` ("" every group) whose id is `id` ("" all).
-[[nodiscard]] Result<std::vector<DeadLetter>> FindDeadLetters(EventBus& bus, const std::string& group,
+[[nodiscard]] Result<std::vector<DeadLetter>> FindDeadLetters(EventBus& bus,
+                                                              const std::string& group,
                                                               const std::string& id);
 
 }  // namespace fanflow

@@ -102,13 +102,15 @@ std::string Metrics::Render() const {
     out += "# HELP " + name + " " + Escape(f.help, false) + "\n";
     out += "# TYPE " + name + " " + kTypes[static_cast<int>(f.kind)] + "\n";
     if (f.kind != Kind::kHistogram) {
-      for (const auto& [labels, value] : f.values) out += name + LabelText(labels) + " " + Number(value) + "\n";
+      for (const auto& [labels, value] : f.values)
+        out += name + LabelText(labels) + " " + Number(value) + "\n";
       continue;
     }
     uint64_t cumulative = 0;
     for (size_t i = 0; i < f.bounds.size(); ++i) {
       cumulative += f.bucket_counts[i];
-      out += name + "_bucket{le=\"" + Number(f.bounds[i]) + "\"} " + std::to_string(cumulative) + "\n";
+      out +=
+          name + "_bucket{le=\"" + Number(f.bounds[i]) + "\"} " + std::to_string(cumulative) + "\n";
     }
     out += name + "_bucket{le=\"+Inf\"} " + std::to_string(f.count) + "\n";
     out += name + "_sum " + Number(f.sum) + "\n";

@@ -26,7 +26,8 @@ class Metrics {
   void AddToCounter(const std::string& name, const std::string& help, const MetricLabels& labels,
                     double delta);
   // A histogram with the given upper bounds (ascending; +Inf is implied).
-  void DefineHistogram(const std::string& name, const std::string& help, std::vector<double> bounds);
+  void DefineHistogram(const std::string& name, const std::string& help,
+                       std::vector<double> bounds);
   void Observe(const std::string& name, double value);
 
   std::string Render() const;

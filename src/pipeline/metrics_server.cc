@@ -25,14 +25,17 @@ void SendAll(int fd, const std::string& data) {
   }
 }
 
-std::string Response(const std::string& status, const std::string& content_type, const std::string& body) {
+std::string Response(const std::string& status, const std::string& content_type,
+                     const std::string& body) {
   return "HTTP/1.0 " + status + "\r\nContent-Type: " + content_type +
-         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+         body;
 }
 
 }  // namespace
 
-Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& bind_address, int port,
+Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& bind_address,
+                                                            int port,
                                                             std::function<std::string()> render) {
   if (port < 0 || port > 65535) return InvalidArgument("--metrics-port must be in 0..65535");
   sockaddr_in addr{};
@@ -47,11 +50,13 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& b
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 16) != 0) {
     std::string why = std::strerror(errno);
     close(fd);
-    return Unavailable("metrics: cannot listen on " + bind_address + ":" + std::to_string(port) + ": " + why);
+    return Unavailable("metrics: cannot listen on " + bind_address + ":" + std::to_string(port) +
+                       ": " + why);
   }
   socklen_t len = sizeof addr;
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::unique_ptr<MetricsServer> server(new MetricsServer(fd, ntohs(addr.sin_port), std::move(render)));
+  std::unique_ptr<MetricsServer> server(
+      new MetricsServer(fd, ntohs(addr.sin_port), std::move(render)));
   if (pipe2(server->wake_, O_CLOEXEC) != 0) return Internal("metrics: cannot create a pipe");
   server->thread_ = std::thread([s = server.get()] { s->Serve(); });
   return server;
@@ -92,9 +97,11 @@ void MetricsServer::HandleConnection(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   std::string request;
   char buf[1024];
-  while (request.find("\r\n\r\n") == std::string::npos && request.find("\n\n") == std::string::npos) {
+  while (request.find("\r\n\r\n") == std::string::npos &&
+         request.find("\n\n") == std::string::npos) {
     if (request.size() > kMaxRequestBytes)
-      return SendAll(fd, Response("431 Request Header Fields Too Large", "text/plain", "too large\n"));
+      return SendAll(fd,
+                     Response("431 Request Header Fields Too Large", "text/plain", "too large\n"));
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n <= 0) return;  // closed, or silent past the timeout
     request.append(buf, static_cast<size_t>(n));
@@ -106,7 +113,8 @@ void MetricsServer::HandleConnection(int fd) {
   path = path.substr(0, path.find('?'));
   if (method != "GET" && method != "HEAD")
     return SendAll(fd, Response("405 Method Not Allowed", "text/plain", "only GET /metrics\n"));
-  if (path != "/metrics") return SendAll(fd, Response("404 Not Found", "text/plain", "try /metrics\n"));
+  if (path != "/metrics")
+    return SendAll(fd, Response("404 Not Found", "text/plain", "try /metrics\n"));
   std::string reply = Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_());
   if (method == "HEAD") reply = reply.substr(0, reply.find("\r\n\r\n") + 4);
   SendAll(fd, reply);

@@ -18,9 +18,8 @@ class MetricsServer {
  public:
   // Listens on bind_address:port (port 0: any free port, see port()) and
   // answers GET /metrics with render() as text/plain; version=0.0.4.
-  [[nodiscard]] static Result<std::unique_ptr<MetricsServer>> Start(const std::string& bind_address,
-                                                                    int port,
-                                                                    std::function<std::string()> render);
+  [[nodiscard]] static Result<std::unique_ptr<MetricsServer>> Start(
+      const std::string& bind_address, int port, std::function<std::string()> render);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

@@ -61,9 +61,10 @@ Result<std::unique_ptr<Monitor>> Monitor::Start(EventBus& bus, MonitorOptions op
   if (m->options_.tap)
     if (Status s = m->TapTypes(KnownEventTypes()); !s.ok()) return s;
   if (m->metrics_)
-    m->metrics_->DefineHistogram("fanflow_chunk_processing_seconds",
-                                 "Time a worker spent on a chunk attempt that finished (from chunk_done)",
-                                 ChunkLatencyBuckets());
+    m->metrics_->DefineHistogram(
+        "fanflow_chunk_processing_seconds",
+        "Time a worker spent on a chunk attempt that finished (from chunk_done)",
+        ChunkLatencyBuckets());
   return m;
 }
 
@@ -78,7 +79,8 @@ Verdict Monitor::Tap(const Delivery& d) {
     if (d.message.type == kChunkDone) {
       auto e = DecodeEvent(d.message.body);
       if (e.ok() && e->data.contains("duration_ms") && e->data["duration_ms"].is_number())
-        metrics_->Observe("fanflow_chunk_processing_seconds", e->data["duration_ms"].get<double>() / 1000);
+        metrics_->Observe("fanflow_chunk_processing_seconds",
+                          e->data["duration_ms"].get<double>() / 1000);
     }
   }
   return Verdict::Ack();  // a copy for counting: nothing to keep
@@ -115,7 +117,8 @@ void Monitor::ComputeRates(std::vector<QueueRow>& rows, const Round& now) {
     const double growth = static_cast<double>(now.backlog.at(r.stats.queue) - before->second) / dt;
     r.growth_rate = growth;
     auto since = tapped_since_.find(r.stats.type);
-    if (since == tapped_since_.end() || since->second > base.at) continue;  // tap younger than the window
+    if (since == tapped_since_.end() || since->second > base.at)
+      continue;  // tap younger than the window
     auto tap_now = now.tapped.find(r.stats.type);
     auto tap_before = base.tapped.find(r.stats.type);
     const int64_t n_now = tap_now == now.tapped.end() ? 0 : tap_now->second;
@@ -169,7 +172,8 @@ std::vector<AlarmCheck> Monitor::Checks(const std::vector<QueueRow>& rows,
     if (auto t = rules.growth.Lookup(s.group, s.type); t && r.growth_rate)
       check("growth_rate", s, *r.growth_rate, t->value, "backlog growing by", " msg/s");
     if (auto t = rules.dead_letters.Lookup(s.group, s.type))
-      check("dead_letters", s, static_cast<double>(s.dead_letters), t->value, "dead letters kept", "");
+      check("dead_letters", s, static_cast<double>(s.dead_letters), t->value, "dead letters kept",
+            "");
     if (auto t = rules.oldest_age.Lookup(s.group, s.type)) {
       double threshold = t->value;
       std::string what = "oldest waiting message's age";
@@ -191,8 +195,9 @@ std::vector<AlarmCheck> Monitor::Checks(const std::vector<QueueRow>& rows,
       c.value = b.idle_s;
       c.threshold = *rules.stalled_s;
       c.firing = b.idle_s >= *rules.stalled_s;
-      c.message = "[batch " + b.batch_id + "] no progress for " + Fixed(b.idle_s) + " s (threshold " +
-                  Fixed(*rules.stalled_s) + " s): " + std::to_string(b.succeeded + b.failed) + "/" +
+      c.message = "[batch " + b.batch_id + "] no progress for " + Fixed(b.idle_s) +
+                  " s (threshold " + Fixed(*rules.stalled_s) +
+                  " s): " + std::to_string(b.succeeded + b.failed) + "/" +
                   (b.total_chunks ? std::to_string(*b.total_chunks) : "?") + " chunks done";
       out.push_back(std::move(c));
     }
@@ -211,11 +216,12 @@ void Monitor::Announce(const AlarmTransition& t) {
     metrics_->AddToCounter("fanflow_alarm_transitions_total", "Alarms raised and resolved",
                            {{"alarm", c.alarm}, {"state", state}}, 1);
   if (!options_.publish_alarms) return;
-  nlohmann::json data = {{"alarm", c.alarm},          {"state", state},
-                         {"message", c.message},      {"value", c.value},
-                         {"threshold", c.threshold},  {"raised_at", t.alarm.raised_at}};
+  nlohmann::json data = {{"alarm", c.alarm},         {"state", state},
+                         {"message", c.message},     {"value", c.value},
+                         {"threshold", c.threshold}, {"raised_at", t.alarm.raised_at}};
   // Ids pair a resolution with the raise it ends.
-  const std::string id = "alarm/" + c.alarm + "/" + c.subject + "/" + std::to_string(t.alarm.raised_ms) + "/" + state;
+  const std::string id =
+      "alarm/" + c.alarm + "/" + c.subject + "/" + std::to_string(t.alarm.raised_ms) + "/" + state;
   Event e = MakeEvent(kAlarm, id, c.subject, c.correlation_id, data);
   if (Status s = bus_.Publish(Message{e.type, e.id, EncodeEvent(e)}); !s.ok())
     spdlog::error("alarm {} {} not published: {}", c.alarm, state, s.ToString());
@@ -268,10 +274,11 @@ Result<MonitorSnapshot> Monitor::Sample() {
 
 void Monitor::Export(const MonitorSnapshot& snap, bool up) {
   if (!metrics_) return;
-  metrics_->SetGauge("fanflow_monitor_up", "1 if the last sample reached the bus, else 0", {}, up ? 1 : 0);
+  metrics_->SetGauge("fanflow_monitor_up", "1 if the last sample reached the bus, else 0", {},
+                     up ? 1 : 0);
   if (!up) return;
   using Samples = std::vector<std::pair<MetricLabels, double>>;
-  Samples depth, in_flight, consumers, dead, oldest, in_rate, out_rate, growth;
+  Samples depth, in_flight, consumers, dead, dropped, oldest, in_rate, out_rate, growth;
   for (const QueueRow& r : snap.queues) {
     const QueueStats& s = r.stats;
     const MetricLabels l = QueueLabels(s);
@@ -279,6 +286,7 @@ void Monitor::Export(const MonitorSnapshot& snap, bool up) {
     if (s.in_flight >= 0) in_flight.push_back({l, static_cast<double>(s.in_flight)});
     consumers.push_back({l, static_cast<double>(s.consumers)});
     dead.push_back({l, static_cast<double>(s.dead_letters)});
+    dropped.push_back({l, static_cast<double>(s.dropped)});
     if (s.oldest_age_seconds) oldest.push_back({l, *s.oldest_age_seconds});
     if (r.in_rate) in_rate.push_back({l, *r.in_rate});
     if (r.out_rate) out_rate.push_back({l, *r.out_rate});
@@ -286,72 +294,91 @@ void Monitor::Export(const MonitorSnapshot& snap, bool up) {
   }
   metrics_->SetGaugeFamily("fanflow_queue_depth_messages", "Messages waiting in the queue", depth);
   metrics_->SetGaugeFamily("fanflow_queue_in_flight_messages",
-                           "Messages delivered and not yet acknowledged (where the broker tells)", in_flight);
+                           "Messages delivered and not yet acknowledged (where the broker tells)",
+                           in_flight);
   metrics_->SetGaugeFamily("fanflow_queue_consumers", "Consumers attached to the queue", consumers);
-  metrics_->SetGaugeFamily("fanflow_queue_dead_letters_messages", "Messages in the queue's dead-letter queue", dead);
-  metrics_->SetGaugeFamily("fanflow_queue_oldest_age_seconds", "Age of the oldest waiting message", oldest);
+  metrics_->SetGaugeFamily("fanflow_queue_dead_letters_messages",
+                           "Messages in the queue's dead-letter queue", dead);
+  metrics_->SetGaugeFamily(
+      "fanflow_queue_dropped_messages",
+      "Messages the broker discarded instead of queueing (Mosquitto: broker-wide)", dropped);
+  metrics_->SetGaugeFamily("fanflow_queue_oldest_age_seconds", "Age of the oldest waiting message",
+                           oldest);
   metrics_->SetGaugeFamily("fanflow_queue_in_rate_messages_per_second",
                            "Messages arriving per second over the rate window", in_rate);
-  metrics_->SetGaugeFamily("fanflow_queue_out_rate_messages_per_second",
-                           "Messages leaving per second (acknowledged or dead-lettered) over the rate window",
-                           out_rate);
+  metrics_->SetGaugeFamily(
+      "fanflow_queue_out_rate_messages_per_second",
+      "Messages leaving per second (acknowledged or dead-lettered) over the rate window", out_rate);
   metrics_->SetGaugeFamily("fanflow_queue_growth_messages_per_second",
                            "Net growth of the backlog per second over the rate window", growth);
 
   Samples active;
   for (const Alarm& a : snap.alarms)
     active.push_back({{{"alarm", a.check.alarm}, {"subject", a.check.subject}}, 1});
-  metrics_->SetGaugeFamily("fanflow_alarm_active", "1 for each alarm raised and not yet resolved", active);
+  metrics_->SetGaugeFamily("fanflow_alarm_active", "1 for each alarm raised and not yet resolved",
+                           active);
 
   if (!snap.batches_known) return;
   Samples chunks, progress, age, idle;
   for (const BatchRow& b : snap.batches) {
     const MetricLabels l = {{"batch", b.batch_id}};
-    for (auto [state, n] : {std::pair<const char*, int64_t>{"succeeded", b.succeeded}, {"failed", b.failed}})
+    for (auto [state, n] :
+         {std::pair<const char*, int64_t>{"succeeded", b.succeeded}, {"failed", b.failed}})
       chunks.push_back({{{"batch", b.batch_id}, {"state", state}}, static_cast<double>(n)});
     if (b.total_chunks) {
-      chunks.push_back({{{"batch", b.batch_id}, {"state", "total"}}, static_cast<double>(*b.total_chunks)});
+      chunks.push_back(
+          {{{"batch", b.batch_id}, {"state", "total"}}, static_cast<double>(*b.total_chunks)});
       if (*b.total_chunks > 0)
-        progress.push_back({l, static_cast<double>(b.succeeded + b.failed) / static_cast<double>(*b.total_chunks)});
+        progress.push_back({l, static_cast<double>(b.succeeded + b.failed) /
+                                   static_cast<double>(*b.total_chunks)});
     }
     age.push_back({l, b.age_s});
     idle.push_back({l, b.idle_s});
   }
-  metrics_->SetGauge("fanflow_open_batches", "Batches not yet complete in the aggregator's ledger", {},
-                     static_cast<double>(snap.batches.size()));
-  metrics_->SetGaugeFamily("fanflow_batch_chunks", "Chunks of an open batch by state (total once sealed)", chunks);
-  metrics_->SetGaugeFamily("fanflow_batch_progress_ratio", "Share of an open batch's chunks done (0..1)", progress);
-  metrics_->SetGaugeFamily("fanflow_batch_age_seconds", "Time since an open batch's first event", age);
-  metrics_->SetGaugeFamily("fanflow_batch_idle_seconds", "Time since an open batch last made progress", idle);
+  metrics_->SetGauge("fanflow_open_batches", "Batches not yet complete in the aggregator's ledger",
+                     {}, static_cast<double>(snap.batches.size()));
+  metrics_->SetGaugeFamily("fanflow_batch_chunks",
+                           "Chunks of an open batch by state (total once sealed)", chunks);
+  metrics_->SetGaugeFamily("fanflow_batch_progress_ratio",
+                           "Share of an open batch's chunks done (0..1)", progress);
+  metrics_->SetGaugeFamily("fanflow_batch_age_seconds", "Time since an open batch's first event",
+                           age);
+  metrics_->SetGaugeFamily("fanflow_batch_idle_seconds",
+                           "Time since an open batch last made progress", idle);
 }
 
 nlohmann::json MonitorSnapshot::ToJson() const {
-  auto opt = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json();
+  };
   nlohmann::json queues = nlohmann::json::array(), batch_list = nlohmann::json::array(),
                  alarm_list = nlohmann::json::array();
   for (const QueueRow& r : this->queues) {
     const QueueStats& s = r.stats;
-    queues.push_back({{"queue", s.queue},
-                      {"group", s.group},
-                      {"type", s.type},
-                      {"depth", s.depth},
-                      {"in_flight", s.in_flight >= 0 ? nlohmann::json(s.in_flight) : nlohmann::json()},
-                      {"consumers", s.consumers},
-                      {"in_rate", opt(r.in_rate)},
-                      {"out_rate", opt(r.out_rate)},
-                      {"growth_rate", opt(r.growth_rate)},
-                      {"oldest_age_seconds", opt(s.oldest_age_seconds)},
-                      {"dead_letters", s.dead_letters},
-                      {"alarms", r.alarms}});
+    queues.push_back(
+        {{"queue", s.queue},
+         {"group", s.group},
+         {"type", s.type},
+         {"depth", s.depth},
+         {"in_flight", s.in_flight >= 0 ? nlohmann::json(s.in_flight) : nlohmann::json()},
+         {"consumers", s.consumers},
+         {"in_rate", opt(r.in_rate)},
+         {"out_rate", opt(r.out_rate)},
+         {"growth_rate", opt(r.growth_rate)},
+         {"oldest_age_seconds", opt(s.oldest_age_seconds)},
+         {"dead_letters", s.dead_letters},
+         {"dropped", s.dropped},
+         {"alarms", r.alarms}});
   }
   for (const BatchRow& b : batches)
-    batch_list.push_back({{"batch_id", b.batch_id},
-                          {"correlation_id", b.correlation_id},
-                          {"total_chunks", b.total_chunks ? nlohmann::json(*b.total_chunks) : nlohmann::json()},
-                          {"succeeded", b.succeeded},
-                          {"failed", b.failed},
-                          {"age_seconds", b.age_s},
-                          {"idle_seconds", b.idle_s}});
+    batch_list.push_back(
+        {{"batch_id", b.batch_id},
+         {"correlation_id", b.correlation_id},
+         {"total_chunks", b.total_chunks ? nlohmann::json(*b.total_chunks) : nlohmann::json()},
+         {"succeeded", b.succeeded},
+         {"failed", b.failed},
+         {"age_seconds", b.age_s},
+         {"idle_seconds", b.idle_s}});
   for (const Alarm& a : alarms)
     alarm_list.push_back({{"alarm", a.check.alarm},
                           {"subject", a.check.subject},

@@ -14,12 +14,12 @@
 // loop, or a test); the tap runs on bus threads and touches only its counters.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
@@ -97,7 +97,8 @@ class Monitor {
   Status TapTypes(const std::vector<std::string>& types);
   void ComputeRates(std::vector<QueueRow>& rows, const Round& now);
   Result<std::vector<BatchRow>> ReadBatches();
-  std::vector<AlarmCheck> Checks(const std::vector<QueueRow>& rows, const std::vector<BatchRow>& batches) const;
+  std::vector<AlarmCheck> Checks(const std::vector<QueueRow>& rows,
+                                 const std::vector<BatchRow>& batches) const;
   void Announce(const AlarmTransition& t);
   void Export(const MonitorSnapshot& snapshot, bool up);
 

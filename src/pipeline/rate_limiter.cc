@@ -18,10 +18,10 @@ Result<RateLimit> RateLimit::Parse(const std::string& rate, const std::string& u
   if (rate.empty()) return r;
   const std::string forms = "; accepted forms: N/s, e.g. --rate 20/s or --rate 0.5/s";
   const auto slash = rate.find('/');
-  if (slash == std::string::npos)
-    return InvalidArgument("--rate '" + rate + "': no unit" + forms);
+  if (slash == std::string::npos) return InvalidArgument("--rate '" + rate + "': no unit" + forms);
   const std::string number = rate.substr(0, slash), per = rate.substr(slash + 1);
-  if (per != "s") return InvalidArgument("--rate '" + rate + "': unknown unit '" + per + "'" + forms);
+  if (per != "s")
+    return InvalidArgument("--rate '" + rate + "': unknown unit '" + per + "'" + forms);
   char* end = nullptr;
   r.per_second = std::strtod(number.c_str(), &end);
   if (number.empty() || *end != '\0' || !std::isfinite(r.per_second) || r.per_second <= 0)
@@ -32,8 +32,8 @@ Result<RateLimit> RateLimit::Parse(const std::string& rate, const std::string& u
 std::string RateLimit::ToString() const {
   if (!enabled()) return "unlimited";
   std::ostringstream s;
-  s << per_second << (unit == RateUnit::kItems ? " items/s" : " chunks/s") << " (burst " << Capacity()
-    << ")";
+  s << per_second << (unit == RateUnit::kItems ? " items/s" : " chunks/s") << " (burst "
+    << Capacity() << ")";
   return s.str();
 }
 
@@ -47,7 +47,8 @@ bool RateLimiter::Acquire(double tokens) {
   std::unique_lock<std::mutex> lock(mu_);
   if (cancelled_) return false;
   const auto now = Clock::now();
-  tokens_ = std::min(capacity_, tokens_ + rate_ * std::chrono::duration<double>(now - refilled_at_).count());
+  tokens_ = std::min(capacity_,
+                     tokens_ + rate_ * std::chrono::duration<double>(now - refilled_at_).count());
   refilled_at_ = now;
   tokens_ -= tokens;
   if (tokens_ >= 0) return true;

@@ -26,7 +26,8 @@ nlohmann::json LastJsonLine(const std::string& out) {
   auto end = out.find_last_not_of('\n');
   if (end == std::string::npos) return nlohmann::json();
   auto start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end + 1), nullptr, false);
+  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end + 1),
+                               nullptr, false);
 }
 
 testing::ProcessResult Fanflow(std::vector<std::string> args, int limit_s = 120) {
@@ -40,9 +41,26 @@ TEST_P(OpsCliTest, RunLevelsABurstUnderTheCapAndTheRateAndLosesNothing) {
   const std::string dir = fanflow::testing::TempDir("cli-burst");
   const std::string batch = Unique("cli-burst-");
   // 40 chunks fanned out at once; the workers may start 8/s, 3 at a time.
-  auto r = Fanflow({"run", "--bus", url(), "--source", "range:400:7", "--chunk-size", "10", "--batch-id", batch,
-                    "--exec", testing::RecorderCommand(dir, 0.05), "--concurrency", "3", "--rate", "8/s",
-                    "--rate-burst", "2", "--json", "--log-level", "warn"});
+  auto r = Fanflow({"run",
+                    "--bus",
+                    url(),
+                    "--source",
+                    "range:400:7",
+                    "--chunk-size",
+                    "10",
+                    "--batch-id",
+                    batch,
+                    "--exec",
+                    testing::RecorderCommand(dir, 0.05),
+                    "--concurrency",
+                    "3",
+                    "--rate",
+                    "8/s",
+                    "--rate-burst",
+                    "2",
+                    "--json",
+                    "--log-level",
+                    "warn"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json e = LastJsonLine(r.out);
   EXPECT_EQ(e["data"]["status"], "succeeded");
@@ -66,9 +84,11 @@ TEST_P(OpsCliTest, ABatchWithDeadLetteredChunksIsPartialWithinTheToleranceAndFai
   };
   for (const Case& c : {Case{"2", "partial", 3}, Case{"1", "failed", 4}, Case{"20%", "partial", 3},
                         Case{"10%", "failed", 4}}) {
-    auto r = Fanflow({"run", "--bus", url(), "--source", "range:100", "--chunk-size", "10", "--exec", fail_3_and_7,
-                      "--max-attempts", "2", "--backoff-ms", "10", "--tolerate", c.tolerate, "--json",
-                      "--log-level", "error", "--batch-id", Unique("cli-tolerate-")});
+    auto r = Fanflow({"run",         "--bus",          url(),        "--source",
+                      "range:100",   "--chunk-size",   "10",         "--exec",
+                      fail_3_and_7,  "--max-attempts", "2",          "--backoff-ms",
+                      "10",          "--tolerate",     c.tolerate,   "--json",
+                      "--log-level", "error",          "--batch-id", Unique("cli-tolerate-")});
     EXPECT_EQ(r.exit_code, c.exit_code) << c.tolerate << ": " << r.err;
     const nlohmann::json e = LastJsonLine(r.out);
     EXPECT_EQ(e["data"]["status"], c.status) << c.tolerate;
@@ -78,13 +98,16 @@ TEST_P(OpsCliTest, ABatchWithDeadLetteredChunksIsPartialWithinTheToleranceAndFai
 }
 
 TEST_P(OpsCliTest, DlqListsShowsReplaysAndPurgesAcrossProcesses) {
-  if (inproc()) GTEST_SKIP() << "inproc:// lives in one process; its dead letters are tested in ops_test";
+  if (inproc())
+    GTEST_SKIP() << "inproc:// lives in one process; its dead letters are tested in ops_test";
   const std::string batch = Unique("cli-dlq-");
   const std::string flag = fanflow::testing::TempDir("cli-dlq") + "/fail";
   std::ofstream(flag) << "1";
   // Chunk 2 fails while the flag file exists.
-  auto r = Fanflow({"run", "--bus", url(), "--source", "range:30", "--chunk-size", "10", "--batch-id", batch,
-                    "--exec", "if [ $FANFLOW_CHUNK_INDEX = 2 ] && [ -e " + flag + " ]; then echo no >&2; exit 1; fi; echo 1",
+  auto r = Fanflow({"run", "--bus", url(), "--source", "range:30", "--chunk-size", "10",
+                    "--batch-id", batch, "--exec",
+                    "if [ $FANFLOW_CHUNK_INDEX = 2 ] && [ -e " + flag +
+                        " ]; then echo no >&2; exit 1; fi; echo 1",
                     "--max-attempts", "1", "--json", "--log-level", "error"});
   ASSERT_EQ(r.exit_code, 3) << r.err;
   const std::string id = batch + "/chunk/2";
@@ -119,9 +142,11 @@ TEST_P(OpsCliTest, DlqListsShowsReplaysAndPurgesAcrossProcesses) {
   std::remove(flag.c_str());
   auto bus = Open();
   ASSERT_TRUE(bus);
-  testing::EventCollector done(*bus, kChunkDone, [&](const Event& e) { return e.subject == batch; });
-  testing::BackgroundProcess worker({FanflowBinary(), "worker", "--bus", url(), "--processor", "sum"},
-                                    fanflow::testing::TempDir("cli-dlq-worker") + "/log");
+  testing::EventCollector done(*bus, kChunkDone,
+                               [&](const Event& e) { return e.subject == batch; });
+  testing::BackgroundProcess worker(
+      {FanflowBinary(), "worker", "--bus", url(), "--processor", "sum"},
+      fanflow::testing::TempDir("cli-dlq-worker") + "/log");
   auto replay = Fanflow({"dlq", "replay", id, "--bus", url(), "--group", "workers"});
   ASSERT_EQ(replay.exit_code, 0) << replay.err;
   EXPECT_NE(replay.out.find("replayed 1 dead letter(s)"), std::string::npos) << replay.out;
@@ -139,41 +164,48 @@ TEST_P(OpsCliTest, DlqListsShowsReplaysAndPurgesAcrossProcesses) {
 }
 
 TEST_P(OpsCliTest, MonitorPrintsASnapshotAndServesMetricsThatPromtoolAccepts) {
-  if (inproc()) GTEST_SKIP() << "inproc:// lives in one process; the monitor is tested in ops_test there";
-  auto once = Fanflow({"monitor", "--bus", url(), "--once", "--json", "--interval", "0.5", "--log-level", "warn"});
+  if (inproc())
+    GTEST_SKIP() << "inproc:// lives in one process; the monitor is tested in ops_test there";
+  auto once = Fanflow(
+      {"monitor", "--bus", url(), "--once", "--json", "--interval", "0.5", "--log-level", "warn"});
   ASSERT_EQ(once.exit_code, 0) << once.err;
   const nlohmann::json snap = LastJsonLine(once.out);
   ASSERT_TRUE(snap.contains("queues")) << once.out;
   bool workers = false;
-  for (const auto& q : snap["queues"]) workers |= q["group"] == routes::kWorkerGroup && q["type"] == kProcessChunk;
+  for (const auto& q : snap["queues"])
+    workers |= q["group"] == routes::kWorkerGroup && q["type"] == kProcessChunk;
   EXPECT_TRUE(workers) << "the standard groups are watched: " << once.out;
-  auto table = Fanflow({"monitor", "--bus", url(), "--once", "--interval", "0.2", "--log-level", "warn"});
+  auto table =
+      Fanflow({"monitor", "--bus", url(), "--once", "--interval", "0.2", "--log-level", "warn"});
   EXPECT_NE(table.out.find("QUEUE"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("OUT/s"), std::string::npos);
 
   const std::string dir = fanflow::testing::TempDir("cli-monitor");
   const std::string ledger = dir + "/ledger.db";
-  testing::BackgroundProcess monitor({FanflowBinary(), "monitor", "--bus", url(), "--metrics-port", "0",
-                                      "--interval", "0.3", "--duration", "60", "--json"},
+  testing::BackgroundProcess monitor({FanflowBinary(), "monitor", "--bus", url(), "--metrics-port",
+                                      "0", "--interval", "0.3", "--duration", "60", "--json"},
                                      dir + "/monitor.log");
   int port = 0;
   const std::regex announced("metrics on http://127\\.0\\.0\\.1:([0-9]+)/metrics");
   for (int i = 0; i < 300 && port == 0; ++i) {
     std::smatch m;
     const std::string log = monitor.Log();
-    if (std::regex_search(log, m, announced)) port = std::stoi(m[1]);
-    else std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (std::regex_search(log, m, announced))
+      port = std::stoi(m[1]);
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_GT(port, 0) << monitor.Log();
   for (int i = 0; i < 300; ++i) {  // sampling: two rounds give rates
-    if (testing::HttpGet(port, "/metrics").find("fanflow_queue_in_rate_messages_per_second{") != std::string::npos)
+    if (testing::HttpGet(port, "/metrics").find("fanflow_queue_in_rate_messages_per_second{") !=
+        std::string::npos)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   // A batch while the monitor watches: its chunks feed the latency histogram.
   const std::string batch = Unique("cli-monitor-");
-  auto run = Fanflow({"run", "--bus", url(), "--source", "range:200", "--chunk-size", "10", "--state", ledger,
-                      "--batch-id", batch, "--json", "--log-level", "error"});
+  auto run = Fanflow({"run", "--bus", url(), "--source", "range:200", "--chunk-size", "10",
+                      "--state", ledger, "--batch-id", batch, "--json", "--log-level", "error"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   // Rates need two samples after the tap started; a broker's Stats may be slow.
   std::string body;
@@ -194,8 +226,8 @@ TEST_P(OpsCliTest, MonitorPrintsASnapshotAndServesMetricsThatPromtoolAccepts) {
   EXPECT_EQ(monitor.Wait(std::chrono::seconds(30)), 0) << monitor.Log();
 
   // With the ledger: open batches; the run's own is complete, so not among them.
-  auto batches = Fanflow({"monitor", "--bus", url(), "--once", "--json", "--interval", "0.2", "--state", ledger,
-                          "--log-level", "warn"});
+  auto batches = Fanflow({"monitor", "--bus", url(), "--once", "--json", "--interval", "0.2",
+                          "--state", ledger, "--log-level", "warn"});
   ASSERT_EQ(batches.exit_code, 0) << batches.err;
   const nlohmann::json open = LastJsonLine(batches.out)["batches"];
   ASSERT_TRUE(open.is_array()) << batches.out;
@@ -212,13 +244,24 @@ TEST(OpsCliConfigTest, BadValuesExitNonZeroWithAClearMessage) {
   };
   const std::vector<Case> cases = {
       {{"run", "--source", "range:10", "--concurrency", "-1"}, 2, "--concurrency"},
-      {{"run", "--source", "range:10", "--rate", "5/h"}, 2, "--rate '5/h': unknown unit 'h'; accepted forms: N/s"},
-      {{"run", "--source", "range:10", "--rate", "-5/s"}, 2, "--rate '-5/s': the rate must be a number > 0"},
-      {{"run", "--source", "range:10", "--rate", "5/s", "--rate-unit", "bytes"}, 2, "--rate-unit 'bytes': unknown unit"},
+      {{"run", "--source", "range:10", "--rate", "5/h"},
+       2,
+       "--rate '5/h': unknown unit 'h'; accepted forms: N/s"},
+      {{"run", "--source", "range:10", "--rate", "-5/s"},
+       2,
+       "--rate '-5/s': the rate must be a number > 0"},
+      {{"run", "--source", "range:10", "--rate", "5/s", "--rate-unit", "bytes"},
+       2,
+       "--rate-unit 'bytes': unknown unit"},
       {{"run", "--source", "range:10", "--deadline", "-1"}, 2, "--deadline"},
-      {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--alarm-depth", "-5"}, 2, "--alarm-depth '-5': the value must be a number > 0"},
-      {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--alarm-oldest-age", "50%"}, 2, "no --retention applies"},
-      {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--retention", "600", "--dlq-retention", "60"}, 2,
+      {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--alarm-depth", "-5"},
+       2,
+       "--alarm-depth '-5': the value must be a number > 0"},
+      {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--alarm-oldest-age", "50%"},
+       2,
+       "no --retention applies"},
+      {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--retention", "600", "--dlq-retention", "60"},
+       2,
        "dead-letter retention 60 s is not longer than the source queue's retention 600 s"},
       {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--interval", "0"}, 2, "--interval"},
       {{"monitor", "--bus", "inproc://"}, 2, "inproc:// only connects code inside one process"},
@@ -229,7 +272,9 @@ TEST(OpsCliConfigTest, BadValuesExitNonZeroWithAClearMessage) {
       {{"dlq", "list", "--bus", "amqp://127.0.0.1:1/"}, 1, "cannot connect"},
       {{"dlq", "list", "--bus", "mqtt://127.0.0.1:1"}, 1, "connect failure"},
       {{"monitor", "--bus", "mqtt://127.0.0.1:1", "--once"}, 1, "connect failure"},
-      {{"topology", "--bus", "amqp://127.0.0.1:1/?workers.message_ttl_ms=1000&workers.dlq_ttl_ms=1000"}, 2,
+      {{"topology", "--bus",
+        "amqp://127.0.0.1:1/?workers.message_ttl_ms=1000&workers.dlq_ttl_ms=1000"},
+       2,
        "dlq_ttl_ms"},
   };
   for (const Case& c : cases) {

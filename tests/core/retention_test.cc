@@ -10,12 +10,14 @@ using std::chrono::milliseconds;
 TEST(RetentionTest, ADeadLetterQueueMustKeepMessagesLongerThanItsSource) {
   EXPECT_TRUE(ValidateRetention(milliseconds(60000), milliseconds(120000), "q").ok());
   EXPECT_TRUE(ValidateRetention(std::nullopt, std::nullopt, "q").ok());
-  EXPECT_TRUE(ValidateRetention(milliseconds(60000), std::nullopt, "q").ok()) << "dead letters kept forever";
+  EXPECT_TRUE(ValidateRetention(milliseconds(60000), std::nullopt, "q").ok())
+      << "dead letters kept forever";
 
   Status equal = ValidateRetention(milliseconds(60000), milliseconds(60000), "group workers");
   EXPECT_EQ(equal.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(equal.message().find("group workers"), std::string::npos) << equal.message();
-  EXPECT_NE(equal.message().find("not longer than the source queue's retention 60 s"), std::string::npos)
+  EXPECT_NE(equal.message().find("not longer than the source queue's retention 60 s"),
+            std::string::npos)
       << equal.message();
   EXPECT_NE(equal.message().find("lost silently"), std::string::npos) << equal.message();
 

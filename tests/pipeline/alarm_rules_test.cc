@@ -8,7 +8,8 @@ namespace fanflow {
 namespace {
 
 TEST(PerQueueTest, TheMostSpecificSelectorThatMatchesAQueueApplies) {
-  auto p = PerQueue::Parse("--alarm-depth", {"100", "workers=50", "workers/process_chunk=10"}, false);
+  auto p =
+      PerQueue::Parse("--alarm-depth", {"100", "workers=50", "workers/process_chunk=10"}, false);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->Lookup("workers", kProcessChunk)->value, 10);
   EXPECT_EQ(p->Lookup("workers", kChunkDone)->value, 50);
@@ -18,14 +19,16 @@ TEST(PerQueueTest, TheMostSpecificSelectorThatMatchesAQueueApplies) {
 }
 
 TEST(PerQueueTest, RejectsBadValuesNamingTheFlagAndTheAcceptedForms) {
-  for (const std::vector<std::string>& specs :
-       std::vector<std::vector<std::string>>{{"-5"}, {"0"}, {"abc"}, {"=5"}, {"workers="}, {"5", "7"}, {"50%"}}) {
+  for (const std::vector<std::string>& specs : std::vector<std::vector<std::string>>{
+           {"-5"}, {"0"}, {"abc"}, {"=5"}, {"workers="}, {"5", "7"}, {"50%"}}) {
     auto p = PerQueue::Parse("--alarm-depth", specs, false);
     ASSERT_FALSE(p.ok()) << specs.front();
-    EXPECT_NE(p.status().message().find("--alarm-depth"), std::string::npos) << p.status().message();
+    EXPECT_NE(p.status().message().find("--alarm-depth"), std::string::npos)
+        << p.status().message();
   }
-  EXPECT_NE(PerQueue::Parse("--alarm-depth", {"-5"}, false).status().message().find("[GROUP[/TYPE]=]N"),
-            std::string::npos);
+  EXPECT_NE(
+      PerQueue::Parse("--alarm-depth", {"-5"}, false).status().message().find("[GROUP[/TYPE]=]N"),
+      std::string::npos);
   auto pct = PerQueue::Parse("--alarm-oldest-age", {"workers=50%"}, true);
   ASSERT_TRUE(pct.ok());
   EXPECT_TRUE(pct->Lookup("workers", kProcessChunk)->fraction);
@@ -39,8 +42,9 @@ TEST(AlarmRulesTest, RefusesADeadLetterRetentionNotLongerThanItsSourceQueues) {
   s.dlq_retention = {"5000"};
   auto r = AlarmRules::Parse(s);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("queue 'workers' (--dlq-retention 5000, --retention workers=7200)"),
-            std::string::npos)
+  EXPECT_NE(
+      r.status().message().find("queue 'workers' (--dlq-retention 5000, --retention workers=7200)"),
+      std::string::npos)
       << r.status().message();
   EXPECT_NE(r.status().message().find("lost silently"), std::string::npos);
   s.retention = {"workers=3600"};
@@ -70,7 +74,8 @@ TEST(AlarmRulesTest, AnOldestAgeFractionNeedsARetentionToBeAFractionOf) {
 }
 
 AlarmCheck Check(const std::string& subject, bool firing, double value) {
-  return AlarmCheck{"queue_depth", subject, "c", firing, value, 10, "depth " + std::to_string(value)};
+  return AlarmCheck{
+      "queue_depth", subject, "c", firing, value, 10, "depth " + std::to_string(value)};
 }
 
 TEST(AlarmBookTest, RaisesOnceResolvesOnceAndClearsWhatIsNoLongerWatched) {
@@ -79,7 +84,8 @@ TEST(AlarmBookTest, RaisesOnceResolvesOnceAndClearsWhatIsNoLongerWatched) {
   auto t = book.Apply({Check("q1", true, 12), Check("q2", true, 30)});
   ASSERT_EQ(t.size(), 2u);
   EXPECT_TRUE(t[0].raised);
-  EXPECT_TRUE(book.Apply({Check("q1", true, 15), Check("q2", true, 31)}).empty()) << "still raised: no event";
+  EXPECT_TRUE(book.Apply({Check("q1", true, 15), Check("q2", true, 31)}).empty())
+      << "still raised: no event";
   EXPECT_EQ(book.Active().front().check.value, 15) << "keeps the latest value";
   t = book.Apply({Check("q1", false, 3)});  // q2 no longer checked: gone
   ASSERT_EQ(t.size(), 2u);

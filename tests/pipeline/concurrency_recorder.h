@@ -10,7 +10,9 @@
 
 namespace fanflow::testing {
 
-inline std::string RecorderScript() { return FANFLOW_SOURCE_DIR "/tests/pipeline/concurrency_recorder.sh"; }
+inline std::string RecorderScript() {
+  return FANFLOW_SOURCE_DIR "/tests/pipeline/concurrency_recorder.sh";
+}
 
 // The --exec command that records into `dir`, each run lasting `seconds`.
 inline std::string RecorderCommand(const std::string& dir, double seconds) {

@@ -18,7 +18,8 @@ using testing::Unique;
 
 class LoadLevelingTest : public testing::EveryBus {};
 
-TEST_P(LoadLevelingTest, ABurstTenTimesTheRateIsHeldByTheQueueCappedRateLimitedAndDrainedWithNothingLost) {
+TEST_P(LoadLevelingTest,
+       ABurstTenTimesTheRateIsHeldByTheQueueCappedRateLimitedAndDrainedWithNothingLost) {
   constexpr int kChunks = 50, kItems = 4, kCap = 3;
   constexpr double kRate = 10, kBurst = 2;
   auto bus = Open();
@@ -44,14 +45,16 @@ TEST_P(LoadLevelingTest, ABurstTenTimesTheRateIsHeldByTheQueueCappedRateLimitedA
       items.push_back({{"id", i * kItems + k}, {"value", i * 7 + k}});
       expected_sum += i * 7 + k;
     }
-    Event e = MakeEvent(kProcessChunk, batch + "/chunk/" + std::to_string(i), batch, batch,
-                        {{"chunk_index", i}, {"first_item", i * kItems}, {"item_count", kItems}, {"items", items}});
+    Event e = MakeEvent(
+        kProcessChunk, batch + "/chunk/" + std::to_string(i), batch, batch,
+        {{"chunk_index", i}, {"first_item", i * kItems}, {"item_count", kItems}, {"items", items}});
     burst.push_back(Message{e.type, e.id, EncodeEvent(e)});
   }
   const auto t0 = Clock::now();
   ASSERT_TRUE(bus->Publish(burst).ok());
   const double publish_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  EXPECT_GE(kChunks / publish_s, 10 * kRate) << "the burst must come at least 10x faster than the limit";
+  EXPECT_GE(kChunks / publish_s, 10 * kRate)
+      << "the burst must come at least 10x faster than the limit";
   auto right_after = bus->Stats(routes::kWorkerGroup);
   ASSERT_TRUE(right_after.ok()) << right_after.status().ToString();
   int64_t held = 0;
@@ -92,7 +95,8 @@ TEST_P(LoadLevelingTest, ABurstTenTimesTheRateIsHeldByTheQueueCappedRateLimitedA
   EXPECT_TRUE(drained);
   auto dead = bus->ListDeadLetters(routes::kWorkerGroup);
   ASSERT_TRUE(dead.ok());
-  for (const DeadLetter& d : dead.value()) EXPECT_EQ(d.id.find(batch), std::string::npos) << d.reason;
+  for (const DeadLetter& d : dead.value())
+    EXPECT_EQ(d.id.find(batch), std::string::npos) << d.reason;
 }
 
 FANFLOW_ON_EVERY_BUS(LoadLevelingTest);

@@ -47,7 +47,8 @@ inline std::string Body(const std::string& response) {
 inline void ExpectPromtoolAccepts(const std::string& text) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
     const char* ci = std::getenv("CI");
-    if (ci && std::string(ci) == "true") FAIL() << "promtool is missing (apt-get install prometheus)";
+    if (ci && std::string(ci) == "true")
+      FAIL() << "promtool is missing (apt-get install prometheus)";
     GTEST_SKIP() << "promtool is missing: apt-get install prometheus";
   }
   auto r = RunProcess({"promtool", "check", "metrics"}, std::chrono::seconds(30), text);

@@ -17,7 +17,8 @@ void Fill(Metrics& m) {
   m.SetGaugeFamily("fanflow_queue_depth_messages", "Messages waiting",
                    {{{{"queue", "fanflow.workers.process_chunk"}, {"group", "workers"}}, 1200},
                     {{{"queue", "a \"quoted\\ name\n"}, {"group", "g"}}, 0.25}});
-  m.AddToCounter("fanflow_events_seen_total", "Events seen", {{"type", "fanflow.chunk_done.v1"}}, 3);
+  m.AddToCounter("fanflow_events_seen_total", "Events seen", {{"type", "fanflow.chunk_done.v1"}},
+                 3);
   m.DefineHistogram("fanflow_chunk_processing_seconds", "Chunk time", {0.01, 0.1, 1});
   for (double v : {0.005, 0.05, 0.05, 2.0}) m.Observe("fanflow_chunk_processing_seconds", v);
 }
@@ -34,10 +35,12 @@ TEST(MetricsTest, RendersThePrometheusTextFormat) {
                       "# TYPE fanflow_queue_depth_messages gauge\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("fanflow_queue_depth_messages{queue=\"fanflow.workers.process_chunk\",group=\"workers\"} 1200\n"),
+  EXPECT_NE(text.find("fanflow_queue_depth_messages{queue=\"fanflow.workers.process_chunk\",group="
+                      "\"workers\"} 1200\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("{queue=\"a \\\"quoted\\\\ name\\n\",group=\"g\"} 0.25"), std::string::npos) << text;
+  EXPECT_NE(text.find("{queue=\"a \\\"quoted\\\\ name\\n\",group=\"g\"} 0.25"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("# TYPE fanflow_events_seen_total counter\n"), std::string::npos);
   EXPECT_NE(text.find("fanflow_chunk_processing_seconds_bucket{le=\"0.01\"} 1\n"
                       "fanflow_chunk_processing_seconds_bucket{le=\"0.1\"} 3\n"
@@ -49,9 +52,7 @@ TEST(MetricsTest, RendersThePrometheusTextFormat) {
       << text;
 }
 
-TEST(MetricsTest, PromtoolAcceptsTheRenderedMetrics) {
-  testing::ExpectPromtoolAccepts(Sample());
-}
+TEST(MetricsTest, PromtoolAcceptsTheRenderedMetrics) { testing::ExpectPromtoolAccepts(Sample()); }
 
 TEST(MetricsServerTest, ServesMetricsOverHttpAndNothingElse) {
   Metrics m;

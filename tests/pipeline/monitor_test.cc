@@ -34,7 +34,8 @@ TEST_P(MonitorTest, RaisesBacklogAlarmsAsAQueueFillsAndResolvesThemAsItDrains) {
   const std::string type = "fanflow." + Unique("opsmon") + ".v1";
   ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
   std::string queue;  // the watched queue's name, as Stats tells it
-  EventCollector alarms(*bus, kAlarm, [&](const Event& e) { return e.subject.find(group) != std::string::npos; });
+  EventCollector alarms(*bus, kAlarm,
+                        [&](const Event& e) { return e.subject.find(group) != std::string::npos; });
 
   AlarmSpecs specs;
   specs.depth = {group + "=20"};
@@ -56,7 +57,8 @@ TEST_P(MonitorTest, RaisesBacklogAlarmsAsAQueueFillsAndResolvesThemAsItDrains) {
   EXPECT_TRUE(quiet->alarms.empty());
 
   std::vector<Message> backlog;
-  for (int i = 0; i < 50; ++i) backlog.push_back(Message{type, group + "-" + std::to_string(i), "{}"});
+  for (int i = 0; i < 50; ++i)
+    backlog.push_back(Message{type, group + "-" + std::to_string(i), "{}"});
   ASSERT_TRUE(bus->Publish(backlog).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(2200));  // ages the head past 1 s
   auto full = monitor.value()->Sample();
@@ -69,9 +71,11 @@ TEST_P(MonitorTest, RaisesBacklogAlarmsAsAQueueFillsAndResolvesThemAsItDrains) {
   EXPECT_EQ(std::set<std::string>(row.alarms.begin(), row.alarms.end()),
             (std::set<std::string>{"queue_depth", "growth_rate", "oldest_age"}));
   ASSERT_TRUE(alarms.WaitFor(3));
-  EXPECT_EQ(Names(alarms.events(), "raised"), (std::set<std::string>{"queue_depth", "growth_rate", "oldest_age"}));
+  EXPECT_EQ(Names(alarms.events(), "raised"),
+            (std::set<std::string>{"queue_depth", "growth_rate", "oldest_age"}));
   const std::string text = metrics->Render();
-  EXPECT_NE(text.find("fanflow_alarm_active{alarm=\"queue_depth\",subject=\"" + queue + "\"} 1"), std::string::npos)
+  EXPECT_NE(text.find("fanflow_alarm_active{alarm=\"queue_depth\",subject=\"" + queue + "\"} 1"),
+            std::string::npos)
       << text;
   EXPECT_NE(text.find("fanflow_queue_depth_messages{queue=\"" + queue + "\""), std::string::npos);
   testing::ExpectPromtoolAccepts(text);
@@ -84,7 +88,8 @@ TEST_P(MonitorTest, RaisesBacklogAlarmsAsAQueueFillsAndResolvesThemAsItDrains) {
   });
   ASSERT_TRUE(consumer.ok());
   ASSERT_TRUE(testing::EveryBus::HasFailure() || [&] {
-    for (int i = 0; i < 600 && consumed < 50; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 600 && consumed < 50; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     return consumed >= 50;
   }());
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // a window with the backlog gone
@@ -93,7 +98,8 @@ TEST_P(MonitorTest, RaisesBacklogAlarmsAsAQueueFillsAndResolvesThemAsItDrains) {
   EXPECT_EQ(drained->queues.at(0).stats.depth, 0);
   EXPECT_TRUE(drained->alarms.empty());
   ASSERT_TRUE(alarms.WaitFor(6));
-  EXPECT_EQ(Names(alarms.events(), "resolved"), (std::set<std::string>{"queue_depth", "growth_rate", "oldest_age"}));
+  EXPECT_EQ(Names(alarms.events(), "resolved"),
+            (std::set<std::string>{"queue_depth", "growth_rate", "oldest_age"}));
   for (const Event& e : alarms.events()) {
     EXPECT_TRUE(ValidateEventData(kAlarm, e.data).ok()) << e.data.dump();
     EXPECT_EQ(e.subject, queue);
@@ -104,7 +110,8 @@ TEST_P(MonitorTest, RaisesBacklogAlarmsAsAQueueFillsAndResolvesThemAsItDrains) {
     for (const Event& r : alarms.events()) paired |= r.id == raised_id;
     EXPECT_TRUE(paired) << e.id;
   }
-  EXPECT_NE(metrics->Render().find("fanflow_alarm_transitions_total{alarm=\"queue_depth\",state=\"resolved\"} 1"),
+  EXPECT_NE(metrics->Render().find(
+                "fanflow_alarm_transitions_total{alarm=\"queue_depth\",state=\"resolved\"} 1"),
             std::string::npos);
 }
 
@@ -143,7 +150,8 @@ TEST(MonitorBatchTest, RaisesAStalledBatchAlarmAndResolvesItWhenTheBatchMovesAga
   EXPECT_EQ(raised.subject, "b-stall");
   EXPECT_EQ(raised.correlation_id, "corr-stall");
   EXPECT_NE(raised.data["message"].get<std::string>().find("1/3 chunks done"), std::string::npos);
-  EXPECT_NE(metrics->Render().find("fanflow_batch_progress_ratio{batch=\"b-stall\"} 0.333333333"), std::string::npos)
+  EXPECT_NE(metrics->Render().find("fanflow_batch_progress_ratio{batch=\"b-stall\"} 0.333333333"),
+            std::string::npos)
       << metrics->Render();
 
   c.chunk_index = 1;
@@ -154,7 +162,9 @@ TEST(MonitorBatchTest, RaisesAStalledBatchAlarmAndResolvesItWhenTheBatchMovesAga
   EXPECT_EQ(alarms.events()[1].data["state"], "resolved");
   EXPECT_EQ(moving->ToJson()["batches"][0]["succeeded"], 2);
 
-  EXPECT_FALSE(Monitor::Start(*bus, MonitorOptions{.state_path = path + ".missing"}, nullptr).ok())
+  MonitorOptions missing;
+  missing.state_path = path + ".missing";
+  EXPECT_FALSE(Monitor::Start(*bus, missing, nullptr).ok())
       << "a missing ledger is an error, not an empty one";
 }
 

@@ -26,12 +26,12 @@ TEST(RateLimitTest, ParsesPerSecondRatesAndNamesTheFlagOnErrors) {
   struct Case {
     std::string rate, unit, message;
   };
-  for (const Case& c : {Case{"5/h", "chunks", "--rate '5/h': unknown unit 'h'; accepted forms: N/s"},
-                        Case{"5", "chunks", "--rate '5': no unit"},
-                        Case{"-3/s", "chunks", "must be a number > 0"},
-                        Case{"0/s", "chunks", "must be a number > 0"},
-                        Case{"abc/s", "chunks", "must be a number > 0"},
-                        Case{"5/s", "bytes", "--rate-unit 'bytes': unknown unit; accepted: chunks, items"}}) {
+  for (const Case& c :
+       {Case{"5/h", "chunks", "--rate '5/h': unknown unit 'h'; accepted forms: N/s"},
+        Case{"5", "chunks", "--rate '5': no unit"}, Case{"-3/s", "chunks", "must be a number > 0"},
+        Case{"0/s", "chunks", "must be a number > 0"},
+        Case{"abc/s", "chunks", "must be a number > 0"},
+        Case{"5/s", "bytes", "--rate-unit 'bytes': unknown unit; accepted: chunks, items"}}) {
     auto bad = RateLimit::Parse(c.rate, c.unit, 0);
     ASSERT_FALSE(bad.ok()) << c.rate;
     EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);

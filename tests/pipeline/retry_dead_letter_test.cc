@@ -20,7 +20,9 @@ using testing::Unique;
 
 Event Chunk(const std::string& batch, int64_t index, int64_t value) {
   return MakeEvent(kProcessChunk, batch + "/chunk/" + std::to_string(index), batch, "corr-" + batch,
-                   {{"chunk_index", index}, {"first_item", index}, {"item_count", 1},
+                   {{"chunk_index", index},
+                    {"first_item", index},
+                    {"item_count", 1},
                     {"items", {{{"id", index}, {"value", value}}}}});
 }
 
@@ -34,7 +36,8 @@ class FlakyProcessor final : public Processor {
   Result<nlohmann::json> Process(const ChunkInput& c) override {
     std::lock_guard<std::mutex> l(mu_);
     calls_[c.batch_id].push_back(Clock::now());
-    if (static_cast<int>(calls_[c.batch_id].size()) <= failures_.load()) return Internal("disk on fire");
+    if (static_cast<int>(calls_[c.batch_id].size()) <= failures_.load())
+      return Internal("disk on fire");
     return nlohmann::json(c.items[0]["value"]);
   }
   std::vector<Clock::time_point> calls(const std::string& batch) {
@@ -65,7 +68,8 @@ TEST_P(RetryTest, TheAttemptCountTravelsWithTheEventAndBackoffSpacesTheAttempts)
   ASSERT_TRUE(done.WaitFor(1));
   const Event e = done.events().front();
   EXPECT_EQ(e.data["status"], "succeeded");
-  EXPECT_EQ(e.data["attempts"], 3) << "attempts 1 and 2 failed; the count came back with each retry";
+  EXPECT_EQ(e.data["attempts"], 3)
+      << "attempts 1 and 2 failed; the count came back with each retry";
   EXPECT_EQ(e.data["result"], 42);
   auto calls = flaky->calls(batch);
   ASSERT_EQ(calls.size(), 3u);
@@ -132,9 +136,10 @@ TEST_P(DeadLetterTest, EachReasonIsKeptWithTheOriginalEventAndAReplayedChunkIsPr
   unknown.type = "fanflow.bogus.v1";
   const Event exhausted = Chunk(batch, 3, 5);
   const std::string malformed = "{\"not json " + batch;
-  ASSERT_TRUE(bus->Publish({Message{kProcessChunk, batch + "/malformed", malformed}, ToMessage(schema),
-                            Message{kProcessChunk, unknown.id, EncodeEvent(unknown)}, ToMessage(exhausted)})
-                  .ok());
+  ASSERT_TRUE(
+      bus->Publish({Message{kProcessChunk, batch + "/malformed", malformed}, ToMessage(schema),
+                    Message{kProcessChunk, unknown.id, EncodeEvent(unknown)}, ToMessage(exhausted)})
+          .ok());
 
   std::map<std::string, DeadLetter> ours;  // by category
   for (int i = 0; i < 400 && ours.size() < 4; ++i) {
@@ -147,7 +152,8 @@ TEST_P(DeadLetterTest, EachReasonIsKeptWithTheOriginalEventAndAReplayedChunkIsPr
   }
   ASSERT_EQ(ours.size(), 4u) << "expected one dead letter per reason";
   EXPECT_EQ(ours["malformed_json"].body, malformed);
-  EXPECT_EQ(DeadLetterToJson(ours["malformed_json"], true)["event"], malformed) << "raw body when not JSON";
+  EXPECT_EQ(DeadLetterToJson(ours["malformed_json"], true)["event"], malformed)
+      << "raw body when not JSON";
   EXPECT_EQ(ours["schema"].reason, "data.item_count: is required") << "names the field";
   EXPECT_EQ(ours["unknown_type"].reason, "type: unknown event type 'fanflow.bogus.v1'");
   EXPECT_EQ(ours["attempts_exhausted"].reason, "attempts exhausted (1): disk on fire");
@@ -157,7 +163,8 @@ TEST_P(DeadLetterTest, EachReasonIsKeptWithTheOriginalEventAndAReplayedChunkIsPr
     EXPECT_FALSE(d.time.empty()) << category;
   }
   const nlohmann::json shown = DeadLetterToJson(ours["attempts_exhausted"], true);
-  EXPECT_EQ(shown["event"], nlohmann::json::parse(EncodeEvent(exhausted))) << "the original event, unchanged";
+  EXPECT_EQ(shown["event"], nlohmann::json::parse(EncodeEvent(exhausted)))
+      << "the original event, unchanged";
   EXPECT_EQ(shown["batch_id"], batch);
   EXPECT_EQ(shown["chunk_index"], 3);
 
@@ -185,12 +192,14 @@ TEST_P(DeadLetterTest, EachReasonIsKeptWithTheOriginalEventAndAReplayedChunkIsPr
 
 TEST_P(DeadLetterTest, AMessageThatOutlivesItsQueueRetentionIsDeadLetteredAsExpired) {
   if (!amqp())
-    GTEST_SKIP() << "only the RabbitMQ adapter has a queue retention (message_ttl_ms) that dead-letters";
+    GTEST_SKIP()
+        << "only the RabbitMQ adapter has a queue retention (message_ttl_ms) that dead-letters";
   const std::string group = Unique("opsttl");
   const std::string type = "fanflow." + Unique("opsttl") + ".v1";
   auto refused = OpenBus(url() + "?" + group + ".message_ttl_ms=1000&" + group + ".dlq_ttl_ms=500");
   ASSERT_FALSE(refused.ok()) << "a dead-letter retention not longer than its source's is refused";
-  EXPECT_NE(refused.status().message().find("longer"), std::string::npos) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("longer"), std::string::npos)
+      << refused.status().message();
 
   auto bus = Open("?" + group + ".message_ttl_ms=200&" + group + ".dlq_ttl_ms=600000");
   ASSERT_TRUE(bus);
@@ -225,7 +234,11 @@ TEST_P(DeadlineTest, ABatchPastItsDeadlineCompletesTimedOutOnceListingTheMissing
   ASSERT_TRUE(agg.ok()) << agg.status().ToString();
   auto done = [&](int64_t i) {
     return MakeEvent(kChunkDone, batch + "/done/" + std::to_string(i), batch, "corr-" + batch,
-                     {{"chunk_index", i}, {"status", "succeeded"}, {"items", 1}, {"attempts", 1}, {"result", 10}});
+                     {{"chunk_index", i},
+                      {"status", "succeeded"},
+                      {"items", 1},
+                      {"attempts", 1},
+                      {"result", 10}});
   };
   Event sealed = MakeEvent(kBatchSealed, batch + "/sealed", batch, "corr-" + batch,
                            {{"total_chunks", 5}, {"total_items", 5}});

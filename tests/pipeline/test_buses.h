@@ -109,6 +109,6 @@ inline std::string BusName(const ::testing::TestParamInfo<std::string>& info) {
 }  // namespace fanflow::testing
 
 #define FANFLOW_ON_EVERY_BUS(Suite)                                                              \
-  INSTANTIATE_TEST_SUITE_P(Bus, Suite,                                                           \
-                           ::testing::Values("inproc", "FANFLOW_TEST_AMQP_URL", "FANFLOW_TEST_MQTT_URL"), \
-                           ::fanflow::testing::BusName)
+  INSTANTIATE_TEST_SUITE_P(                                                                      \
+      Bus, Suite, ::testing::Values("inproc", "FANFLOW_TEST_AMQP_URL", "FANFLOW_TEST_MQTT_URL"), \
+      ::fanflow::testing::BusName)
