@@ -97,7 +97,9 @@ void AddBatchFlags(CLI::App* cmd, BatchFlags& f) {
 
 void AddMonitorFlags(CLI::App* cmd, MonitorFlags& f) {
   cmd->add_option("--group", f.group, "watch only this consumer group's queues");
-  cmd->add_flag("--once", f.once, "print one snapshot (after one --interval, to measure rates) and exit");
+  cmd->add_flag("--once", f.once,
+                "print one snapshot (after one --interval, to measure rates) and exit; its alarms are "
+                "shown, not published (nothing would resolve them)");
   cmd->add_flag("--json", f.json, "JSON instead of a table: one object per snapshot, one per line");
   cmd->add_option("--interval", f.interval_s, "seconds between samples")->capture_default_str();
   cmd->add_option("--rate-window", f.rate_window_s, "seconds over which rates are measured")
