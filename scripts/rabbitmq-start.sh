@@ -23,7 +23,14 @@ READY_TIMEOUT="${FANFLOW_RABBITMQ_READY_TIMEOUT:-90}"  # seconds
 SBIN=/usr/lib/rabbitmq/bin
 
 log() { echo "rabbitmq-start: $*" >&2; }
-alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# True if the pid in file $1 runs and its command line contains $2 (a pid file
+# left from before a reboot may name someone else's process).
+alive() {
+  [[ -f "$1" ]] || return 1
+  local pid
+  pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
 
 # The environment every rabbitmq-server / rabbitmqctl call of this node needs.
 node_env() {
@@ -41,11 +48,13 @@ print_env() {
 # No credentials in the URLs (test names and logs print them): guest/guest is
 # the adapter's default, FANFLOW_AMQP_USER / FANFLOW_AMQP_PASSWORD override it.
 export FANFLOW_TEST_AMQP_URL='amqp://127.0.0.1:$AMQP_PORT/'
-export FANFLOW_TEST_AMQPS_URL='amqps://127.0.0.1:$AMQPS_PORT/'
+# TLS by name: rabbitmq-c 0.11 checks the certificate's DNS names, not IP addresses.
+export FANFLOW_TEST_AMQPS_URL='amqps://localhost:$AMQPS_PORT/'
 export FANFLOW_TEST_AMQP_CACERT='$DIR/tls/ca.pem'
 export FANFLOW_TEST_AMQP_CLIENT_CERT='$DIR/tls/client.pem'
 export FANFLOW_TEST_AMQP_CLIENT_KEY='$DIR/tls/client.key'
 export FANFLOW_TEST_RABBITMQ_NODE='$NODE'
+export FANFLOW_TEST_RABBITMQ_PID_FILE='$DIR/beam.pid'
 # A command prefix that reaches this node, e.g. \$FANFLOW_TEST_RABBITMQCTL close_all_connections x
 export FANFLOW_TEST_RABBITMQCTL='env HOME=$DIR/home ERL_EPMD_PORT=$EPMD_PORT $SBIN/rabbitmqctl -n $NODE'
 EOF
@@ -95,7 +104,7 @@ EOF
 
 mkdir -p "$DIR"
 node_env
-if alive "$DIR/beam.pid"; then
+if alive "$DIR/beam.pid" beam; then
   log "node $NODE already running (pid $(cat "$DIR/beam.pid"))"
   print_env
   exit 0
@@ -114,7 +123,7 @@ echo $! >"$DIR/wrapper.pid"
 
 deadline=$((SECONDS + READY_TIMEOUT))
 until "$SBIN/rabbitmqctl" -n "$NODE" -q --timeout 10 await_startup >/dev/null 2>&1; do
-  if ! alive "$DIR/wrapper.pid"; then
+  if ! alive "$DIR/wrapper.pid" rabbitmq-server; then
     log "the node exited during startup; last lines of $DIR/log/startup.log:"
     tail -n 30 "$DIR/log/startup.log" >&2
     exit 1

@@ -12,8 +12,15 @@ EPMD_PORT="${FANFLOW_RABBITMQ_EPMD_PORT:-24369}"
 TIMEOUT="${FANFLOW_RABBITMQ_STOP_TIMEOUT:-30}"
 
 log() { echo "rabbitmq-stop: $*" >&2; }
-pid_of() { [[ -f "$DIR/$1" ]] && cat "$DIR/$1"; }
 alive() { [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; }
+# The pid in $DIR/$1 if that process runs and its command line contains $2
+# (a pid file left from before a reboot may name someone else's process).
+pid_of() {
+  [[ -f "$DIR/$1" ]] || return 0
+  local pid
+  pid="$(cat "$DIR/$1")"
+  if alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"; then echo "$pid"; fi
+}
 
 # Waits up to $2 seconds for pid $1 to exit; SIGKILLs it after that.
 stop_pid() {
@@ -28,9 +35,9 @@ stop_pid() {
   fi
 }
 
-beam="$(pid_of beam.pid)"
-wrapper="$(pid_of wrapper.pid)"
-epmd_pid="$(pid_of epmd.pid)"
+beam="$(pid_of beam.pid beam)"
+wrapper="$(pid_of wrapper.pid rabbitmq-server)"
+epmd_pid="$(pid_of epmd.pid "epmd -port $EPMD_PORT")"
 if alive "$beam"; then
   log "stopping $NODE (pid $beam)"
   HOME="$DIR/home" ERL_EPMD_PORT="$EPMD_PORT" timeout "$TIMEOUT" \

@@ -38,12 +38,14 @@ Result<std::vector<Got>> GetUnacked(Connection& conn, const std::string& queue, 
   std::vector<Got> out;
   while (static_cast<int64_t>(out.size()) < limit) {
     amqp_maybe_release_buffers(conn.get());
-    amqp_rpc_reply_t r = amqp_basic_get(conn.get(), kChannel, amqp_cstring_bytes(queue.c_str()), /*no_ack=*/0);
+    amqp_rpc_reply_t r =
+        amqp_basic_get(conn.get(), kChannel, amqp_cstring_bytes(queue.c_str()), /*no_ack=*/0);
     if (Status s = conn.Check(r, kChannel, "basic.get from '" + queue + "'"); !s.ok()) return s;
     if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) break;
     uint64_t tag = static_cast<amqp_basic_get_ok_t*>(r.reply.decoded)->delivery_tag;
     amqp_message_t m;
-    if (Status s = conn.Check(amqp_read_message(conn.get(), kChannel, &m, 0), kChannel, "read message");
+    if (Status s =
+            conn.Check(amqp_read_message(conn.get(), kChannel, &m, 0), kChannel, "read message");
         !s.ok())
       return s;
     out.push_back(Got{tag, ReadIncoming(m.properties), ToString(m.body)});
@@ -54,7 +56,8 @@ Result<std::vector<Got>> GetUnacked(Connection& conn, const std::string& queue, 
 
 // Hands every still-unacked message up to `last_tag` back to its queue.
 Status NackUpTo(Connection& conn, uint64_t last_tag) {
-  return conn.CheckCode(amqp_basic_nack(conn.get(), kChannel, last_tag, /*multiple=*/1, /*requeue=*/1), "nack");
+  return conn.CheckCode(
+      amqp_basic_nack(conn.get(), kChannel, last_tag, /*multiple=*/1, /*requeue=*/1), "nack");
 }
 
 // EventBus over RabbitMQ. Thread-safe: publishing goes through the shared
@@ -70,8 +73,10 @@ class AmqpBus final : public EventBus {
     std::vector<Outgoing> out;
     out.reserve(messages.size());
     for (const Message& m : messages) {
-      if (m.type.empty()) return InvalidArgument("amqp publish: message '" + m.id + "' has no type");
-      out.push_back(Outgoing{routes::kAmqpExchange, routes::AmqpRoutingKey(m.type), m, 1, std::nullopt});
+      if (m.type.empty())
+        return InvalidArgument("amqp publish: message '" + m.id + "' has no type");
+      out.push_back(
+          Outgoing{routes::kAmqpExchange, routes::AmqpRoutingKey(m.type), m, 1, std::nullopt});
     }
     return publisher_->Publish(std::move(out));
   }
@@ -87,8 +92,10 @@ class AmqpBus final : public EventBus {
     return s;
   }
 
-  Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options, Handler handler) override {
-    if (options.group.empty()) return InvalidArgument("subscribe: a consumer group name is required");
+  Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options,
+                                                  Handler handler) override {
+    if (options.group.empty())
+      return InvalidArgument("subscribe: a consumer group name is required");
     if (options.concurrency < 1) return InvalidArgument("subscribe: concurrency must be >= 1");
     if (options.event_types.empty()) return InvalidArgument("subscribe: no event types");
     auto sub = AmqpSubscription::Start(config_, publisher_, options, std::move(handler));
@@ -114,6 +121,8 @@ class AmqpBus final : public EventBus {
         st.in_flight = -1;  // passive declare does not count unacked messages
         st.consumers = (*q)->consumers;
         st.dead_letters = *d ? (*d)->ready : 0;
+        // st.dropped stays 0: a full queue dead-letters its head (drop-head)
+        // or refuses the publish (reject-publish); it never discards silently.
         if (st.depth > 0) {
           auto age = OldestAge(c, st.queue);
           if (!age.ok()) return age.status();
@@ -154,8 +163,8 @@ class AmqpBus final : public EventBus {
             last_kept = g.tag;
             continue;
           }
-          back.push_back(Outgoing{"", routes::AmqpQueue(gt.first, gt.second), Message{gt.second, gid, g.body}, 1,
-                                  std::nullopt});
+          back.push_back(Outgoing{"", routes::AmqpQueue(gt.first, gt.second),
+                                  Message{gt.second, gid, g.body}, 1, std::nullopt});
           tags.push_back(g.tag);
         }
         // Acked only once the origin queue has the copy.
@@ -183,7 +192,9 @@ class AmqpBus final : public EventBus {
         if (!d.ok()) return d.status();
         if (!*d) continue;
         auto* ok = amqp_queue_purge(c.get(), kChannel, amqp_cstring_bytes(dlq.c_str()));
-        if (Status p = c.Check(amqp_get_rpc_reply(c.get()), kChannel, "purge '" + dlq + "'"); !p.ok()) return p;
+        if (Status p = c.Check(amqp_get_rpc_reply(c.get()), kChannel, "purge '" + dlq + "'");
+            !p.ok())
+          return p;
         purged += static_cast<int>(ok->message_count);
       }
       return Status::Ok();
@@ -247,8 +258,9 @@ class AmqpBus final : public EventBus {
 
   // Calls visit(group/type, messages) with every message of each existing
   // dead-letter queue, fetched unacked; visit must ack or nack them.
-  Status ForEachDeadLetterQueue(Connection& c, const std::string& group,
-                                const std::function<Status(const GroupType&, std::vector<Got>&)>& visit) {
+  Status ForEachDeadLetterQueue(
+      Connection& c, const std::string& group,
+      const std::function<Status(const GroupType&, std::vector<Got>&)>& visit) {
     for (const auto& gt : Known(group)) {
       const std::string dlq = routes::AmqpDeadLetterQueue(gt.first, gt.second);
       auto d = InspectQueue(c, kChannel, dlq);
@@ -269,7 +281,8 @@ class AmqpBus final : public EventBus {
     d.type = gt.second;
     d.id = DeadLetterId(g.in, g.body);
     d.body = g.body;
-    d.reason = g.in.reason.empty() ? "unknown (no x-fanflow-reason or x-death header)" : g.in.reason;
+    d.reason =
+        g.in.reason.empty() ? "unknown (no x-fanflow-reason or x-death header)" : g.in.reason;
     d.attempts = g.in.attempts > 0 ? g.in.attempts : g.in.attempt;
     d.time = g.in.dead_lettered_at;
     return d;
@@ -283,8 +296,8 @@ class AmqpBus final : public EventBus {
     if (got->empty()) return std::optional<double>();  // a consumer took it meanwhile
     if (Status s = NackUpTo(c, got->front().tag); !s.ok()) return s;
     if (!got->front().in.timestamp_s) return std::optional<double>();
-    return std::optional<double>(
-        std::max<double>(0, static_cast<double>(std::time(nullptr) - *got->front().in.timestamp_s)));
+    return std::optional<double>(std::max<double>(
+        0, static_cast<double>(std::time(nullptr) - *got->front().in.timestamp_s)));
   }
 
   const AmqpConfig config_;

@@ -13,10 +13,17 @@ const std::set<std::string>& QueueParams() {
 }
 
 const std::set<std::string>& ConnectionParams() {
-  static const std::set<std::string> k = {
-      "heartbeat",  "rpc_timeout_ms", "connect_timeout_ms", "confirm_window",
-      "publish_timeout_ms", "prefetch", "ephemeral_expires_ms", "cacert",
-      "cert",       "key",            "verify_hostname"};
+  static const std::set<std::string> k = {"heartbeat",
+                                          "rpc_timeout_ms",
+                                          "connect_timeout_ms",
+                                          "confirm_window",
+                                          "publish_timeout_ms",
+                                          "prefetch",
+                                          "ephemeral_expires_ms",
+                                          "cacert",
+                                          "cert",
+                                          "key",
+                                          "verify_hostname"};
   return k;
 }
 
@@ -27,7 +34,8 @@ std::string KnownParams() {
   return s + " (queue parameters also as GROUP.param)";
 }
 
-Result<int64_t> ParseCount(const std::string& name, const std::string& v, int64_t min, int64_t max) {
+Result<int64_t> ParseCount(const std::string& name, const std::string& v, int64_t min,
+                           int64_t max) {
   if (v.empty() || v.size() > 15 || v.find_first_not_of("0123456789") != std::string::npos)
     return InvalidArgument("amqp URL: " + name + " must be a whole number, got '" + v + "'");
   int64_t n = std::stoll(v);
@@ -48,7 +56,8 @@ Status SetQueueParam(QueueOptions& q, const std::string& param, const std::strin
   if (param == "overflow") {
     if (v != "drop-head" && v != "reject-publish" && v != "reject-publish-dlx")
       return InvalidArgument("amqp URL: " + name +
-                             " must be drop-head, reject-publish or reject-publish-dlx, got '" + v + "'");
+                             " must be drop-head, reject-publish or reject-publish-dlx, got '" + v +
+                             "'");
     q.overflow = v;
     return Status::Ok();
   }
@@ -76,7 +85,8 @@ Status ValidateQueueOptions(QueueOptions& q, const std::string& group) {
                            " (dead letters must outlive the messages they come from)");
   if (!q.overflow.empty() && !q.max_length)
     return InvalidArgument(where + ": overflow=" + q.overflow + " needs max_length");
-  if (q.max_length && q.overflow.empty()) q.overflow = "reject-publish";  // the publisher hears of it
+  if (q.max_length && q.overflow.empty())
+    q.overflow = "reject-publish";  // the publisher hears of it
   if (q.queue_type == "quorum" && q.overflow == "reject-publish-dlx")
     return InvalidArgument(where + ": quorum queues do not support overflow=reject-publish-dlx");
   return Status::Ok();
@@ -115,9 +125,12 @@ Result<AmqpConfig> ParseAmqpConfig(const BusUrl& url) {
     }
     if (!ConnectionParams().count(k))
       return InvalidArgument("amqp URL: unknown parameter '" + k + "'; known: " + KnownParams());
-    if (k == "cacert") c.cacert = v;
-    else if (k == "cert") c.cert = v;
-    else if (k == "key") c.key = v;
+    if (k == "cacert")
+      c.cacert = v;
+    else if (k == "cert")
+      c.cert = v;
+    else if (k == "key")
+      c.key = v;
     else if (k == "verify_hostname") {
       if (v != "true" && v != "false")
         return InvalidArgument("amqp URL: verify_hostname must be true or false, got '" + v + "'");
@@ -148,7 +161,8 @@ Result<AmqpConfig> ParseAmqpConfig(const BusUrl& url) {
   if (auto s = ValidateQueueOptions(c.defaults, ""); !s.ok()) return s;
 
   if (c.tls && c.cacert.empty())
-    return InvalidArgument("amqps URL needs ?cacert=PATH (rabbitmq-c 0.11 does not load the system CA store)");
+    return InvalidArgument(
+        "amqps URL needs ?cacert=PATH (rabbitmq-c 0.11 does not load the system CA store)");
   if (!c.tls && !(c.cacert.empty() && c.cert.empty() && c.key.empty()))
     return InvalidArgument("amqp URL: cacert/cert/key are for amqps:// only");
   if (c.cert.empty() != c.key.empty())

@@ -38,9 +38,9 @@ struct AmqpConfig {
   int heartbeat_s = 10;
   int rpc_timeout_ms = 10000;
   int connect_timeout_ms = 5000;
-  int confirm_window = 1000;         // unconfirmed publishes in flight per connection
-  int publish_timeout_ms = 60000;    // Publish() gives up after this
-  int prefetch = 0;                  // 0: the subscription's concurrency
+  int confirm_window = 1000;             // unconfirmed publishes in flight per connection
+  int publish_timeout_ms = 60000;        // Publish() gives up after this
+  int prefetch = 0;                      // 0: the subscription's concurrency
   int64_t ephemeral_expires_ms = 60000;  // unused ephemeral queues vanish after this
 
   QueueOptions defaults;

@@ -13,8 +13,6 @@
 namespace fanflow::amqp {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 std::string Bytes(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
 
 timeval ToTimeval(std::chrono::milliseconds ms) {
@@ -27,6 +25,19 @@ timeval ToTimeval(std::chrono::milliseconds ms) {
 Status FromCode(int code, const std::string& what) {
   std::string text = what + ": " + amqp_error_string2(code);
   return code == AMQP_STATUS_TIMEOUT ? Timeout(text) : Unavailable(text);
+}
+
+// "PRECONDITION_FAILED - ... (406)" from a server close method.
+std::string ServerCloseText(const amqp_method_t& method) {
+  if (method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+    auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
+    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
+  }
+  if (method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
+    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
+  }
+  return "unexpected method " + std::to_string(method.id);
 }
 
 }  // namespace
@@ -49,20 +60,8 @@ void Waker::Drain() {
   [[maybe_unused]] ssize_t n = read(fd_, &v, sizeof v);
 }
 
-std::string ServerCloseText(const amqp_method_t& method) {
-  if (method.id == AMQP_CHANNEL_CLOSE_METHOD) {
-    auto* m = static_cast<amqp_channel_close_t*>(method.decoded);
-    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
-  }
-  if (method.id == AMQP_CONNECTION_CLOSE_METHOD) {
-    auto* m = static_cast<amqp_connection_close_t*>(method.decoded);
-    return Bytes(m->reply_text) + " (" + std::to_string(m->reply_code) + ")";
-  }
-  return "unexpected method " + std::to_string(method.id);
-}
-
-Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, const std::string& name,
-                                                     int heartbeat_s) {
+Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config,
+                                                     const std::string& name, int heartbeat_s) {
   std::unique_ptr<Connection> c(new Connection());
   c->conn_ = amqp_new_connection();
   if (!c->conn_) return Internal("amqp: out of memory creating a connection");
@@ -77,8 +76,8 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
       return InvalidArgument(where + ": cannot load CA file '" + config.cacert + "'");
     if (!config.cert.empty() &&
         amqp_ssl_socket_set_key(socket, config.cert.c_str(), config.key.c_str()) != AMQP_STATUS_OK)
-      return InvalidArgument(where + ": cannot load client certificate '" + config.cert + "' / key '" +
-                             config.key + "'");
+      return InvalidArgument(where + ": cannot load client certificate '" + config.cert +
+                             "' / key '" + config.key + "'");
     amqp_ssl_socket_set_verify_peer(socket, 1);
     amqp_ssl_socket_set_verify_hostname(socket, config.verify_hostname ? 1 : 0);
   } else {
@@ -87,8 +86,14 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
   }
   timeval connect_tv = ToTimeval(std::chrono::milliseconds(config.connect_timeout_ms));
   if (int rc = amqp_socket_open_noblock(socket, config.host.c_str(), config.port, &connect_tv);
-      rc != AMQP_STATUS_OK)
+      rc != AMQP_STATUS_OK) {
+    if (rc == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
+      return FromCode(
+          rc, where +
+                  ": cannot connect (rabbitmq-c 0.11 matches DNS names only, not IP "
+                  "addresses: connect by a name in the certificate, or set verify_hostname=false)");
     return FromCode(rc, where + ": cannot connect");
+  }
   timeval rpc_tv = ToTimeval(std::chrono::milliseconds(config.rpc_timeout_ms));
   amqp_set_handshake_timeout(c->conn_, &rpc_tv);
   amqp_set_rpc_timeout(c->conn_, &rpc_tv);
@@ -105,12 +110,12 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config, c
       c->conn_, config.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s, &table,
       AMQP_SASL_METHOD_PLAIN, config.user.c_str(), config.password.c_str());
   c->alive_ = true;
-  if (Status s = c->Check(reply, 0, where + ": login as '" + config.user + "' to vhost '" + config.vhost + "'");
+  if (Status s = c->Check(
+          reply, 0, where + ": login as '" + config.user + "' to vhost '" + config.vhost + "'");
       !s.ok()) {
     c->alive_ = false;
     return s;
   }
-  c->last_rx_ = Clock::now();
   return c;
 }
 
@@ -124,7 +129,8 @@ Status Connection::OpenChannel(amqp_channel_t channel) {
   return Check(amqp_get_rpc_reply(conn_), channel, "open channel " + std::to_string(channel));
 }
 
-Status Connection::Check(const amqp_rpc_reply_t& reply, amqp_channel_t channel, const std::string& what) {
+Status Connection::Check(const amqp_rpc_reply_t& reply, amqp_channel_t channel,
+                         const std::string& what) {
   switch (reply.reply_type) {
     case AMQP_RESPONSE_NORMAL:
       return Status::Ok();
@@ -152,11 +158,13 @@ Status Connection::HandleFrame(const amqp_frame_t& frame) {
   if (frame.frame_type != AMQP_FRAME_METHOD) return Status::Ok();
   const amqp_method_t& m = frame.payload.method;
   if (m.id == AMQP_CHANNEL_CLOSE_METHOD || m.id == AMQP_CONNECTION_CLOSE_METHOD)
-    return ServerClose(m, frame.channel, "server closed " + std::string(frame.channel ? "channel" : "connection"));
+    return ServerClose(m, frame.channel,
+                       "server closed " + std::string(frame.channel ? "channel" : "connection"));
   return Status::Ok();
 }
 
-Status Connection::ServerClose(const amqp_method_t& method, amqp_channel_t channel, const std::string& what) {
+Status Connection::ServerClose(const amqp_method_t& method, amqp_channel_t channel,
+                               const std::string& what) {
   const std::string text = what + ": " + ServerCloseText(method);
   if (method.id == AMQP_CHANNEL_CLOSE_METHOD) {
     amqp_channel_close_ok_t ok{};
@@ -183,10 +191,7 @@ Status Connection::ServerClose(const amqp_method_t& method, amqp_channel_t chann
 }
 
 Result<bool> Connection::WaitReadable(Waker& waker, std::chrono::milliseconds timeout) {
-  if (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_)) {
-    last_rx_ = Clock::now();
-    return true;
-  }
+  if (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_)) return true;
   pollfd fds[2] = {{amqp_get_sockfd(conn_), POLLIN, 0}, {waker.fd(), POLLIN, 0}};
   int n = poll(fds, 2, static_cast<int>(std::min(timeout, PollInterval()).count()));
   if (n < 0 && errno != EINTR) {
@@ -194,20 +199,13 @@ Result<bool> Connection::WaitReadable(Waker& waker, std::chrono::milliseconds ti
     return Unavailable(std::string("amqp: poll failed: ") + std::strerror(errno));
   }
   if (fds[1].revents) waker.Drain();
-  if (n > 0 && fds[0].revents) {
-    last_rx_ = Clock::now();
-    return true;
-  }
-  if (heartbeat_s_ > 0 && Clock::now() - last_rx_ > std::chrono::seconds(2 * heartbeat_s_ + 1)) {
-    alive_ = false;
-    return Unavailable("amqp: no heartbeat from the broker for " + std::to_string(2 * heartbeat_s_) + "s");
-  }
-  return false;
+  return n > 0 && fds[0].revents;
 }
 
 std::chrono::milliseconds Connection::PollInterval() const {
   // Wake in time to send our heartbeat (the library sends it on the next call).
-  return heartbeat_s_ > 0 ? std::chrono::milliseconds(heartbeat_s_ * 1000 / 2) : std::chrono::milliseconds(1000);
+  return heartbeat_s_ > 0 ? std::chrono::milliseconds(heartbeat_s_ * 1000 / 2)
+                          : std::chrono::milliseconds(1000);
 }
 
 }  // namespace fanflow::amqp

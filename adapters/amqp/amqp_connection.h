@@ -60,8 +60,8 @@ class Connection {
   [[nodiscard]] Status HandleFrame(const amqp_frame_t& frame);
 
   // Blocks until the socket may have data (true), `waker` rang or `timeout`
-  // passed (false). Also notices a silent peer: no byte for two heartbeat
-  // intervals is a dead link (Unavailable).
+  // passed (false). The owner then calls the library, which also sends our
+  // heartbeats and notices a broker silent for two heartbeat intervals.
   [[nodiscard]] Result<bool> WaitReadable(Waker& waker, std::chrono::milliseconds timeout);
 
   // How long an owner loop may sleep and still send heartbeats on time.
@@ -74,10 +74,6 @@ class Connection {
   amqp_connection_state_t conn_ = nullptr;
   bool alive_ = false;
   int heartbeat_s_ = 0;
-  std::chrono::steady_clock::time_point last_rx_;
 };
-
-// "PRECONDITION_FAILED - ..." etc. from a server close method, for messages.
-std::string ServerCloseText(const amqp_method_t& method);
 
 }  // namespace fanflow::amqp

@@ -28,7 +28,8 @@ std::chrono::milliseconds Backoff(int failures) {
 
 Result<std::unique_ptr<Subscription>> AmqpSubscription::Start(const AmqpConfig& config,
                                                               std::shared_ptr<Publisher> publisher,
-                                                              const SubscribeOptions& options, Handler handler) {
+                                                              const SubscribeOptions& options,
+                                                              Handler handler) {
   std::unique_ptr<AmqpSubscription> sub(
       new AmqpSubscription(config, std::move(publisher), options, std::move(handler)));
   if (Status s = sub->Connect(); !s.ok()) return s;
@@ -70,17 +71,23 @@ Status AmqpSubscription::Connect() {
   if (Status s = conn.OpenChannel(kChannel); !s.ok()) return s;
   if (Status s = DeclareExchanges(conn, kChannel); !s.ok()) return s;
   for (const auto& type : options_.event_types)
-    if (Status s = DeclareQueues(conn, kChannel, config_, options_.group, type, options_.ephemeral); !s.ok())
+    if (Status s = DeclareQueues(conn, kChannel, config_, options_.group, type, options_.ephemeral);
+        !s.ok())
       return s;
+  // Per consumer: quorum queues refuse a channel-wide (global) prefetch.
   const int prefetch = std::min(65535, config_.prefetch ? config_.prefetch : options_.concurrency);
-  amqp_basic_qos(conn.get(), kChannel, 0, static_cast<uint16_t>(prefetch), /*global=*/1);
-  if (Status s = conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "basic.qos"); !s.ok()) return s;
+  amqp_basic_qos(conn.get(), kChannel, 0, static_cast<uint16_t>(prefetch), /*global=*/0);
+  if (Status s = conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "basic.qos"); !s.ok())
+    return s;
   consumer_tags_.clear();
   for (size_t i = 0; i < options_.event_types.size(); ++i) {
     const std::string queue = routes::AmqpQueue(options_.group, options_.event_types[i]);
-    auto* ok = amqp_basic_consume(conn.get(), kChannel, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes,
+    auto* ok = amqp_basic_consume(conn.get(), kChannel, amqp_cstring_bytes(queue.c_str()),
+                                  amqp_empty_bytes,
                                   /*no_local=*/0, /*no_ack=*/0, /*exclusive=*/0, amqp_empty_table);
-    if (Status s = conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "consume from '" + queue + "'"); !s.ok())
+    if (Status s =
+            conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "consume from '" + queue + "'");
+        !s.ok())
       return s;
     consumer_tags_[ToString(ok->consumer_tag)] = i;
   }
@@ -106,7 +113,8 @@ void AmqpSubscription::RunIo() {
         stop_cv_.wait_for(lock, Backoff(failures), [&] { return stopping_; });
         continue;
       }
-      if (failures > 0) spdlog::info("amqp {}: consuming again from {}", name_, config_.redacted_url);
+      if (failures > 0)
+        spdlog::info("amqp {}: consuming again from {}", name_, config_.redacted_url);
       failures = 0;
     }
     Status s = Flush();
@@ -120,8 +128,8 @@ void AmqpSubscription::RunIo() {
       if (!readable.ok()) s = readable.status();
     }
     if (!s.ok()) {
-      spdlog::warn("amqp {}: lost the connection to {}: {}; reconnecting", name_, config_.redacted_url,
-                   s.message());
+      spdlog::warn("amqp {}: lost the connection to {}: {}; reconnecting", name_,
+                   config_.redacted_url, s.message());
       conn_.reset();
       std::lock_guard<std::mutex> lock(mu_);
       ++generation_;
@@ -159,8 +167,11 @@ Status AmqpSubscription::Pump() {
       if (it != consumer_tags_.end()) {
         Incoming in = ReadIncoming(env.message.properties);
         Work w{0, env.delivery_tag, it->second,
-               Delivery{Message{options_.event_types[it->second], in.message_id, ToString(env.message.body)},
-                        options_.group, in.attempt, env.redelivered != 0}};
+               Delivery{Message{options_.event_types[it->second], in.message_id,
+                                ToString(env.message.body)},
+                        options_.group, in.attempt,
+                        // A retry copy is a new message, but the event was delivered before.
+                        env.redelivered != 0 || in.attempt > 1}};
         std::lock_guard<std::mutex> lock(mu_);
         w.generation = generation_;
         work_.push_back(std::move(w));
@@ -169,7 +180,8 @@ Status AmqpSubscription::Pump() {
       amqp_destroy_envelope(&env);
       continue;
     }
-    if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION || r.library_error != AMQP_STATUS_UNEXPECTED_STATE) {
+    if (r.reply_type != AMQP_RESPONSE_LIBRARY_EXCEPTION ||
+        r.library_error != AMQP_STATUS_UNEXPECTED_STATE) {
       if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
         return Status::Ok();
       return conn_->Check(r, kChannel, "amqp consume");
@@ -178,7 +190,8 @@ Status AmqpSubscription::Pump() {
     amqp_frame_t frame;
     if (int rc = amqp_simple_wait_frame(conn_->get(), &frame); rc != AMQP_STATUS_OK)
       return conn_->CheckCode(rc, "amqp read frame");
-    if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)
+    if (frame.frame_type == AMQP_FRAME_METHOD &&
+        frame.payload.method.id == AMQP_BASIC_CANCEL_METHOD)
       return Unavailable("the broker cancelled the consumer (queue deleted?)");
     if (Status s = conn_->HandleFrame(frame); !s.ok()) return s;
   }
@@ -221,8 +234,9 @@ AmqpSubscription::Settlement AmqpSubscription::Handle(const Work& w) {
   out.message = d.message;
   if (v.kind == Verdict::Kind::kRetry) {
     if (!WaitRetryDelay(v.delay)) {
-      spdlog::info("amqp {}: closing during a retry delay; '{}' goes back to its queue as attempt {}", name_,
-                   d.message.id, d.attempt);
+      spdlog::info(
+          "amqp {}: closing during a retry delay; '{}' goes back to its queue as attempt {}", name_,
+          d.message.id, d.attempt);
       return requeue;
     }
     // A copy straight to this group's queue (default exchange), not to every group.
@@ -231,18 +245,19 @@ AmqpSubscription::Settlement AmqpSubscription::Handle(const Work& w) {
   } else {
     out.exchange = routes::kAmqpDeadLetterExchange;
     out.routing_key = routes::AmqpDeadLetterQueue(options_.group, d.message.type);
-    out.dead = DeadLetter{options_.group, d.message.type, d.message.id, "", v.reason, d.attempt, NowRfc3339()};
+    out.dead = DeadLetter{options_.group, d.message.type, d.message.id, "",
+                          v.reason,       d.attempt,      NowRfc3339()};
   }
   // The original stays unacked until its successor is confirmed.
   if (Status s = publisher_->Publish({std::move(out)}); !s.ok()) {
     spdlog::error("amqp {}: could not {} '{}': {}; requeueing it", name_,
-                  v.kind == Verdict::Kind::kRetry ? "schedule a retry of" : "dead-letter", d.message.id,
-                  s.message());
+                  v.kind == Verdict::Kind::kRetry ? "schedule a retry of" : "dead-letter",
+                  d.message.id, s.message());
     return requeue;
   }
   if (v.kind == Verdict::Kind::kDeadLetter)
-    spdlog::warn("dead-lettered {} from group '{}' after {} attempt(s): {}", d.message.id, options_.group,
-                 d.attempt, v.reason);
+    spdlog::warn("dead-lettered {} from group '{}' after {} attempt(s): {}", d.message.id,
+                 options_.group, d.attempt, v.reason);
   return ack;
 }
 

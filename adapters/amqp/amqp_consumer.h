@@ -21,9 +21,9 @@ namespace fanflow::amqp {
 //
 // Threads: one I/O thread owns the connection: it reads deliveries, sends the
 // acks handed back to it, and services heartbeats. `concurrency` handler
-// threads run the handler, so at most that many run at once; basic.qos
-// (global) caps the unacked deliveries of the channel at config.prefetch
-// (default: the concurrency). A delivery is acked only after its handler
+// threads run the handler, so at most that many run at once; basic.qos caps
+// the unacked deliveries of each queue's consumer at config.prefetch (default:
+// the concurrency). A delivery is acked only after its handler
 // returned, and after the retry copy / dead letter it produced was confirmed
 // by the broker (through the shared Publisher). On a lost link the I/O thread
 // reconnects with backoff, redeclares and consumes again; the broker has
@@ -37,10 +37,9 @@ class AmqpSubscription final : public Subscription {
  public:
   // Connects, declares the queues and starts consuming. Errors (broker down,
   // credentials, a queue with other arguments) come back before any thread starts.
-  [[nodiscard]] static Result<std::unique_ptr<Subscription>> Start(const AmqpConfig& config,
-                                                                   std::shared_ptr<Publisher> publisher,
-                                                                   const SubscribeOptions& options,
-                                                                   Handler handler);
+  [[nodiscard]] static Result<std::unique_ptr<Subscription>> Start(
+      const AmqpConfig& config, std::shared_ptr<Publisher> publisher,
+      const SubscribeOptions& options, Handler handler);
   ~AmqpSubscription() override;
 
  private:

@@ -1,15 +1,16 @@
 #include "adapters/amqp/amqp_message.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 namespace fanflow::amqp {
 namespace {
 
-amqp_bytes_t View(const std::string& s) { return amqp_bytes_t{s.size(), const_cast<char*>(s.data())}; }
+amqp_bytes_t View(const std::string& s) {
+  return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
+}
 
 amqp_table_entry_t Entry(const char* key, const std::string& value) {
   amqp_table_entry_t e;
@@ -31,28 +32,39 @@ bool KeyIs(const amqp_table_entry_t& e, const char* key) { return ToString(e.key
 
 std::optional<int64_t> AsInt(const amqp_field_value_t& v) {
   switch (v.kind) {
-    case AMQP_FIELD_KIND_I8: return v.value.i8;
-    case AMQP_FIELD_KIND_U8: return v.value.u8;
-    case AMQP_FIELD_KIND_I16: return v.value.i16;
-    case AMQP_FIELD_KIND_U16: return v.value.u16;
-    case AMQP_FIELD_KIND_I32: return v.value.i32;
-    case AMQP_FIELD_KIND_U32: return v.value.u32;
-    case AMQP_FIELD_KIND_I64: return v.value.i64;
+    case AMQP_FIELD_KIND_I8:
+      return v.value.i8;
+    case AMQP_FIELD_KIND_U8:
+      return v.value.u8;
+    case AMQP_FIELD_KIND_I16:
+      return v.value.i16;
+    case AMQP_FIELD_KIND_U16:
+      return v.value.u16;
+    case AMQP_FIELD_KIND_I32:
+      return v.value.i32;
+    case AMQP_FIELD_KIND_U32:
+      return v.value.u32;
+    case AMQP_FIELD_KIND_I64:
+      return v.value.i64;
     case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP: return static_cast<int64_t>(v.value.u64);
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      return static_cast<int64_t>(v.value.u64);
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES: {
       // Foreign publishers (amqp-publish -H) can only send strings.
       std::string s = ToString(v.value.bytes);
-      if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) return {};
+      if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+        return {};
       return std::stoll(s);
     }
-    default: return {};
+    default:
+      return {};
   }
 }
 
 std::string AsString(const amqp_field_value_t& v) {
-  if (v.kind == AMQP_FIELD_KIND_UTF8 || v.kind == AMQP_FIELD_KIND_BYTES) return ToString(v.value.bytes);
+  if (v.kind == AMQP_FIELD_KIND_UTF8 || v.kind == AMQP_FIELD_KIND_BYTES)
+    return ToString(v.value.bytes);
   if (auto n = AsInt(v)) return std::to_string(*n);
   return "";
 }
@@ -92,8 +104,8 @@ std::string ToString(amqp_bytes_t b) {
 int PublishOne(amqp_connection_state_t conn, amqp_channel_t channel, const Outgoing& out) {
   static const std::string kContentType = "application/cloudevents+json";
   amqp_basic_properties_t props{};
-  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
-                 AMQP_BASIC_TYPE_FLAG;
+  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                 AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_TYPE_FLAG;
   props.content_type = View(kContentType);
   props.delivery_mode = 2;
   props.timestamp = static_cast<uint64_t>(std::time(nullptr));
@@ -115,20 +127,23 @@ int PublishOne(amqp_connection_state_t conn, amqp_channel_t channel, const Outgo
     props._flags |= AMQP_BASIC_HEADERS_FLAG;
     props.headers = amqp_table_t{static_cast<int>(headers.size()), headers.data()};
   }
-  return amqp_basic_publish(conn, channel, View(out.exchange), View(out.routing_key), /*mandatory=*/0,
+  return amqp_basic_publish(conn, channel, View(out.exchange), View(out.routing_key),
+                            /*mandatory=*/0,
                             /*immediate=*/0, &props, View(out.message.body));
 }
 
 Incoming ReadIncoming(const amqp_basic_properties_t& props) {
   Incoming in;
   if (props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) in.message_id = ToString(props.message_id);
-  if (props._flags & AMQP_BASIC_TIMESTAMP_FLAG) in.timestamp_s = static_cast<int64_t>(props.timestamp);
+  if (props._flags & AMQP_BASIC_TIMESTAMP_FLAG)
+    in.timestamp_s = static_cast<int64_t>(props.timestamp);
   if (!(props._flags & AMQP_BASIC_HEADERS_FLAG)) return in;
   const amqp_array_t* deaths = nullptr;
   for (int i = 0; i < props.headers.num_entries; ++i) {
     const amqp_table_entry_t& e = props.headers.entries[i];
     if (KeyIs(e, kAttemptHeader)) {
-      if (auto n = AsInt(e.value); n && *n >= 1 && *n < (1 << 30)) in.attempt = static_cast<int>(*n);
+      if (auto n = AsInt(e.value); n && *n >= 1 && *n < (1 << 30))
+        in.attempt = static_cast<int>(*n);
     } else if (KeyIs(e, kReasonHeader)) {
       in.reason = AsString(e.value);
     } else if (KeyIs(e, kAttemptsHeader)) {
@@ -146,7 +161,8 @@ Incoming ReadIncoming(const amqp_basic_properties_t& props) {
 std::string DeadLetterId(const Incoming& in, std::string_view body) {
   if (!in.message_id.empty()) return in.message_id;
   auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_object() && doc.contains("id") && doc["id"].is_string() && !doc["id"].get<std::string>().empty())
+  if (doc.is_object() && doc.contains("id") && doc["id"].is_string() &&
+      !doc["id"].get<std::string>().empty())
     return doc["id"].get<std::string>();
   uint64_t h = 1469598103934665603ULL;  // FNV-1a: stable across runs and builds
   for (unsigned char c : body) h = (h ^ c) * 1099511628211ULL;

@@ -42,10 +42,10 @@ Status Publisher::Publish(std::vector<Outgoing> messages) {
   waker_.Ring();
   if (!settled_.wait_until(lock, deadline, [&] { return batch->remaining == 0; })) {
     batch->abandoned = true;
-    return Timeout("amqp publish to " + config_.redacted_url + ": " + std::to_string(batch->remaining) + " of " +
-                   std::to_string(messages.size()) + " messages not confirmed within " +
-                   std::to_string(config_.publish_timeout_ms) + " ms" +
-                   (last_error_.ok() ? "" : " (" + last_error_.message() + ")"));
+    return Timeout("amqp publish to " + config_.redacted_url + ": " +
+                   std::to_string(batch->remaining) + " of " + std::to_string(messages.size()) +
+                   " messages not confirmed within " + std::to_string(config_.publish_timeout_ms) +
+                   " ms" + (last_error_.ok() ? "" : " (" + last_error_.message() + ")"));
   }
   return batch->status;
 }
@@ -72,7 +72,8 @@ void Publisher::Run() {
       bool more_to_send;
       {
         std::lock_guard<std::mutex> l(mu_);
-        more_to_send = !queue_.empty() && unconfirmed_.size() < static_cast<size_t>(config_.confirm_window);
+        more_to_send =
+            !queue_.empty() && unconfirmed_.size() < static_cast<size_t>(config_.confirm_window);
       }
       if (!more_to_send) {
         auto readable = conn_->WaitReadable(waker_, conn_->PollInterval());
@@ -145,7 +146,8 @@ Status Publisher::ReadConfirms() {
       auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
       std::lock_guard<std::mutex> lock(mu_);
       Settle(m->delivery_tag, m->multiple, true);
-    } else if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+    } else if (frame.frame_type == AMQP_FRAME_METHOD &&
+               frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
       auto* m = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
       std::lock_guard<std::mutex> lock(mu_);
       Settle(m->delivery_tag, m->multiple, false);
@@ -160,14 +162,16 @@ Status Publisher::ReadConfirms() {
 
 void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
   auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
-  auto last = multiple ? unconfirmed_.upper_bound(tag) : (first == unconfirmed_.end() ? first : std::next(first));
+  auto last = multiple ? unconfirmed_.upper_bound(tag)
+                       : (first == unconfirmed_.end() ? first : std::next(first));
   for (auto it = first; it != last; ++it) {
     Batch& b = *it->second.batch;
     if (!ack && b.status.ok()) {
       const Outgoing& o = it->second.out;
-      b.status = Rejected("amqp: the broker refused message '" + o.message.id + "' (" + o.message.type +
-                          ") sent to exchange '" + o.exchange + "' with key '" + o.routing_key +
-                          "': a queue is full (overflow=reject-publish) or could not store it");
+      b.status =
+          Rejected("amqp: the broker refused message '" + o.message.id + "' (" + o.message.type +
+                   ") sent to exchange '" + o.exchange + "' with key '" + o.routing_key +
+                   "': a queue is full (overflow=reject-publish) or could not store it");
     }
     --b.remaining;
   }

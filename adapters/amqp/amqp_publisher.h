@@ -46,11 +46,11 @@ class Publisher {
   };
 
   void Run();
-  bool Connect();            // I/O thread; false while the broker is unreachable
-  Status SendSome();         // I/O thread: fills the confirm window
-  Status ReadConfirms();     // I/O thread: applies acks / nacks that arrived
+  bool Connect();         // I/O thread; false while the broker is unreachable
+  Status SendSome();      // I/O thread: fills the confirm window
+  Status ReadConfirms();  // I/O thread: applies acks / nacks that arrived
   void Settle(uint64_t tag, bool multiple, bool ack);  // requires mu_
-  void Disconnect(const Status& why);  // I/O thread: requeues the unconfirmed
+  void Disconnect(const Status& why);                  // I/O thread: requeues the unconfirmed
 
   const AmqpConfig config_;
   Waker waker_;
@@ -60,14 +60,14 @@ class Publisher {
   std::condition_variable work_;     // the I/O thread, while unconnected, has work
   // Guarded by mu_.
   bool stopping_ = false;
-  std::deque<Item> queue_;               // not sent on the current connection yet
+  std::deque<Item> queue_;                // not sent on the current connection yet
   std::map<uint64_t, Item> unconfirmed_;  // publish sequence number -> item
-  Status last_error_;                    // why the link is down, for callers that time out
+  Status last_error_;                     // why the link is down, for callers that time out
 
   // I/O thread only.
   std::unique_ptr<Connection> conn_;
   uint64_t next_seq_ = 1;
-  int failures_ = 0;  // consecutive connect failures, for the backoff
+  int failures_ = 0;    // consecutive connect failures, for the backoff
   std::thread thread_;  // last: starts after the state above exists
 };
 

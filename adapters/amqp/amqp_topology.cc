@@ -36,10 +36,13 @@ class Arguments {
 // Which bus URL parameter sets a queue argument, for the 406 message.
 std::string ParamFor(const std::string& server_text, bool dlq) {
   static const std::pair<const char*, const char*> kMap[] = {
-      {"'x-queue-type'", "queue_type"},   {"'x-max-length'", "max_length"},
-      {"'x-overflow'", "overflow"},       {"'x-expires'", "ephemeral_expires_ms (or the group is/was ephemeral)"},
+      {"'x-queue-type'", "queue_type"},
+      {"'x-max-length'", "max_length"},
+      {"'x-overflow'", "overflow"},
+      {"'x-expires'", "ephemeral_expires_ms (or the group is/was ephemeral)"},
       {"'durable'", "ephemeral (durable)"}};
-  if (server_text.find("'x-message-ttl'") != std::string::npos) return dlq ? "dlq_ttl_ms" : "message_ttl_ms";
+  if (server_text.find("'x-message-ttl'") != std::string::npos)
+    return dlq ? "dlq_ttl_ms" : "message_ttl_ms";
   for (const auto& [arg, param] : kMap)
     if (server_text.find(arg) != std::string::npos) return param;
   return "";
@@ -52,25 +55,29 @@ Status DeclareQueue(Connection& conn, amqp_channel_t channel, const std::string&
   Status s = conn.Check(amqp_get_rpc_reply(conn.get()), channel, "declare queue '" + name + "'");
   if (s.ok() || s.message().find("PRECONDITION_FAILED") == std::string::npos) return s;
   std::string param = ParamFor(s.message(), dlq);
-  return InvalidArgument(
-      "queue '" + name + "' already exists with other settings than this bus URL asks for [" + s.message() +
-      "]. Queue arguments cannot change in place: make the URL" +
-      (param.empty() ? "" : " parameter " + param) + " match the existing queue, or delete the queue " +
-      "(rabbitmqctl delete_queue " + name + ") so it is declared anew");
+  return InvalidArgument("queue '" + name +
+                         "' already exists with other settings than this bus URL asks for [" +
+                         s.message() + "]. Queue arguments cannot change in place: make the URL" +
+                         (param.empty() ? "" : " parameter " + param) +
+                         " match the existing queue, or delete the queue " +
+                         "(rabbitmqctl delete_queue " + name + ") so it is declared anew");
 }
 
-Status Bind(Connection& conn, amqp_channel_t channel, const std::string& queue, const char* exchange,
-            const std::string& key) {
-  amqp_queue_bind(conn.get(), channel, amqp_cstring_bytes(queue.c_str()), amqp_cstring_bytes(exchange),
-                  amqp_cstring_bytes(key.c_str()), amqp_empty_table);
+Status Bind(Connection& conn, amqp_channel_t channel, const std::string& queue,
+            const char* exchange, const std::string& key) {
+  amqp_queue_bind(conn.get(), channel, amqp_cstring_bytes(queue.c_str()),
+                  amqp_cstring_bytes(exchange), amqp_cstring_bytes(key.c_str()), amqp_empty_table);
   return conn.Check(amqp_get_rpc_reply(conn.get()), channel,
                     "bind queue '" + queue + "' to '" + exchange + "' with '" + key + "'");
 }
 
-Status DeclareExchange(Connection& conn, amqp_channel_t channel, const char* name, const char* kind) {
+Status DeclareExchange(Connection& conn, amqp_channel_t channel, const char* name,
+                       const char* kind) {
   amqp_exchange_declare(conn.get(), channel, amqp_cstring_bytes(name), amqp_cstring_bytes(kind),
-                        /*passive=*/0, /*durable=*/1, /*auto_delete=*/0, /*internal=*/0, amqp_empty_table);
-  return conn.Check(amqp_get_rpc_reply(conn.get()), channel, std::string("declare exchange '") + name + "'");
+                        /*passive=*/0, /*durable=*/1, /*auto_delete=*/0, /*internal=*/0,
+                        amqp_empty_table);
+  return conn.Check(amqp_get_rpc_reply(conn.get()), channel,
+                    std::string("declare exchange '") + name + "'");
 }
 
 }  // namespace
@@ -114,8 +121,8 @@ Status DeclareQueues(Connection& conn, amqp_channel_t channel, const AmqpConfig&
 
 Result<std::optional<QueueCounts>> InspectQueue(Connection& conn, amqp_channel_t channel,
                                                 const std::string& queue) {
-  auto* ok = amqp_queue_declare(conn.get(), channel, amqp_cstring_bytes(queue.c_str()), /*passive=*/1, 0, 0,
-                                0, amqp_empty_table);
+  auto* ok = amqp_queue_declare(conn.get(), channel, amqp_cstring_bytes(queue.c_str()),
+                                /*passive=*/1, 0, 0, 0, amqp_empty_table);
   Status s = conn.Check(amqp_get_rpc_reply(conn.get()), channel, "inspect queue '" + queue + "'");
   if (s.ok()) return std::optional<QueueCounts>(QueueCounts{ok->message_count, ok->consumer_count});
   if (s.code() != StatusCode::kNotFound) return s;

@@ -23,8 +23,9 @@ namespace fanflow::amqp {
 // queue with other arguments gives an InvalidArgument naming the queue, the
 // argument and the URL parameter behind it. `ephemeral` queues are classic and
 // vanish once unused for config.ephemeral_expires_ms.
-[[nodiscard]] Status DeclareQueues(Connection& conn, amqp_channel_t channel, const AmqpConfig& config,
-                                   const std::string& group, const std::string& type, bool ephemeral);
+[[nodiscard]] Status DeclareQueues(Connection& conn, amqp_channel_t channel,
+                                   const AmqpConfig& config, const std::string& group,
+                                   const std::string& type, bool ephemeral);
 
 struct QueueCounts {
   int64_t ready = 0;  // waiting (RabbitMQ does not count unacked ones here)
@@ -33,7 +34,8 @@ struct QueueCounts {
 
 // Passive declare: nullopt if the queue does not exist. The broker closes the
 // channel on a missing queue; this reopens it.
-[[nodiscard]] Result<std::optional<QueueCounts>> InspectQueue(Connection& conn, amqp_channel_t channel,
+[[nodiscard]] Result<std::optional<QueueCounts>> InspectQueue(Connection& conn,
+                                                              amqp_channel_t channel,
                                                               const std::string& queue);
 
 }  // namespace fanflow::amqp

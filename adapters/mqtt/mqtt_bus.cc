@@ -35,7 +35,7 @@ class MqttBus final : public EventBus {
     std::vector<OutMessage> registry;
     for (const auto& type : types) {
       if (auto s = DeclareParked(core_->options, group, type); !s.ok()) return s;
-      registry.push_back({RegistryTopic(group, type), type, {}, true, false});
+      registry.push_back(RegistryEntry(group, type, true));
     }
     {
       std::lock_guard<std::mutex> lock(core_->mu);
@@ -68,7 +68,8 @@ class MqttBus final : public EventBus {
         for (MqttSubscription* sub : core_->subscriptions)
           if (sub->group() == g) sub->AddStats(type, s);
       }
-      if (auto s2 = CountParked(g, type, s); !s2.ok()) return s2;
+      if (view->parked.count({g, type}))
+        if (auto s2 = CountParked(g, type, s); !s2.ok()) return s2;
       out.push_back(std::move(s));
     }
     return out;
@@ -99,15 +100,16 @@ class MqttBus final : public EventBus {
   Status CountParked(const std::string& group, const std::string& type, QueueStats& s) {
     auto parked = DrainParked(core_->options, group, type, false);
     if (!parked.ok()) return parked.status();
-    if (parked->empty()) return Status::Ok();
+    const std::vector<Incoming>& messages = parked->messages;
+    if (messages.empty()) return Status::Ok();
     std::vector<OutMessage> back;
     int64_t oldest = 0;
-    for (const Incoming& in : *parked) {
+    for (const Incoming& in : messages) {
       Envelope e = FromIncoming(in, type);
       if (!oldest || e.since_ms < oldest) oldest = e.since_ms;
       back.push_back(ToRetry(group, e));
     }
-    s.depth += static_cast<int64_t>(parked->size());
+    s.depth += static_cast<int64_t>(messages.size());
     double age = (NowMillis() - oldest) / 1000.0;
     if (!s.oldest_age_seconds || age > *s.oldest_age_seconds) s.oldest_age_seconds = age;
     return core_->publisher->Publish(back);

@@ -17,7 +17,7 @@
 //                        and its queued messages (default 86400)
 //   connect_timeout=S    first connect and each admin round trip (default 10)
 //   publish_timeout=S    how long Publish keeps retrying before it fails (default 30)
-//   window=N             QoS 1 publishes outstanding at once per bus (default 1000)
+//   window=N             QoS 1 publishes outstanding at once per bus (default 100)
 #pragma once
 
 #include <memory>

@@ -3,6 +3,12 @@
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <condition_variable>
 #include <deque>
 #include <thread>
@@ -67,6 +73,33 @@ void NudgeNetworkThread(const ::mqtt::async_client* except) {
   }
 }
 
+// Whether something accepts TCP connections at host:port (within 500 ms).
+bool Accepts(const std::string& host, int port) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) return false;
+  bool ok = false;
+  for (addrinfo* a = res; a && !ok; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ok = true;
+    } else if (errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int err = 0;
+      socklen_t len = sizeof err;
+      ok = poll(&p, 1, 500) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return ok;
+}
+
+// How long the Publisher stays away from a broker that came back, so that
+// consumers (reconnect backoff at most 2 s) re-subscribe before it publishes.
+constexpr auto kResumeGrace = 3s;
+
 }  // namespace
 
 const std::string* Incoming::Prop(const std::string& name) const {
@@ -75,12 +108,13 @@ const std::string* Incoming::Prop(const std::string& name) const {
   return nullptr;
 }
 
-Connection::Connection(const MqttOptions& options, ConnectSpec spec, OnMessage on_message)
-    : options_(options), spec_(std::move(spec)), on_message_(std::move(on_message)) {}
+Connection::Connection(const MqttOptions& options, ConnectSpec spec, OnMessage on_message, OnLost on_lost)
+    : options_(options), spec_(std::move(spec)), on_message_(std::move(on_message)), on_lost_(std::move(on_lost)) {}
 
 Result<std::unique_ptr<Connection>> Connection::Create(const MqttOptions& options, ConnectSpec spec,
-                                                       OnMessage on_message) {
-  std::unique_ptr<Connection> c(new Connection(options, std::move(spec), std::move(on_message)));
+                                                       OnMessage on_message, OnLost on_lost) {
+  std::unique_ptr<Connection> c(
+      new Connection(options, std::move(spec), std::move(on_message), std::move(on_lost)));
   try {
     // The buffer must hold a full publish window plus what queues while the
     // server's Receive Maximum holds messages back.
@@ -100,6 +134,7 @@ Result<std::unique_ptr<Connection>> Connection::Create(const MqttOptions& option
   self->client_->set_connection_lost_handler([self](const std::string& cause) {
     spdlog::warn("mqtt {}: connection to {} lost ({}); reconnecting", self->spec_.client_id,
                  self->options_.described, cause.empty() ? "no cause given" : cause);
+    if (self->on_lost_) self->on_lost_();
   });
   self->client_->set_connected_handler([self](const std::string& cause) {
     if (cause == "automatic reconnect") {
@@ -121,7 +156,8 @@ Result<bool> Connection::Connect() {
                .clean_start(spec_.clean_start)
                .connect_timeout(options_.connect_timeout)
                .keep_alive_interval(20s)
-               .automatic_reconnect(1s, 16s);
+               .automatic_reconnect(spec_.auto_reconnect);
+  if (spec_.auto_reconnect) b.automatic_reconnect(1s, 2s);
   if (!options_.user.empty()) b.user_name(options_.user).password(options_.password);
   if (options_.tls) {
     auto ssl = ::mqtt::ssl_options_builder().enable_server_cert_auth(true).verify(true);
@@ -223,12 +259,19 @@ Publisher::Publisher(const MqttOptions& options) : options_(options), slots_(opt
 Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options) {
   std::unique_ptr<Publisher> p(new Publisher(options));
   // A session that outlives a broker restart, so in-flight publishes are resent.
-  auto conn = Connection::Create(options, {UniqueClientId("pub"), false, 600, 0}, [](Incoming) {});
+  Publisher* self = p.get();
+  auto conn = Connection::Create(
+      options, {UniqueClientId("pub"), false, 600, 0, false}, [](Incoming) {}, [self] {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        self->lost_ = true;
+        self->wake_.notify_all();
+      });
   if (!conn.ok()) return conn.status();
   p->conn_ = std::move(conn).value();
   if (auto s = p->conn_->Connect(); !s.ok()) return s.status();
   p->nudge_topic_ = "fanflow/nudge/" + p->conn_->client_id();
   if (auto s = p->conn_->Subscribe({p->nudge_topic_}, true); !s.ok()) return s;
+  p->reconnector_ = std::thread([self] { self->RunReconnects(); });
   std::lock_guard<std::mutex> lock(g_nudge_mu);
   g_nudgers.emplace_back(p->conn_->client_.get(), p->nudge_topic_);
   return p;
@@ -236,10 +279,43 @@ Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options) {
 
 Publisher::~Publisher() {
   {
+    std::lock_guard<std::mutex> lock(mu_);
+    closing_ = true;
+  }
+  wake_.notify_all();
+  if (reconnector_.joinable()) reconnector_.join();
+  {
     std::lock_guard<std::mutex> lock(g_nudge_mu);
     std::erase_if(g_nudgers, [&](const auto& n) { return n.first == conn_->client_.get(); });
   }
   conn_->Disconnect(true);
+}
+
+void Publisher::RunReconnects() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    wake_.wait(lock, [&] { return lost_ || closing_; });
+    if (closing_) return;
+    if (!Accepts(options_.host, options_.port)) {
+      wake_.wait_for(lock, 250ms, [&] { return closing_; });
+      continue;
+    }
+    if (wake_.wait_for(lock, kResumeGrace, [&] { return closing_; })) return;
+    lost_ = false;
+    lock.unlock();
+    auto resumed = conn_->Connect();
+    if (resumed.ok()) {
+      conn_->Resubscribe();
+      spdlog::info("mqtt {}: reconnected to {} ({} session)", conn_->client_id(), options_.described,
+                   *resumed ? "resumed" : "new");
+    }
+    lock.lock();
+    if (!resumed.ok()) {
+      spdlog::warn("mqtt {}: reconnect failed: {}", conn_->client_id(), resumed.status().ToString());
+      lost_ = true;
+      wake_.wait_for(lock, 500ms, [&] { return closing_; });
+    }
+  }
 }
 
 Status Publisher::Publish(const std::vector<OutMessage>& messages) {

@@ -4,12 +4,14 @@
 // reads retained messages or a stored session's queue. paho exceptions stop here.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <semaphore>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -47,6 +49,9 @@ struct ConnectSpec {
   bool clean_start = true;
   uint32_t session_expiry_s = 0;
   int receive_maximum = 0;  // 0: paho's default (65535)
+  // paho reconnects by itself (backoff 1-2 s) and re-subscribes; off for the
+  // Publisher, which reconnects on its own terms.
+  bool auto_reconnect = true;
 };
 
 // One MQTT 5 client connection. `on_message` runs on paho's callback thread,
@@ -56,8 +61,10 @@ struct ConnectSpec {
 class Connection {
  public:
   using OnMessage = std::function<void(Incoming)>;
+  using OnLost = std::function<void()>;  // paho's thread too
   [[nodiscard]] static Result<std::unique_ptr<Connection>> Create(const MqttOptions& options,
-                                                                  ConnectSpec spec, OnMessage on_message);
+                                                                  ConnectSpec spec, OnMessage on_message,
+                                                                  OnLost on_lost = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -75,13 +82,14 @@ class Connection {
 
  private:
   friend class Publisher;
-  Connection(const MqttOptions& options, ConnectSpec spec, OnMessage on_message);
+  Connection(const MqttOptions& options, ConnectSpec spec, OnMessage on_message, OnLost on_lost);
   void Resubscribe();
 
   // Immutable after construction.
   const MqttOptions options_;
   const ConnectSpec spec_;
   const OnMessage on_message_;
+  const OnLost on_lost_;
   std::unique_ptr<::mqtt::async_client> client_;
   std::mutex mu_;
   std::vector<std::string> remembered_;  // guarded by mu_
@@ -90,9 +98,13 @@ class Connection {
 // Publishes QoS 1 messages and returns once every one is PUBACKed. At most
 // `window` publishes are outstanding per Publisher, whoever calls, so paho's
 // buffer (sized above the window) never overflows with -12; a publish that fails
-// (connection lost) is sent again until publish_timeout. Its session is
-// persistent while it lives, so paho resends in-flight messages after a
-// reconnect. Thread-safe.
+// is sent again until publish_timeout. Its session is persistent while it lives,
+// so paho resends in-flight messages after a reconnect.
+// Reconnects are its own: Mosquitto 2.0 does not restore shared subscriptions
+// from its persistence file, so after a broker restart a group has no
+// subscriber until its consumers are back (they retry every 1-2 s). The
+// Publisher waits until the broker accepts connections, then kResumeGrace more,
+// before it reconnects and paho sends what waited. Thread-safe.
 class Publisher {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Publisher>> Open(const MqttOptions& options);
@@ -101,11 +113,17 @@ class Publisher {
 
  private:
   explicit Publisher(const MqttOptions& options);
+  void RunReconnects();
 
   const MqttOptions options_;
   std::unique_ptr<Connection> conn_;
   std::string nudge_topic_;  // see NudgeNetworkThread in the .cc
   std::counting_semaphore<> slots_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool lost_ = false;     // guarded by mu_
+  bool closing_ = false;  // guarded by mu_
+  std::thread reconnector_;
 };
 
 // What a snapshot round trip saw: every message that arrived before the marker

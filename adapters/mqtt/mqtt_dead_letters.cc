@@ -26,9 +26,12 @@ Result<BrokerView> ReadBrokerView(const MqttOptions& options, const std::string&
         view.dropped = n;
     } else if (in.topic.rfind(registry_prefix, 0) == 0) {
       auto slash = in.topic.find('/', registry_prefix.size());
-      if (slash != std::string::npos && !in.payload.empty())
-        view.registered.emplace(in.topic.substr(registry_prefix.size(), slash - registry_prefix.size()),
-                                in.payload);
+      if (slash == std::string::npos || in.payload.empty()) continue;
+      std::pair<std::string, std::string> key{
+          in.topic.substr(registry_prefix.size(), slash - registry_prefix.size()), in.payload};
+      const std::string* parked = in.Prop(kPropParked);
+      if (parked && *parked == "1") view.parked.insert(key);
+      view.registered.insert(std::move(key));
     } else if (auto d = FromRetained(in)) {
       view.dead_letters.push_back(std::move(*d));
     }

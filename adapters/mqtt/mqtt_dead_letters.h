@@ -21,6 +21,7 @@ namespace fanflow::mqtt {
 struct BrokerView {
   std::vector<StoredDeadLetter> dead_letters;              // oldest first
   std::set<std::pair<std::string, std::string>> registered;  // (group, type)
+  std::set<std::pair<std::string, std::string>> parked;      // of those, held by a parked session
   std::optional<int64_t> dropped;  // $SYS/broker/publish/messages/dropped
 };
 

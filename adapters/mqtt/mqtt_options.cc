@@ -35,8 +35,9 @@ Result<MqttOptions> ParseOptions(const BusUrl& url) {
     return InvalidArgument("not an MQTT URL: " + url.Redacted());
   if (url.host.empty()) return InvalidArgument(url.Redacted() + ": a broker host is required");
   o.tls = url.scheme == "mqtts";
-  int port = url.port ? url.port : (o.tls ? 8883 : 1883);
-  o.server_uri = std::string(o.tls ? "ssl://" : "tcp://") + url.host + ":" + std::to_string(port);
+  o.host = url.host;
+  o.port = url.port ? url.port : (o.tls ? 8883 : 1883);
+  o.server_uri = std::string(o.tls ? "ssl://" : "tcp://") + o.host + ":" + std::to_string(o.port);
   o.user = url.user;
   o.password = url.password;
   o.instance = HostName();

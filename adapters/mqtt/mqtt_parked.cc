@@ -10,16 +10,18 @@ Status DeclareParked(const MqttOptions& options, const std::string& group, const
   return (*conn)->Subscribe({SharedMain(group, type), SharedRetry(group, type)}, false);
 }
 
-Result<std::vector<Incoming>> DrainParked(const MqttOptions& options, const std::string& group,
-                                          const std::string& type, bool retire) {
+Result<Snapshot> DrainParked(const MqttOptions& options, const std::string& group, const std::string& type,
+                             bool retire) {
   SnapshotRequest req;
   req.spec = {ParkedClientId(group, type), false, options.session_expiry_s, 0};
   if (retire) req.drop = {SharedMain(group, type), SharedRetry(group, type)};
   req.existing_session_only = true;
   req.end_session = retire;
-  auto snap = TakeSnapshot(options, req);
-  if (!snap.ok()) return snap.status();
-  return std::move(snap->messages);
+  return TakeSnapshot(options, req);
+}
+
+OutMessage RegistryEntry(const std::string& group, const std::string& type, bool parked) {
+  return {RegistryTopic(group, type), type, {{kPropParked, parked ? "1" : "0"}}, true, false};
 }
 
 }  // namespace fanflow::mqtt

@@ -18,11 +18,14 @@ namespace fanflow::mqtt {
 [[nodiscard]] Status DeclareParked(const MqttOptions& options, const std::string& group,
                                    const std::string& type);
 
-// Takes everything queued in the parked session (nothing, and no session left
-// behind, when there is none). `retire` also unsubscribes and drops the session;
-// otherwise the caller must give the messages back (ToRetry) so they stay queued.
-[[nodiscard]] Result<std::vector<Incoming>> DrainParked(const MqttOptions& options,
-                                                        const std::string& group,
-                                                        const std::string& type, bool retire);
+// Takes everything queued in the parked session (session_present false, and no
+// session left behind, when there is none). `retire` also unsubscribes and drops
+// the session; otherwise the caller must give the messages back (ToRetry) so
+// they stay queued.
+[[nodiscard]] Result<Snapshot> DrainParked(const MqttOptions& options, const std::string& group,
+                                           const std::string& type, bool retire);
+
+// The retained registry entry of (group, type); `parked`: a parked session holds it.
+OutMessage RegistryEntry(const std::string& group, const std::string& type, bool parked);
 
 }  // namespace fanflow::mqtt

@@ -64,12 +64,7 @@ Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<Bu
   spdlog::info("mqtt: consuming group '{}' as {} ({} session) on {}", options.group, spec.client_id,
                *resumed ? "resumed" : "new", o.described);
   if (!options.ephemeral) {
-    sub->RetireParked();
-    std::vector<OutMessage> registry;
-    for (const auto& type : options.event_types)
-      registry.push_back({RegistryTopic(options.group, type), type, {}, true, false});
-    if (auto s = core->publisher->Publish(registry); !s.ok())
-      spdlog::warn("mqtt: group registry not updated: {}", s.ToString());
+    sub->RetireParked(true);
     sub->threads_.emplace_back([self] { self->RunMaintenance(); });
   }
   {
@@ -188,7 +183,8 @@ void MqttSubscription::Settle(Envelope e, const Verdict& v) {
   Enqueue(std::move(e));
 }
 
-void MqttSubscription::RetireParked() {
+void MqttSubscription::RetireParked(bool register_all) {
+  std::vector<OutMessage> registry;
   for (const auto& type : options_.event_types) {
     auto drained = DrainParked(core_->options, options_.group, type, true);
     if (!drained.ok()) {
@@ -196,11 +192,14 @@ void MqttSubscription::RetireParked() {
                    drained.status().ToString());
       continue;
     }
-    for (const auto& in : *drained) Enqueue(FromIncoming(in, type));
-    if (!drained->empty())
+    for (const auto& in : drained->messages) Enqueue(FromIncoming(in, type));
+    if (!drained->messages.empty())
       spdlog::info("mqtt: group '{}': took over {} message(s) parked for {}", options_.group,
-                   drained->size(), type);
+                   drained->messages.size(), type);
+    if (register_all || drained->session_present) registry.push_back(RegistryEntry(options_.group, type, false));
   }
+  if (auto s = core_->publisher->Publish(registry); !s.ok())
+    spdlog::warn("mqtt: group registry of '{}' not updated: {}", options_.group, s.ToString());
 }
 
 void MqttSubscription::RunMaintenance() {
@@ -211,7 +210,7 @@ void MqttSubscription::RunMaintenance() {
     auto jitter = std::chrono::milliseconds(rng() % 3000);
     if (stop_.wait_for(lock, kRetireEvery + jitter, [&] { return stopping_; })) return;
     lock.unlock();
-    RetireParked();
+    RetireParked(false);
     lock.lock();
   }
 }

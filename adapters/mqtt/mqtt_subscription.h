@@ -69,7 +69,9 @@ class MqttSubscription final : public Subscription {
   void Enqueue(Envelope e);
   void RunHandlers();
   void Settle(Envelope e, const Verdict& v);
-  void RetireParked();
+  // Drains and drops the parked sessions of this group's types; registers them
+  // as not parked (all of them, or those that had a parked session).
+  void RetireParked(bool register_all);
   void RunMaintenance();
 
   // Immutable after Start.

@@ -58,8 +58,8 @@ struct SubscribeOptions {
   std::vector<std::string> event_types;  // one queue per (group, type)
   int concurrency = 1;                   // hard cap of handlers in flight
   // A private, short-lived group (e.g. one `submit --wait`): its queues go away
-  // when the subscription ends (AMQP: auto-delete, non-durable; MQTT: no
-  // session kept), instead of piling up on the broker.
+  // once unused instead of piling up on the broker (AMQP: x-expires, 60 s by
+  // default, so a waiter survives a broker restart; MQTT: no session kept).
   bool ephemeral = false;
 };
 

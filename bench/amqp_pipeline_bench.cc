@@ -1,0 +1,330 @@
+// The AMQP pipeline pattern, measured twice in one run: persistent publishes
+// with publisher confirms in a window of W while a consumer with prefetch P
+// acks every message after "handling" it. Once with raw rabbitmq-c (the
+// ceiling: one publishing and one consuming connection, no threads between),
+// once through fanflow's adapter (EventBus::Publish of the whole batch, a
+// subscription of concurrency 2). Repetitions are interleaved at random, and
+// the table at the end gives the medians and their ratio.
+//
+//   FANFLOW_TEST_AMQP_URL=amqp://127.0.0.1:5673/ build-release/bench/amqp_pipeline_bench
+//
+// Each iteration moves kMessages messages through a fresh queue, declared
+// with fanflow's topology (so both sides pay for the same queue arguments)
+// and deleted afterwards.
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "core/bus.h"
+#include "core/bus_url.h"
+#include "core/routes.h"
+
+namespace fanflow {
+namespace {
+
+constexpr int kMessages = 20000;
+constexpr int kFanflowConcurrency = 2;
+
+std::string BrokerUrl() {
+  const char* url = std::getenv("FANFLOW_BENCH_AMQP_URL");
+  if (!url) url = std::getenv("FANFLOW_TEST_AMQP_URL");
+  return url ? url : "";
+}
+
+// A chunk_done-sized CloudEvent (~330 bytes).
+const std::string& Body() {
+  static const std::string body =
+      R"({"specversion":"1.0","id":"b-bench/chunk/000042/done","source":"fanflow","type":)"
+      R"("fanflow.chunk_done.v1","time":"2026-11-22T21:45:00.123Z","subject":"b-bench",)"
+      R"("datacontenttype":"application/json","correlationid":"b-bench","data":{"index":42,)"
+      R"("status":"succeeded","items":100,"attempts":1,"result":50123,"worker":"bench-host-1234"}})";
+  return body;
+}
+
+std::string Unique(const std::string& stem) {
+  static std::mt19937_64 rng(std::random_device{}());
+  return stem + "_" + std::to_string(rng() % 1000000000);
+}
+
+// A raw rabbitmq-c connection with channel 1 open, or error() says why not.
+class RawConnection {
+ public:
+  explicit RawConnection(const BusUrl& url) : conn_(amqp_new_connection()) {
+    amqp_socket_t* socket = amqp_tcp_socket_new(conn_);
+    if (amqp_socket_open(socket, url.host.c_str(), url.port ? url.port : 5672) != AMQP_STATUS_OK) {
+      error_ = "raw: cannot connect";
+      return;
+    }
+    const std::string user = url.user.empty() ? "guest" : url.user;
+    const std::string pass = url.password.empty() ? "guest" : url.password;
+    amqp_rpc_reply_t r =
+        amqp_login(conn_, url.path.empty() ? "/" : url.path.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, 10,
+                   AMQP_SASL_METHOD_PLAIN, user.c_str(), pass.c_str());
+    amqp_channel_open(conn_, 1);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL ||
+        amqp_get_rpc_reply(conn_).reply_type != AMQP_RESPONSE_NORMAL)
+      error_ = "raw: cannot log in / open a channel";
+  }
+  ~RawConnection() {
+    if (error_.empty()) amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(conn_);
+  }
+  amqp_connection_state_t get() { return conn_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  amqp_connection_state_t conn_;
+  std::string error_;
+};
+
+void DeleteQueues(const BusUrl& url, const std::string& group, const std::string& type) {
+  RawConnection c(url);
+  if (!c.error().empty()) return;
+  for (const std::string& q :
+       {routes::AmqpQueue(group, type), routes::AmqpDeadLetterQueue(group, type)})
+    amqp_queue_delete(c.get(), 1, amqp_cstring_bytes(q.c_str()), 0, 0);
+}
+
+// A fresh (group, type) with fanflow's queue arguments, declared through the bus.
+bool DeclareFresh(benchmark::State& state, std::string& group, std::string& type) {
+  group = Unique("bench");
+  type = "fanflow." + Unique("bench") + ".v1";
+  auto bus = OpenBus(BrokerUrl());
+  if (!bus.ok() || !bus.value()->DeclareGroup(group, {type}).ok()) {
+    state.SkipWithError("cannot declare the bench queue");
+    return false;
+  }
+  return true;
+}
+
+// Raw consumer: qos, consume, ack each message as it comes; returns when all
+// arrived ("") or why not. Sets `ready` once consuming (or failed).
+std::string RawConsume(const BusUrl& url, const std::string& queue, int prefetch,
+                       std::atomic<bool>& ready) {
+  RawConnection c(url);
+  ready = !c.error().empty();
+  if (!c.error().empty()) return c.error();
+  amqp_basic_qos(c.get(), 1, 0, static_cast<uint16_t>(prefetch), 0);
+  amqp_basic_consume(c.get(), 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0,
+                     amqp_empty_table);
+  ready = true;
+  if (amqp_get_rpc_reply(c.get()).reply_type != AMQP_RESPONSE_NORMAL) return "raw: cannot consume";
+  int got = 0;
+  while (got < kMessages) {
+    amqp_maybe_release_buffers(c.get());
+    amqp_envelope_t env;
+    timeval limit{30, 0};
+    amqp_rpc_reply_t r = amqp_consume_message(c.get(), &env, &limit, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) return "raw: consume failed or timed out";
+    benchmark::DoNotOptimize(env.message.body.len);
+    amqp_basic_ack(c.get(), 1, env.delivery_tag, 0);
+    amqp_destroy_envelope(&env);
+    ++got;
+  }
+  return "";
+}
+
+// Raw publisher: persistent messages with the same properties fanflow sets,
+// at most `window` unconfirmed; returns once all are confirmed ("") or why not.
+std::string RawPublish(const BusUrl& url, const std::string& type, int window) {
+  RawConnection c(url);
+  if (!c.error().empty()) return c.error();
+  amqp_confirm_select(c.get(), 1);
+  const std::string key = routes::AmqpRoutingKey(type);
+  uint64_t sent = 0, confirmed = 0;
+  while (confirmed < static_cast<uint64_t>(kMessages)) {
+    while (sent < static_cast<uint64_t>(kMessages) &&
+           sent - confirmed < static_cast<uint64_t>(window)) {
+      const std::string id = type + "-" + std::to_string(sent);
+      amqp_basic_properties_t p{};
+      p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                 AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+      p.content_type = amqp_cstring_bytes("application/cloudevents+json");
+      p.delivery_mode = 2;
+      p.timestamp = static_cast<uint64_t>(time(nullptr));
+      p.type = amqp_cstring_bytes(type.c_str());
+      p.message_id = amqp_cstring_bytes(id.c_str());
+      amqp_basic_publish(c.get(), 1, amqp_cstring_bytes(routes::kAmqpExchange),
+                         amqp_cstring_bytes(key.c_str()), 0, 0, &p,
+                         amqp_bytes_t{Body().size(), const_cast<char*>(Body().data())});
+      ++sent;
+    }
+    amqp_frame_t frame;
+    timeval limit{30, 0};
+    if (amqp_simple_wait_frame_noblock(c.get(), &frame, &limit) != AMQP_STATUS_OK)
+      return "raw: no confirm within 30 s";
+    if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+      auto* ack = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+      confirmed = ack->multiple ? ack->delivery_tag : confirmed + 1;
+    } else if (frame.frame_type == AMQP_FRAME_METHOD) {
+      return "raw: the broker nacked or closed the channel";
+    }
+  }
+  return "";
+}
+
+void BM_AmqpPipeline_RawClient(benchmark::State& state) {
+  const int window = static_cast<int>(state.range(0)), prefetch = static_cast<int>(state.range(1));
+  auto url = ParseBusUrl(BrokerUrl());
+  for (auto _ : state) {
+    std::string group, type;
+    if (!DeclareFresh(state, group, type)) return;
+    std::atomic<bool> ready{false};
+    std::string consume_error;
+    std::thread consumer(
+        [&] { consume_error = RawConsume(*url, routes::AmqpQueue(group, type), prefetch, ready); });
+    while (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto start = std::chrono::steady_clock::now();
+    std::string publish_error = RawPublish(*url, type, window);
+    consumer.join();
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    DeleteQueues(*url, group, type);
+    if (!publish_error.empty() || !consume_error.empty()) {
+      state.SkipWithError((publish_error + " " + consume_error).c_str());
+      return;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * kMessages);
+}
+
+void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
+  const int window = static_cast<int>(state.range(0)), prefetch = static_cast<int>(state.range(1));
+  auto url = ParseBusUrl(BrokerUrl());
+  const std::string base = BrokerUrl(), sep = base.find('?') == std::string::npos ? "?" : "&";
+  auto bus = OpenBus(base + sep + "confirm_window=" + std::to_string(window) +
+                     "&prefetch=" + std::to_string(prefetch));
+  if (!bus.ok()) {
+    state.SkipWithError(bus.status().ToString().c_str());
+    return;
+  }
+  std::vector<Message> batch;
+  for (auto _ : state) {
+    std::string group, type;
+    if (!DeclareFresh(state, group, type)) return;
+    batch.clear();
+    for (int i = 0; i < kMessages; ++i)
+      batch.push_back(Message{type, type + "-" + std::to_string(i), Body()});
+    std::mutex mu;
+    std::condition_variable all_in;
+    int got = 0;
+    auto sub = bus.value()->Subscribe({group, {type}, kFanflowConcurrency}, [&](const Delivery& d) {
+      benchmark::DoNotOptimize(d.message.body.size());
+      std::lock_guard<std::mutex> lock(mu);
+      if (++got == kMessages) all_in.notify_one();
+      return Verdict::Ack();
+    });
+    if (!sub.ok()) {
+      state.SkipWithError(sub.status().ToString().c_str());
+      return;
+    }
+    auto start = std::chrono::steady_clock::now();
+    if (Status s = bus.value()->Publish(batch); !s.ok()) {
+      state.SkipWithError(s.ToString().c_str());
+      return;
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      if (!all_in.wait_for(lock, std::chrono::seconds(60), [&] { return got == kMessages; })) {
+        state.SkipWithError("fanflow: not every message arrived within 60 s");
+        return;
+      }
+    }
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    sub.value().reset();  // its last acks are sent before the queue goes
+    DeleteQueues(*url, group, type);
+  }
+  state.SetItemsProcessed(state.iterations() * kMessages);
+}
+
+void Configure(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"window", "prefetch"})
+      ->Args({1000, 100})
+      ->Args({1000, 1000})
+      ->Iterations(1)
+      ->Repetitions(5)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_AmqpPipeline_RawClient)->Apply(Configure);
+BENCHMARK(BM_AmqpPipeline_Fanflow)->Apply(Configure);
+
+// Collects every repetition's messages/s by benchmark name, for the table.
+class TableReporter : public benchmark::ConsoleReporter {
+ public:
+  TableReporter() : ConsoleReporter(OO_Tabular) {}  // no colour codes in logs
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred || !r.aggregate_name.empty()) continue;
+      auto it = r.counters.find("items_per_second");
+      if (it != r.counters.end()) rates_[r.run_name.str()].push_back(it->second.value);
+    }
+  }
+
+  // One row per configuration: raw and fanflow medians and their ratio.
+  void PrintTable() {
+    std::printf(
+        "\n| pattern (%d persistent msgs, ~%zu B) | raw rabbitmq-c msg/s | fanflow msg/s | ratio "
+        "|\n",
+        kMessages, Body().size());
+    std::printf("|---|---|---|---|\n");
+    for (auto& [name, raw] : rates_) {
+      const std::string kRaw = "BM_AmqpPipeline_RawClient/";
+      if (name.rfind(kRaw, 0) != 0) continue;
+      std::string config = name.substr(kRaw.size());
+      auto ff = rates_.find("BM_AmqpPipeline_Fanflow/" + config);
+      if (ff == rates_.end() || raw.empty() || ff->second.empty()) continue;
+      double r = Median(raw), f = Median(ff->second);
+      std::printf(
+          "| %s (medians of %zu / %zu runs) | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f |\n",
+          config.substr(0, config.find("/iterations")).c_str(), raw.size(), ff->second.size(), r,
+          Min(raw), Max(raw), f, Min(ff->second), Max(ff->second), f / r);
+    }
+  }
+
+ private:
+  static double Median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  }
+  static double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
+  static double Max(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
+
+  std::map<std::string, std::vector<double>> rates_;
+};
+
+}  // namespace
+}  // namespace fanflow
+
+int main(int argc, char** argv) {
+  // Interleaved repetitions: on shared cores, load drifts between runs.
+  std::vector<char*> args(argv, argv + argc);
+  std::string interleave = "--benchmark_enable_random_interleaving=true";
+  args.insert(args.begin() + 1, interleave.data());
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (fanflow::BrokerUrl().empty()) {
+    std::fprintf(stderr,
+                 "amqp_pipeline_bench: set FANFLOW_BENCH_AMQP_URL or FANFLOW_TEST_AMQP_URL "
+                 "(eval \"$(scripts/rabbitmq-start.sh)\")\n");
+    return 1;
+  }
+  fanflow::TableReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.PrintTable();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,191 @@
+// The whole pipeline over Mosquitto, as separate `fanflow` processes (aggregator,
+// ventilator, workers, submit --wait), with workers killed and the broker
+// restarted mid-batch, and driven by the Mosquitto command-line clients.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "core/bus.h"
+#include "pipeline/source.h"
+#include "tests/mqtt/mqtt_test_env.h"
+#include "tests/mqtt/scratch_broker.h"
+#include "tests/support/subprocess.h"
+
+namespace fanflow {
+namespace {
+
+using namespace std::chrono_literals;
+using mqtt::test::ScratchBroker;
+using testing::BackgroundProcess;
+using testing::FanflowBinary;
+using testing::ProcessResult;
+using testing::RunProcess;
+
+int64_t RangeSum(int64_t n, uint64_t seed) {
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += RangeItemValue(seed, i);
+  return sum;
+}
+
+nlohmann::json LastJsonLine(const std::string& out) {
+  auto end = out.find_last_not_of('\n');
+  if (end == std::string::npos) return nullptr;
+  auto start = out.rfind('\n', end);
+  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end + 1), nullptr, false);
+}
+
+// A chunk processor slow enough (~50 ms) that a worker holds chunks it has
+// received but not finished: sums the values like `--processor sum`.
+const char kSlowSum[] =
+    "/usr/bin/python3 -c 'import json,sys,time; c=json.load(sys.stdin); time.sleep(0.03); "
+    "print(sum(i[\"value\"] for i in c[\"items\"]))'";
+
+// A scratch broker and the fanflow services on it; every process is stopped
+// (SIGKILL by pid) when the test ends, the broker by its pid.
+class MqttPipeline : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (mqtt::test::UrlOrEmpty("FANFLOW_TEST_MQTT_URL").empty()) {
+      if (mqtt::test::InCi()) FAIL() << "FANFLOW_TEST_MQTT_URL is unset under CI=true";
+      GTEST_SKIP() << "FANFLOW_TEST_MQTT_URL is unset: run scripts/mosquitto-start.sh";
+    }
+    ASSERT_TRUE(broker_.Start());
+    dir_ = testing::TempDir("mqtt-pipeline");
+    auto topo = RunProcess({FanflowBinary(), "topology", "--bus", broker_.url()}, 60s);
+    ASSERT_EQ(topo.exit_code, 0) << topo.err;
+  }
+
+  void TearDown() override {
+    if (HasFailure())
+      for (auto& [name, p] : services_) std::cerr << "---- " << name << " log ----\n" << p->Log() << "\n";
+  }
+
+  BackgroundProcess& Service(const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), {FanflowBinary()});
+    args.insert(args.end(), {"--bus", broker_.url()});
+    services_.emplace_back(name, std::make_unique<BackgroundProcess>(args, dir_ + "/" + name + ".log"));
+    return *services_.back().second;
+  }
+
+  BackgroundProcess& Worker(const std::string& name, const std::string& exec = "") {
+    std::vector<std::string> args{"worker", "--concurrency", "2"};
+    if (exec.empty())
+      args.insert(args.end(), {"--processor", "sum"});
+    else
+      args.insert(args.end(), {"--exec", exec});
+    return Service(name, args);
+  }
+
+  void StartServices(const std::string& exec, int lease_s) {
+    Service("aggregator", {"aggregator", "--state", dir_ + "/ledger.db", "--lease", std::to_string(lease_s)});
+    Service("ventilator", {"ventilator"});
+    Worker("worker-a", exec);
+    Worker("worker-b", exec);
+  }
+
+  std::vector<std::string> Submit(const std::string& source, int chunk_size) {
+    return {FanflowBinary(), "submit", "--bus", broker_.url(), "--source", source, "--chunk-size",
+            std::to_string(chunk_size), "--wait", "--json", "--timeout", "240"};
+  }
+
+  static void ExpectSucceeded(const ProcessResult& r, int64_t items, int64_t sum) {
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    auto e = LastJsonLine(r.out);
+    ASSERT_TRUE(e.is_object()) << r.out;
+    EXPECT_EQ(e["type"], "fanflow.batch_complete.v1");
+    EXPECT_EQ(e["data"]["status"], "succeeded") << e.dump();
+    EXPECT_EQ(e["data"]["items"], items);
+    EXPECT_EQ(e["data"]["result"], sum);
+  }
+
+  ScratchBroker broker_;
+  std::string dir_;
+  std::vector<std::pair<std::string, std::unique_ptr<BackgroundProcess>>> services_;
+};
+
+TEST_F(MqttPipeline, AHundredThousandItemsOverSeparateProcessesAddUp) {
+  StartServices("", 30);
+  auto r = RunProcess(Submit("range:100000:11", 1000), 300s);
+  ExpectSucceeded(r, 100000, RangeSum(100000, 11));
+}
+
+TEST_F(MqttPipeline, AWorkerKilledMidChunkIsMadeGoodByTheLeaseAndItsSuccessor) {
+  StartServices(kSlowSum, 5);
+  ProcessResult r;
+  std::thread submit([&] { r = RunProcess(Submit("range:30000:3", 200), 300s); });
+  std::this_thread::sleep_for(4s);  // chunks are being processed and queued
+  services_[2].second->Signal(SIGKILL);  // worker-a: its taken chunks are gone
+  services_[2].second->Wait(10s);
+  Worker("worker-a2", kSlowSum);  // takes worker-a's slot and session
+  submit.join();
+  ExpectSucceeded(r, 30000, RangeSum(30000, 3));
+}
+
+TEST_F(MqttPipeline, AMosquittoRestartMidBatchStillEndsInOneRightBatchComplete) {
+  StartServices(kSlowSum, 10);
+  ProcessResult r;
+  std::thread submit([&] { r = RunProcess(Submit("range:30000:5", 200), 300s); });
+  std::this_thread::sleep_for(4s);
+  broker_.Stop();
+  std::this_thread::sleep_for(2s);
+  ASSERT_TRUE(broker_.Start());
+  submit.join();
+  ExpectSucceeded(r, 30000, RangeSum(30000, 5));
+}
+
+TEST_F(MqttPipeline, MosquittoClientsCanStartABatchAndSeePoisonDeadLettered) {
+  StartServices("", 30);
+  const std::string port = broker_.url().substr(broker_.url().rfind(':') + 1);
+  ProcessResult done;
+  std::thread watch([&] {
+    done = RunProcess({"mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-q", "1", "-t",
+                       "fanflow/batch_complete", "-C", "1", "-W", "120"},
+                      150s);
+  });
+  std::this_thread::sleep_for(1s);  // mosquitto_sub has subscribed
+  const std::string event =
+      R"({"specversion":"1.0","id":"interop-1/start","source":"urn:test:mosquitto_pub",)"
+      R"("type":"fanflow.start_fanout.v1","subject":"interop-1","correlationid":"interop-1",)"
+      R"("data":{"source":"range:5000:9","chunk_size":100}})";
+  auto pub = RunProcess({"mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-q", "1", "-t",
+                         "fanflow/start_fanout", "-m", event},
+                        30s);
+  ASSERT_EQ(pub.exit_code, 0) << pub.err;
+  watch.join();
+  auto complete = nlohmann::json::parse(done.out, nullptr, false);
+  ASSERT_TRUE(complete.is_object()) << done.out << done.err;
+  EXPECT_EQ(complete["subject"], "interop-1");
+  EXPECT_EQ(complete["data"]["status"], "succeeded");
+  EXPECT_EQ(complete["data"]["result"], RangeSum(5000, 9));
+
+  auto poison = RunProcess({"mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-q", "1", "-t",
+                            "fanflow/start_fanout", "-m", "this is not json {"},
+                           30s);
+  ASSERT_EQ(poison.exit_code, 0) << poison.err;
+  auto bus = OpenBus(broker_.url());
+  ASSERT_TRUE(bus.ok());
+  std::vector<DeadLetter> dead;
+  for (int i = 0; i < 100 && dead.empty(); ++i) {
+    std::this_thread::sleep_for(100ms);
+    auto list = (*bus)->ListDeadLetters("ventilator");
+    ASSERT_TRUE(list.ok()) << list.status().ToString();
+    dead = list.value();
+  }
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].body, "this is not json {");
+  EXPECT_EQ(dead[0].type, "fanflow.start_fanout.v1");
+  EXPECT_FALSE(dead[0].reason.empty());
+  // The same dead letter, as any MQTT client sees it.
+  auto seen = RunProcess({"mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-t",
+                          "fanflow/dlq/ventilator/#", "-F", "%t|%P|%p", "-W", "2"},
+                         10s);
+  EXPECT_NE(seen.out.find("fanflow/dlq/ventilator/start_fanout/"), std::string::npos) << seen.out;
+  EXPECT_NE(seen.out.find("fanflow-reason:" + dead[0].reason), std::string::npos) << seen.out;
+  EXPECT_NE(seen.out.find("|this is not json {"), std::string::npos) << seen.out;
+}
+
+}  // namespace
+}  // namespace fanflow
