@@ -49,15 +49,15 @@ std::string BrokerUrl() {
 constexpr int kChunkDoneBytes = 330;
 constexpr int kProcessChunkBytes = 2600;
 
-// A CloudEvent of `bytes` bytes (at least a chunk_done's ~330).
+// A CloudEvent of about `bytes` bytes (at least a chunk_done's ~330).
 std::string Body(int bytes) {
   std::string body =
       R"({"specversion":"1.0","id":"b-bench/chunk/000042/done","source":"fanflow","type":)"
       R"("fanflow.chunk_done.v1","time":"2026-11-22T21:45:00.123Z","subject":"b-bench",)"
       R"("datacontenttype":"application/json","correlationid":"b-bench","data":{"index":42,)"
       R"("status":"succeeded","items":100,"attempts":1,"result":50123,"worker":"bench-host-1234"}})";
-  if (static_cast<int>(body.size()) < bytes)
-    body.insert(body.size() - 2, ",\"pad\":\"" + std::string(bytes - body.size() - 10, 'x') + "\"");
+  const int pad = bytes - static_cast<int>(body.size()) - 10;  // 10: the ,"pad":"" around it
+  if (pad > 0) body.insert(body.size() - 2, ",\"pad\":\"" + std::string(pad, 'x') + "\"");
   return body;
 }
 
