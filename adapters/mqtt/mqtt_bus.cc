@@ -125,9 +125,12 @@ Result<std::unique_ptr<EventBus>> NewMqttBus(const BusUrl& url) {
   if (!options.ok()) return options.status();
   auto core = std::make_shared<BusCore>();
   core->options = std::move(options).value();
-  auto publisher = Publisher::Open(core->options);
+  // The core owns both, and its options outlive its publisher.
+  const MqttOptions& o = core->options;
+  auto publisher = Publisher::Open(o, [&o] { RestoreParked(o); });
   if (!publisher.ok()) return publisher.status();
   core->publisher = std::move(publisher).value();
+  RestoreParked(o);
   spdlog::debug("mqtt: bus open on {}", core->options.described);
   return std::unique_ptr<EventBus>(std::make_unique<MqttBus>(std::move(core)));
 }

@@ -18,6 +18,10 @@
 //   connect_timeout=S    first connect and each admin round trip (default 10)
 //   publish_timeout=S    how long Publish keeps retrying before it fails (default 30)
 //   window=N             QoS 1 publishes outstanding at once per bus (default 100)
+//   receive_maximum=N    MQTT 5 Receive Maximum of every consumer (default 8 per
+//                        handler thread); paho acknowledges on receipt, so this
+//                        bounds messages on the wire, not the handlers (the pool
+//                        of `concurrency` threads does that)
 #pragma once
 
 #include <memory>

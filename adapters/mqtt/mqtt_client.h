@@ -1,7 +1,6 @@
-// The adapter's only contact with paho: one connection with fanflow's connect
-// policy (MQTT 5, QoS 1, automatic reconnect with re-subscribe), a publisher that
-// keeps a bounded window of QoS 1 publishes, and the snapshot round trip that
-// reads retained messages or a stored session's queue. paho exceptions stop here.
+// The adapter's contact with paho: one connection with fanflow's connect policy
+// (MQTT 5, QoS 1, automatic reconnect with re-subscribe) and a publisher that
+// keeps a bounded window of QoS 1 publishes. paho exceptions stop here.
 #pragma once
 
 #include <condition_variable>
@@ -104,18 +103,21 @@ class Connection {
 // from its persistence file, so after a broker restart a group has no
 // subscriber until its consumers are back (they retry every 1-2 s). The
 // Publisher waits until the broker accepts connections, then kResumeGrace more,
-// before it reconnects and paho sends what waited. Thread-safe.
+// before it reconnects and paho sends what waited; `on_broker_back` runs
+// first, on the Publisher's reconnect thread. Thread-safe.
 class Publisher {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<Publisher>> Open(const MqttOptions& options);
+  [[nodiscard]] static Result<std::unique_ptr<Publisher>> Open(const MqttOptions& options,
+                                                               std::function<void()> on_broker_back);
   ~Publisher();
   [[nodiscard]] Status Publish(const std::vector<OutMessage>& messages);
 
  private:
-  explicit Publisher(const MqttOptions& options);
+  Publisher(const MqttOptions& options, std::function<void()> on_broker_back);
   void RunReconnects();
 
   const MqttOptions options_;
+  const std::function<void()> on_broker_back_;
   std::unique_ptr<Connection> conn_;
   std::string nudge_topic_;  // see NudgeNetworkThread in the .cc
   std::counting_semaphore<> slots_;
@@ -125,27 +127,5 @@ class Publisher {
   bool closing_ = false;  // guarded by mu_
   std::thread reconnector_;
 };
-
-// What a snapshot round trip saw: every message that arrived before the marker
-// fanflow published to itself after (un)subscribing. Because the broker sends a
-// client's messages in order, that is every retained message under the watched
-// filters, or everything the stored session had queued.
-struct Snapshot {
-  bool session_present = false;
-  bool complete = false;  // the marker arrived (false: timeout or connection lost)
-  std::vector<Incoming> messages;
-};
-
-struct SnapshotRequest {
-  ConnectSpec spec;
-  std::vector<std::string> drop;   // unsubscribed first (stops the session's inflow)
-  std::vector<std::string> watch;  // subscribed for the duration
-  bool existing_session_only = false;  // no stored session: leave none behind, read nothing
-  bool end_session = false;            // drop the session afterwards
-};
-
-// An error only when nothing was received; messages received before a failure
-// are returned (they are already acknowledged to the broker) with complete=false.
-[[nodiscard]] Result<Snapshot> TakeSnapshot(const MqttOptions& options, const SnapshotRequest& request);
 
 }  // namespace fanflow::mqtt

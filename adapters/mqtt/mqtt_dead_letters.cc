@@ -10,10 +10,11 @@ OutMessage Clear(const std::string& topic) { return {topic, "", {}, true, false}
 
 }  // namespace
 
-Result<BrokerView> ReadBrokerView(const MqttOptions& options, const std::string& group) {
+Result<BrokerView> ReadBrokerView(const MqttOptions& options, const std::string& group, bool dead_letters) {
   SnapshotRequest req;
   req.spec = {UniqueClientId("admin"), true, 0, 0};
-  req.watch = {DeadLetterFilter(group), RegistryFilter(group), kSysDropped};
+  req.watch = {RegistryFilter(group), kSysDropped};
+  if (dead_letters) req.watch.push_back(DeadLetterFilter(group));
   auto snap = TakeSnapshot(options, req);
   if (!snap.ok()) return snap.status();
   if (!snap->complete) return Timeout("mqtt: reading dead letters from " + options.described + " did not finish");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "adapters/mqtt/mqtt_client.h"
+#include "adapters/mqtt/mqtt_snapshot.h"
 #include "adapters/mqtt/mqtt_envelope.h"
 
 namespace fanflow::mqtt {
@@ -25,8 +26,9 @@ struct BrokerView {
   std::optional<int64_t> dropped;  // $SYS/broker/publish/messages/dropped
 };
 
-// `group` "" = every group.
-[[nodiscard]] Result<BrokerView> ReadBrokerView(const MqttOptions& options, const std::string& group);
+// `group` "" = every group; `dead_letters` false reads the registry only.
+[[nodiscard]] Result<BrokerView> ReadBrokerView(const MqttOptions& options, const std::string& group,
+                                                bool dead_letters = true);
 
 // Sends the dead letters of `group` ("" = all) with `id` ("" = all) back to
 // their group's retry topic; returns how many.

@@ -64,6 +64,10 @@ Result<MqttOptions> ParseOptions(const BusUrl& url) {
       auto v = ParseWhole(url, key, 1, 86400);
       if (!v.ok()) return v.status();
       o.publish_timeout = std::chrono::seconds(*v);
+    } else if (key == "receive_maximum") {
+      auto v = ParseWhole(url, key, 1, 65535);
+      if (!v.ok()) return v.status();
+      o.receive_maximum = static_cast<int>(*v);
     } else if (key == "window") {
       auto v = ParseWhole(url, key, 1, 100000);
       if (!v.ok()) return v.status();
@@ -71,7 +75,7 @@ Result<MqttOptions> ParseOptions(const BusUrl& url) {
     } else {
       return InvalidArgument(url.Redacted() + ": unknown option '" + key +
                              "' (known: client_id, cacert, cert, key, session_expiry, "
-                             "connect_timeout, publish_timeout, window)");
+                             "connect_timeout, publish_timeout, receive_maximum, window)");
     }
   }
   if (!o.tls && (!o.cacert.empty() || !o.cert.empty()))

@@ -24,6 +24,7 @@ struct MqttOptions {
   uint32_t session_expiry_s = 86400;
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds publish_timeout{30};
+  int receive_maximum = 0;  // 0: 8 per handler thread of the subscription
   int window = 100;  // paho slows down with more in flight (measured: 100 beats 300 and 1000)
 };
 

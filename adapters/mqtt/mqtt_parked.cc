@@ -1,5 +1,9 @@
 #include "adapters/mqtt/mqtt_parked.h"
 
+#include <spdlog/spdlog.h>
+
+#include "adapters/mqtt/mqtt_dead_letters.h"
+
 namespace fanflow::mqtt {
 
 Status DeclareParked(const MqttOptions& options, const std::string& group, const std::string& type) {
@@ -18,6 +22,17 @@ Result<Snapshot> DrainParked(const MqttOptions& options, const std::string& grou
   req.existing_session_only = true;
   req.end_session = retire;
   return TakeSnapshot(options, req);
+}
+
+void RestoreParked(const MqttOptions& options) {
+  auto view = ReadBrokerView(options, "", false);
+  if (!view.ok()) {
+    spdlog::warn("mqtt: parked sessions not restored: {}", view.status().ToString());
+    return;
+  }
+  for (const auto& [group, type] : view->parked)
+    if (Status s = DeclareParked(options, group, type); !s.ok())
+      spdlog::warn("mqtt: parked session of '{}' for {} not restored: {}", group, type, s.ToString());
 }
 
 OutMessage RegistryEntry(const std::string& group, const std::string& type, bool parked) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "adapters/mqtt/mqtt_client.h"
+#include "adapters/mqtt/mqtt_snapshot.h"
 #include "adapters/mqtt/mqtt_options.h"
 
 namespace fanflow::mqtt {
@@ -24,6 +25,12 @@ namespace fanflow::mqtt {
 // they stay queued.
 [[nodiscard]] Result<Snapshot> DrainParked(const MqttOptions& options, const std::string& group,
                                            const std::string& type, bool retire);
+
+// Mosquitto 2.0 restores sessions from its persistence file but not their
+// shared subscriptions: subscribes every parked session the registry lists
+// again, so a declared group keeps what is published after a broker restart.
+// Idempotent; problems are logged, not returned (nothing depends on it here).
+void RestoreParked(const MqttOptions& options);
 
 // The retained registry entry of (group, type); `parked`: a parked session holds it.
 OutMessage RegistryEntry(const std::string& group, const std::string& type, bool parked);

@@ -87,6 +87,7 @@ class MqttSubscription final : public Subscription {
   std::condition_variable stop_;  // maintenance thread: stopping
   // Guarded by mu_.
   bool stopping_ = false;
+  int idle_ = 0;  // handler threads waiting for work
   std::deque<Pending> ready_;
   std::multimap<Clock::time_point, Envelope> delayed_;
   std::map<std::string, int64_t> running_;  // by type

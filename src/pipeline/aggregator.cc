@@ -48,7 +48,7 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
   }
   std::vector<std::string> types = {kChunkDone, kBatchSealed};
   if (agg->options_.lease.count() > 0) types.push_back(kProcessChunk);
-  auto sub = bus.Subscribe({routes::kAggregatorGroup, types, 1},
+  auto sub = bus.Subscribe({routes::kAggregatorGroup, types, agg->options_.concurrency},
                            [a = agg.get()](const Delivery& d) { return a->Handle(d); });
   if (!sub.ok()) return sub.status();
   agg->subscription_ = std::move(sub).value();

@@ -37,6 +37,10 @@ struct AggregatorOptions {
   Tolerance tolerance;
   std::chrono::milliseconds lease{0};  // 0: no redrive
   int max_redrives = 5;  // then the chunk is reported failed
+  // Deliveries in flight: the ledger is still written one at a time (mu_), but
+  // a broker can keep this many unacknowledged, so each ack's round trip does
+  // not stall the next delivery (with 1, RabbitMQ hands out one at a time).
+  int concurrency = 8;
   std::chrono::milliseconds deadline{0};  // 0: a batch may take forever
 };
 
