@@ -5,6 +5,7 @@
 // workers runs at most K times the rate.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>

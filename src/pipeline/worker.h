@@ -1,7 +1,8 @@
 // A worker: consumes process_chunk as the `workers` group, never more than
 // `concurrency` chunks at once in this process and, with a rate limit, never
 // starting them faster than the limit (a chunk waits for its tokens holding its
-// slot, so the queue absorbs a burst), runs the processor and emits chunk_done. A failed attempt is retried with exponential backoff and jitter
+// slot, so the queue absorbs a burst), runs the processor and emits
+// chunk_done. A failed attempt is retried with exponential backoff and jitter
 // (the attempt count travels with the delivery); after `max_attempts` the
 // chunk is reported failed and dead-lettered with its last error.
 // Thread-safe: the bus calls Handle from up to `concurrency` threads. On
