@@ -25,6 +25,7 @@
 #include <random>
 #include <thread>
 
+#include "bench/pipeline_run.h"
 #include "core/bus.h"
 #include "core/bus_url.h"
 #include "core/routes.h"
@@ -34,6 +35,8 @@ namespace {
 
 constexpr int kMessages = 20000;
 constexpr int kFanflowConcurrency = 2;
+// Workers of the end-to-end run: chunks in flight, each waiting on a confirm.
+constexpr int kEndToEndConcurrency = 32;
 
 std::string BrokerUrl() {
   const char* url = std::getenv("FANFLOW_BENCH_AMQP_URL");
@@ -41,13 +44,20 @@ std::string BrokerUrl() {
   return url ? url : "";
 }
 
-// A chunk_done-sized CloudEvent (~330 bytes).
-const std::string& Body() {
-  static const std::string body =
+// Message sizes of the pipeline: a chunk_done, and a process_chunk of 100
+// range items (what the end-to-end run moves, one of each per chunk).
+constexpr int kChunkDoneBytes = 330;
+constexpr int kProcessChunkBytes = 2600;
+
+// A CloudEvent of about `bytes` bytes (at least a chunk_done's ~330).
+std::string Body(int bytes) {
+  std::string body =
       R"({"specversion":"1.0","id":"b-bench/chunk/000042/done","source":"fanflow","type":)"
       R"("fanflow.chunk_done.v1","time":"2026-11-22T21:45:00.123Z","subject":"b-bench",)"
       R"("datacontenttype":"application/json","correlationid":"b-bench","data":{"index":42,)"
       R"("status":"succeeded","items":100,"attempts":1,"result":50123,"worker":"bench-host-1234"}})";
+  const int pad = bytes - static_cast<int>(body.size()) - 10;  // 10: the ,"pad":"" around it
+  if (pad > 0) body.insert(body.size() - 2, ",\"pad\":\"" + std::string(pad, 'x') + "\"");
   return body;
 }
 
@@ -136,7 +146,7 @@ std::string RawConsume(const BusUrl& url, const std::string& queue, int prefetch
 
 // Raw publisher: persistent messages with the same properties fanflow sets,
 // at most `window` unconfirmed; returns once all are confirmed ("") or why not.
-std::string RawPublish(const BusUrl& url, const std::string& type, int window) {
+std::string RawPublish(const BusUrl& url, const std::string& type, int window, const std::string& body) {
   RawConnection c(url);
   if (!c.error().empty()) return c.error();
   amqp_confirm_select(c.get(), 1);
@@ -156,7 +166,7 @@ std::string RawPublish(const BusUrl& url, const std::string& type, int window) {
       p.message_id = amqp_cstring_bytes(id.c_str());
       amqp_basic_publish(c.get(), 1, amqp_cstring_bytes(routes::kAmqpExchange),
                          amqp_cstring_bytes(key.c_str()), 0, 0, &p,
-                         amqp_bytes_t{Body().size(), const_cast<char*>(Body().data())});
+                         amqp_bytes_t{body.size(), const_cast<char*>(body.data())});
       ++sent;
     }
     amqp_frame_t frame;
@@ -175,6 +185,7 @@ std::string RawPublish(const BusUrl& url, const std::string& type, int window) {
 
 void BM_AmqpPipeline_RawClient(benchmark::State& state) {
   const int window = static_cast<int>(state.range(0)), prefetch = static_cast<int>(state.range(1));
+  const std::string body = Body(static_cast<int>(state.range(2)));
   auto url = ParseBusUrl(BrokerUrl());
   for (auto _ : state) {
     std::string group, type;
@@ -185,7 +196,7 @@ void BM_AmqpPipeline_RawClient(benchmark::State& state) {
         [&] { consume_error = RawConsume(*url, routes::AmqpQueue(group, type), prefetch, ready); });
     while (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     auto start = std::chrono::steady_clock::now();
-    std::string publish_error = RawPublish(*url, type, window);
+    std::string publish_error = RawPublish(*url, type, window, body);
     consumer.join();
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -200,6 +211,7 @@ void BM_AmqpPipeline_RawClient(benchmark::State& state) {
 
 void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
   const int window = static_cast<int>(state.range(0)), prefetch = static_cast<int>(state.range(1));
+  const std::string body = Body(static_cast<int>(state.range(2)));
   auto url = ParseBusUrl(BrokerUrl());
   const std::string base = BrokerUrl(), sep = base.find('?') == std::string::npos ? "?" : "&";
   auto bus = OpenBus(base + sep + "confirm_window=" + std::to_string(window) +
@@ -214,7 +226,7 @@ void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
     if (!DeclareFresh(state, group, type)) return;
     batch.clear();
     for (int i = 0; i < kMessages; ++i)
-      batch.push_back(Message{type, type + "-" + std::to_string(i), Body()});
+      batch.push_back(Message{type, type + "-" + std::to_string(i), body});
     std::mutex mu;
     std::condition_variable all_in;
     int got = 0;
@@ -248,10 +260,36 @@ void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kMessages);
 }
 
+// The whole pipeline on RabbitMQ: start_fanout -> process_chunk x N -> sum
+// workers -> chunk_done -> aggregator (SQLite ledger) -> batch_complete.
+void BM_AmqpPipeline_EndToEnd(benchmark::State& state) {
+  const int64_t items = state.range(0), chunk_size = state.range(1);
+  for (auto _ : state) {
+    auto f = bench::RunPipeline(BrokerUrl(), items, chunk_size, kEndToEndConcurrency);
+    if (!f.ok()) {
+      state.SkipWithError(f.status().ToString().c_str());
+      return;
+    }
+    state.SetIterationTime(f->seconds);
+    state.counters["chunks_per_s"] = f->chunks_per_second;
+    state.counters["items_per_s"] = f->items_per_second;
+    state.counters["p50_ms"] = f->p50_chunk_latency_ms;
+    state.counters["p99_ms"] = f->p99_chunk_latency_ms;
+  }
+}
+BENCHMARK(BM_AmqpPipeline_EndToEnd)
+    ->ArgNames({"items", "chunk"})
+    ->Args({200000, 100})
+    ->Iterations(1)
+    ->Repetitions(5)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
 void Configure(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"window", "prefetch"})
-      ->Args({1000, 100})
-      ->Args({1000, 1000})
+  b->ArgNames({"window", "prefetch", "bytes"})
+      ->Args({1000, 100, kChunkDoneBytes})
+      ->Args({1000, 1000, kChunkDoneBytes})
+      ->Args({1000, 100, kProcessChunkBytes})
       ->Iterations(1)
       ->Repetitions(5)
       ->UseManualTime()
@@ -271,15 +309,17 @@ class TableReporter : public benchmark::ConsoleReporter {
       if (r.error_occurred || !r.aggregate_name.empty()) continue;
       auto it = r.counters.find("items_per_second");
       if (it != r.counters.end()) rates_[r.run_name.str()].push_back(it->second.value);
+      for (const char* k : {"chunks_per_s", "items_per_s", "p50_ms", "p99_ms"})
+        if (auto c = r.counters.find(k); c != r.counters.end()) end_to_end_[k].push_back(c->second.value);
     }
   }
 
   // One row per configuration: raw and fanflow medians and their ratio.
   void PrintTable() {
     std::printf(
-        "\n| pattern (%d persistent msgs, ~%zu B) | raw rabbitmq-c msg/s | fanflow msg/s | ratio "
+        "\n| pattern (%d persistent msgs) | raw rabbitmq-c msg/s | fanflow msg/s | ratio "
         "|\n",
-        kMessages, Body().size());
+        kMessages);
     std::printf("|---|---|---|---|\n");
     for (auto& [name, raw] : rates_) {
       const std::string kRaw = "BM_AmqpPipeline_RawClient/";
@@ -293,6 +333,31 @@ class TableReporter : public benchmark::ConsoleReporter {
           config.substr(0, config.find("/iterations")).c_str(), raw.size(), ff->second.size(), r,
           Min(raw), Max(raw), f, Min(ff->second), Max(ff->second), f / r);
     }
+    PrintEndToEnd();
+  }
+
+  // The end-to-end pipeline against the raw ceiling for its own message
+  // pattern, measured in this run: each chunk is one process_chunk (~2.6 kB)
+  // and one chunk_done (~330 B), each published with confirms and consumed
+  // with acks, so the raw client moves 1 / (1/big + 1/small) chunks/s.
+  void PrintEndToEnd() {
+    auto raw_rate = [&](int bytes) {
+      std::string key = "BM_AmqpPipeline_RawClient/window:1000/prefetch:100/bytes:" +
+                        std::to_string(bytes);
+      for (auto& [name, rates] : rates_)
+        if (name.rfind(key, 0) == 0 && !rates.empty()) return Median(rates);
+      return 0.0;
+    };
+    const double big = raw_rate(kProcessChunkBytes), small = raw_rate(kChunkDoneBytes);
+    if (big <= 0 || small <= 0 || end_to_end_["chunks_per_s"].empty()) return;
+    const double raw_chunks = 1 / (1 / big + 1 / small), chunks = Median(end_to_end_["chunks_per_s"]);
+    std::printf(
+        "\n| end-to-end pipeline, 200,000 items in chunks of 100 | chunks/s | items/s | p50 chunk ms "
+        "| p99 chunk ms | raw client chunks/s | ratio |\n|---|---|---|---|---|---|---|\n");
+    std::printf("| medians of %zu runs | %.0f | %.0f | %.1f | %.1f | %.0f | %.2f |\n",
+                end_to_end_["chunks_per_s"].size(), chunks, Median(end_to_end_["items_per_s"]),
+                Median(end_to_end_["p50_ms"]), Median(end_to_end_["p99_ms"]), raw_chunks,
+                chunks / raw_chunks);
   }
 
  private:
@@ -304,6 +369,7 @@ class TableReporter : public benchmark::ConsoleReporter {
   static double Max(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
 
   std::map<std::string, std::vector<double>> rates_;
+  std::map<std::string, std::vector<double>> end_to_end_;
 };
 
 }  // namespace

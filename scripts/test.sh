@@ -3,14 +3,15 @@
 # and the third-party clients, builds, starts a private RabbitMQ and Mosquitto
 # on loopback (non-default ports), runs ctest, and stops the brokers by pid.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
 
 bash scripts/install-deps.sh --brokers
 bash scripts/build.sh
 
 stop_brokers() {
-  bash scripts/mosquitto-stop.sh || true
-  bash scripts/rabbitmq-stop.sh || true
+  bash "$root/scripts/mosquitto-stop.sh" || true
+  bash "$root/scripts/rabbitmq-stop.sh" || true
 }
 trap stop_brokers EXIT
 eval "$(bash scripts/rabbitmq-start.sh)"

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <set>
 
+#include "core/retention.h"
+
 namespace fanflow::amqp {
 namespace {
 
@@ -70,19 +72,17 @@ Status SetQueueParam(QueueOptions& q, const std::string& param, const std::strin
   return Status::Ok();
 }
 
-// Dead letters must outlive what they came from, or a message that expired
-// into its DLQ could vanish from there first.
+// Dead letters must outlive what they came from (core/retention.h), or a
+// message that expired into its DLQ could vanish from there first.
 Status ValidateQueueOptions(QueueOptions& q, const std::string& group) {
   const std::string where = group.empty() ? "amqp URL" : "amqp URL (group '" + group + "')";
-  if (q.dlq_ttl_ms && !q.message_ttl_ms)
-    return InvalidArgument(where + ": dlq_ttl_ms=" + std::to_string(*q.dlq_ttl_ms) +
-                           " would make dead letters expire while the source queue keeps messages "
-                           "forever; set message_ttl_ms below it or drop dlq_ttl_ms");
-  if (q.dlq_ttl_ms && q.message_ttl_ms && *q.dlq_ttl_ms <= *q.message_ttl_ms)
-    return InvalidArgument(where + ": dlq_ttl_ms=" + std::to_string(*q.dlq_ttl_ms) +
-                           " must be longer than the source queue's message_ttl_ms=" +
-                           std::to_string(*q.message_ttl_ms) +
-                           " (dead letters must outlive the messages they come from)");
+  auto ms = [](const std::optional<int64_t>& v) {
+    return v ? std::optional<std::chrono::milliseconds>(*v) : std::nullopt;
+  };
+  if (Status s = ValidateRetention(ms(q.message_ttl_ms), ms(q.dlq_ttl_ms),
+                                   where + ": dlq_ttl_ms=" + std::to_string(q.dlq_ttl_ms.value_or(0)));
+      !s.ok())
+    return s;
   if (!q.overflow.empty() && !q.max_length)
     return InvalidArgument(where + ": overflow=" + q.overflow + " needs max_length");
   if (q.max_length && q.overflow.empty())

@@ -34,6 +34,7 @@ struct Queue {
   int64_t in_flight = 0;
   std::vector<Consumer*> consumers;
   std::deque<DeadLetter> dead;
+  bool dropped = false;  // an ephemeral group's queue after its subscription ended
 };
 
 struct Consumer {
@@ -64,7 +65,7 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
       auto it = by_type_.find(m.type);
       if (it == by_type_.end()) continue;  // nobody bound: accepted and dropped
       for (Queue* q : it->second) {
-        space_.wait(lock, [&] { return q->ready.size() < capacity_ || closing_; });
+        space_.wait(lock, [&] { return q->ready.size() < capacity_ || q->dropped || closing_; });
         Enqueue(q, Pending{m, 1, false, Clock::now()});
       }
     }
@@ -156,8 +157,23 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
     return slot.get();
   }
 
+  // Requires mu_. Forgets an ephemeral group's queue: no publish reaches it
+  // any more. The object stays (retired_) for publishers still holding it.
+  void DropQueue(Queue* q) {
+    q->dropped = true;
+    q->ready.clear();
+    q->dead.clear();
+    auto& bound = by_type_[q->type];
+    bound.erase(std::remove(bound.begin(), bound.end(), q), bound.end());
+    auto it = queues_.find({q->group, q->type});
+    retired_.push_back(std::move(it->second));
+    queues_.erase(it);
+    space_.notify_all();
+  }
+
   // Requires mu_.
   void Enqueue(Queue* q, Pending p) {
+    if (q->dropped) return;
     q->ready.push_back(std::move(p));
     for (Consumer* c : q->consumers) c->wake.notify_one();
   }
@@ -223,6 +239,7 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Queue>> queues_;
   std::map<std::string, std::vector<Queue*>> by_type_;
   std::multimap<Clock::time_point, std::pair<Queue*, Pending>> retry_timer_;
+  std::vector<std::unique_ptr<Queue>> retired_;
   uint64_t dead_seq_ = 0;
   std::thread timer_;  // last: starts after the state above exists
 };
@@ -232,8 +249,8 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
 class InprocSubscription final : public Subscription {
  public:
   InprocSubscription(std::shared_ptr<InprocBus> bus, std::vector<Queue*> queues, int concurrency,
-                     Handler handler)
-      : bus_(std::move(bus)), handler_(std::move(handler)) {
+                     bool ephemeral, Handler handler)
+      : bus_(std::move(bus)), handler_(std::move(handler)), ephemeral_(ephemeral) {
     consumer_.queues = std::move(queues);
     for (Queue* q : consumer_.queues) q->consumers.push_back(&consumer_);
     for (int i = 0; i < concurrency; ++i) threads_.emplace_back([this] { Run(); });
@@ -250,6 +267,10 @@ class InprocSubscription final : public Subscription {
     }
     consumer_.wake.notify_all();
     for (auto& t : threads_) t.join();
+    if (!ephemeral_) return;
+    std::lock_guard<std::mutex> lock(bus_->mu_);
+    for (Queue* q : consumer_.queues)
+      if (q->consumers.empty() && !q->dropped) bus_->DropQueue(q);
   }
 
  private:
@@ -286,6 +307,7 @@ class InprocSubscription final : public Subscription {
 
   const std::shared_ptr<InprocBus> bus_;  // keeps the queues alive
   const Handler handler_;
+  const bool ephemeral_;
   Consumer consumer_;  // guarded by bus_->mu_
   std::vector<std::thread> threads_;
 };
@@ -300,7 +322,8 @@ Result<std::unique_ptr<Subscription>> InprocBus::Subscribe(const SubscribeOption
   std::vector<Queue*> queues;
   for (const auto& t : options.event_types) queues.push_back(QueueFor(options.group, t));
   return std::unique_ptr<Subscription>(
-      new InprocSubscription(shared_from_this(), std::move(queues), options.concurrency, std::move(handler)));
+      new InprocSubscription(shared_from_this(), std::move(queues), options.concurrency,
+                             options.ephemeral, std::move(handler)));
 }
 
 // What OpenBus hands out: every handle opened with the same name in one

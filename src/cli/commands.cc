@@ -31,11 +31,14 @@ Result<std::shared_ptr<Processor>> BuildProcessor(const WorkerFlags& f) {
   return std::shared_ptr<Processor>(std::move(p).value());
 }
 
-WorkerOptions ToWorkerOptions(const WorkerFlags& f) {
+Result<WorkerOptions> ToWorkerOptions(const WorkerFlags& f) {
   WorkerOptions o;
   o.concurrency = f.concurrency;
   o.max_attempts = f.max_attempts;
   o.backoff_base = std::chrono::milliseconds(f.backoff_ms);
+  auto rate = RateLimit::Parse(f.rate, f.rate_unit, f.rate_burst);
+  if (!rate.ok()) return rate.status();
+  o.rate = rate.value();
   return o;
 }
 
@@ -47,6 +50,7 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
   auto tolerance = Tolerance::Parse(f.tolerate);
   if (!tolerance.ok()) return tolerance.status();
   o.tolerance = tolerance.value();
+  o.deadline = std::chrono::milliseconds(static_cast<int64_t>(f.deadline_s * 1000));
   if (f.lease == "auto") {
     const bool mqtt = bus_url.rfind("mqtt", 0) == 0;
     o.lease = std::chrono::milliseconds(mqtt ? 30000 : 0);
@@ -135,6 +139,8 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   if (!start.ok()) return Fail(start.status());
   auto processor = BuildProcessor(worker_flags);
   if (!processor.ok()) return Fail(processor.status());
+  auto worker_options = ToWorkerOptions(worker_flags);
+  if (!worker_options.ok()) return Fail(worker_options.status());
   TemporaryLedger temporary;
   if (aggregator_flags.state.empty()) temporary.path = MakeTemporaryLedgerPath();
   auto agg_options = ToAggregatorOptions(aggregator_flags, bus_flags.url, temporary.path);
@@ -144,7 +150,7 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   if (!bus.ok()) return Fail(bus.status());
   auto aggregator = Aggregator::Start(*bus.value(), agg_options.value());
   if (!aggregator.ok()) return Fail(aggregator.status());
-  auto workers = Worker::Start(*bus.value(), processor.value(), ToWorkerOptions(worker_flags));
+  auto workers = Worker::Start(*bus.value(), processor.value(), worker_options.value());
   if (!workers.ok()) return Fail(workers.status());
   auto ventilator = Ventilator::Start(*bus.value(), 1);
   if (!ventilator.ok()) return Fail(ventilator.status());
@@ -152,10 +158,10 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   auto waiter = BatchWaiter::Start(*bus.value(), batch_id, progress != nullptr);
   if (!waiter.ok()) return Fail(waiter.status());
 
-  spdlog::info("[batch {}] run: source {}, chunk size {}, processor {}, concurrency {}, bus {}",
+  spdlog::info("[batch {}] run: source {}, chunk size {}, processor {}, concurrency {}, rate {}, bus {}",
                batch_id, batch.source, batch.chunk_size,
                worker_flags.exec.empty() ? worker_flags.processor : "exec", worker_flags.concurrency,
-               bus.value()->Describe());
+               worker_options->rate.ToString(), bus.value()->Describe());
   auto decided = aggregator.value()->DecidedCompletion(batch_id);
   if (!decided.ok()) return Fail(decided.status());
   if (decided.value()) {
@@ -216,13 +222,15 @@ int VentilatorCommand(const BusFlags& bus_flags, int concurrency) {
 int WorkerCommand(const BusFlags& bus_flags, const WorkerFlags& flags) {
   auto processor = BuildProcessor(flags);
   if (!processor.ok()) return Fail(processor.status());
+  auto options = ToWorkerOptions(flags);
+  if (!options.ok()) return Fail(options.status());
   auto bus = OpenServiceBus(bus_flags.url, "worker", true);
   if (!bus.ok()) return Fail(bus.status());
-  auto worker = Worker::Start(*bus.value(), processor.value(), ToWorkerOptions(flags));
+  auto worker = Worker::Start(*bus.value(), processor.value(), options.value());
   if (!worker.ok()) return Fail(worker.status());
-  spdlog::info("worker ready on {}: processor {}, concurrency {}, max attempts {}",
+  spdlog::info("worker ready on {}: processor {}, concurrency {}, rate {}, max attempts {}",
                bus.value()->Describe(), flags.exec.empty() ? flags.processor : "exec '" + flags.exec + "'",
-               flags.concurrency, flags.max_attempts);
+               flags.concurrency, options->rate.ToString(), flags.max_attempts);
   spdlog::info("worker stopping on {}; finishing chunks in flight", WaitForShutdownSignal());
   return kExitSucceeded;
 }

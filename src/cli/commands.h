@@ -2,6 +2,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include "pipeline/alarm_rules.h"
 
 namespace fanflow::cli {
 
@@ -18,6 +21,9 @@ struct WorkerFlags {
   int max_attempts = 3;
   int64_t chunk_timeout_ms = 0;
   int64_t backoff_ms = 200;
+  std::string rate;                  // "" or N/s
+  std::string rate_unit = "chunks";  // chunks | items
+  double rate_burst = 0;             // 0: one second's worth
 };
 
 struct AggregatorFlags {
@@ -25,6 +31,7 @@ struct AggregatorFlags {
   std::string sync = "normal";
   std::string tolerate;
   std::string lease = "auto";  // seconds, or auto: on for MQTT buses
+  double deadline_s = 0;       // 0: none
 };
 
 struct BatchFlags {
@@ -38,6 +45,25 @@ struct BatchFlags {
   double timeout_s = 0;
 };
 
+struct DlqFlags {
+  std::string group;  // "" every group
+  std::string id;     // show: required; replay: "" all
+  bool json = false;
+};
+
+struct MonitorFlags {
+  std::string group;
+  bool once = false;
+  bool json = false;
+  double interval_s = 2;
+  double rate_window_s = 10;
+  double duration_s = 0;  // 0: until SIGINT/SIGTERM
+  std::string state;      // the aggregator's ledger, for open batches
+  int metrics_port = -1;  // -1: no metrics endpoint; 0: any free port
+  std::string metrics_bind = "127.0.0.1";
+  AlarmSpecs alarms;
+};
+
 int RunCommand(const BusFlags& bus, const BatchFlags& batch, const WorkerFlags& worker,
                const AggregatorFlags& aggregator);
 int SubmitCommand(const BusFlags& bus, const BatchFlags& batch, bool wait);
@@ -45,5 +71,8 @@ int VentilatorCommand(const BusFlags& bus, int concurrency);
 int WorkerCommand(const BusFlags& bus, const WorkerFlags& worker);
 int AggregatorCommand(const BusFlags& bus, const AggregatorFlags& aggregator);
 int TopologyCommand(const BusFlags& bus);
+// action: list | show | replay | purge.
+int DlqCommand(const BusFlags& bus, const std::string& action, const DlqFlags& flags);
+int MonitorCommand(const BusFlags& bus, const MonitorFlags& flags);
 
 }  // namespace fanflow::cli

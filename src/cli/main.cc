@@ -1,6 +1,8 @@
 // `fanflow`: fan-out / fan-in batch processing over an event bus.
 #include <CLI/CLI.hpp>
 
+#include <map>
+
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 
@@ -43,6 +45,14 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--backoff-ms", f.backoff_ms, "first retry delay; doubles per attempt, jittered")
       ->check(CLI::Range(int64_t{1}, int64_t{3600000}))
       ->capture_default_str();
+  cmd->add_option("--rate", f.rate,
+                  "start chunks no faster than N/s in this process (token bucket; e.g. 20/s, 0.5/s); "
+                  "a chunk waits for its tokens holding its slot, so the queue absorbs a burst");
+  cmd->add_option("--rate-unit", f.rate_unit, "what --rate counts: chunks, or items (a chunk costs its item count)")
+      ->capture_default_str();
+  cmd->add_option("--rate-burst", f.rate_burst,
+                  "tokens the bucket holds when idle (0: one second's worth)")
+      ->capture_default_str();
 }
 
 void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& state_help) {
@@ -56,6 +66,11 @@ void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& st
   cmd->add_option("--lease", f.lease,
                   "seconds after which an unfinished chunk of a stalled batch is redriven "
                   "(0: off; auto: 30 on MQTT buses, which ack on receipt, off elsewhere)")
+      ->capture_default_str();
+  cmd->add_option("--deadline", f.deadline_s,
+                  "seconds a batch may stay open after its first event; then it completes `timed_out` "
+                  "listing its missing chunks (0: no deadline)")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
 }
 
@@ -78,6 +93,39 @@ void AddBatchFlags(CLI::App* cmd, BatchFlags& f) {
   cmd->add_flag("--json", f.json, "print the batch_complete CloudEvent as one JSON line on stdout");
   cmd->add_option("--timeout", f.timeout_s, "seconds to wait for batch_complete (0: forever)")
       ->check(CLI::NonNegativeNumber);
+}
+
+void AddMonitorFlags(CLI::App* cmd, MonitorFlags& f) {
+  cmd->add_option("--group", f.group, "watch only this consumer group's queues");
+  cmd->add_flag("--once", f.once,
+                "print one snapshot (after one --interval, to measure rates) and exit; its alarms are "
+                "shown, not published (nothing would resolve them)");
+  cmd->add_flag("--json", f.json, "JSON instead of a table: one object per snapshot, one per line");
+  cmd->add_option("--interval", f.interval_s, "seconds between samples")->capture_default_str();
+  cmd->add_option("--rate-window", f.rate_window_s, "seconds over which rates are measured")
+      ->capture_default_str();
+  cmd->add_option("--duration", f.duration_s, "stop after this many seconds (0: at SIGINT/SIGTERM)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--state", f.state, "the aggregator's ledger file, to show open batches");
+  cmd->add_option("--metrics-port", f.metrics_port,
+                  "serve Prometheus metrics on this port at /metrics (0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--metrics-bind", f.metrics_bind, "address the metrics endpoint listens on")
+      ->capture_default_str();
+  const std::string per_queue = " ([GROUP[/TYPE]=]VALUE, repeatable: the most specific applies)";
+  cmd->add_option("--alarm-depth", f.alarms.depth, "alarm when this many messages wait" + per_queue);
+  cmd->add_option("--alarm-growth", f.alarms.growth, "alarm when the backlog grows by this many msg/s" + per_queue);
+  cmd->add_option("--alarm-oldest-age", f.alarms.oldest_age,
+                  "alarm when the oldest waiting message is this many seconds old, or N% of its "
+                  "queue's --retention" + per_queue);
+  cmd->add_option("--alarm-dead-letters", f.alarms.dead_letters,
+                  "alarm when a queue has this many dead letters" + per_queue);
+  cmd->add_option("--alarm-stalled", f.alarms.stalled_s,
+                  "alarm when an open batch made no progress for this many seconds (needs --state)");
+  cmd->add_option("--retention", f.alarms.retention,
+                  "seconds the queue keeps a message (its TTL), for --alarm-oldest-age N%" + per_queue);
+  cmd->add_option("--dlq-retention", f.alarms.dlq_retention,
+                  "seconds its dead-letter queue keeps one; must be longer than --retention" + per_queue);
 }
 
 }  // namespace
@@ -127,6 +175,31 @@ int main(int argc, char** argv) {
   auto* topology = app.add_subcommand("topology", "declare the standard queues/groups on the bus");
   AddBusFlags(topology, bus);
 
+  DlqFlags dlq;
+  auto* dlq_cmd = app.add_subcommand("dlq", "dead letters: list, show, replay, purge");
+  dlq_cmd->require_subcommand(1);
+  std::map<CLI::App*, std::string> dlq_actions;
+  for (const char* action : {"list", "show", "replay", "purge"}) {
+    static const std::map<std::string, std::string> kHelp = {
+        {"list", "list dead letters: id, group, type, attempts, time, reason"},
+        {"show", "print one dead letter with its original event"},
+        {"replay", "send dead letters (all, or ID) back to their origin queue"},
+        {"purge", "delete dead letters"}};
+    auto* sub = dlq_cmd->add_subcommand(action, kHelp.at(action));
+    AddBusFlags(sub, bus);
+    sub->add_option("--group", dlq.group, "only this consumer group's dead letters");
+    sub->add_flag("--json", dlq.json, "JSON output (list/show: one dead letter per line)");
+    if (std::string(action) == "show") sub->add_option("id", dlq.id, "the dead letter's id")->required();
+    if (std::string(action) == "replay") sub->add_option("id", dlq.id, "the dead letter's id (default: all)");
+    dlq_actions[sub] = action;
+  }
+
+  MonitorFlags monitor;
+  auto* monitor_cmd = app.add_subcommand(
+      "monitor", "live table of queues and open batches; alarms on the bus; Prometheus metrics");
+  AddBusFlags(monitor_cmd, bus);
+  AddMonitorFlags(monitor_cmd, monitor);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -140,5 +213,8 @@ int main(int argc, char** argv) {
   if (*worker_cmd) return WorkerCommand(bus, worker);
   if (*aggregator_cmd) return AggregatorCommand(bus, aggregator);
   if (*topology) return TopologyCommand(bus);
+  for (const auto& [sub, action] : dlq_actions)
+    if (*sub) return DlqCommand(bus, action, dlq);
+  if (*monitor_cmd) return MonitorCommand(bus, monitor);
   return kExitUsage;
 }

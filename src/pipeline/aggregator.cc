@@ -48,11 +48,12 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
   }
   std::vector<std::string> types = {kChunkDone, kBatchSealed};
   if (agg->options_.lease.count() > 0) types.push_back(kProcessChunk);
-  auto sub = bus.Subscribe({routes::kAggregatorGroup, types, 1},
+  auto sub = bus.Subscribe({routes::kAggregatorGroup, types, agg->options_.concurrency},
                            [a = agg.get()](const Delivery& d) { return a->Handle(d); });
   if (!sub.ok()) return sub.status();
   agg->subscription_ = std::move(sub).value();
-  if (agg->options_.lease.count() > 0) agg->redriver_ = std::thread([a = agg.get()] { a->RedriveLoop(); });
+  if (agg->options_.lease.count() > 0 || agg->options_.deadline.count() > 0)
+    agg->timer_ = std::thread([a = agg.get()] { a->TimerLoop(); });
   spdlog::info("aggregator: ledger {} on {}", agg->options_.state_path, bus.Describe());
   return agg;
 }
@@ -63,7 +64,7 @@ Aggregator::~Aggregator() {
     stopping_ = true;
   }
   stop_cv_.notify_all();
-  if (redriver_.joinable()) redriver_.join();
+  if (timer_.joinable()) timer_.join();
   subscription_.reset();
 }
 
@@ -132,12 +133,16 @@ Status Aggregator::CompleteIfDone(const std::string& batch_id) {
   if (b.complete) return b.announced ? Status::Ok() : Announce(batch_id, *b.complete);
   if (!b.total_chunks || b.succeeded + b.failed < *b.total_chunks) return Status::Ok();
 
-  auto failed_chunks = ledger_->FailedChunks(batch_id);
-  if (!failed_chunks.ok()) return failed_chunks.status();
-  const int64_t total = *b.total_chunks;
   std::string status = "succeeded";
   if (b.failed > 0)
-    status = (b.succeeded == 0 || options_.tolerance.Exceeded(b.failed, total)) ? "failed" : "partial";
+    status = (b.succeeded == 0 || options_.tolerance.Exceeded(b.failed, *b.total_chunks)) ? "failed" : "partial";
+  return Decide(b, status, nlohmann::json::object());
+}
+
+Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const nlohmann::json& extra) {
+  auto failed_chunks = ledger_->FailedChunks(b.batch_id);
+  if (!failed_chunks.ok()) return failed_chunks.status();
+  const int64_t total = b.total_chunks.value_or(b.succeeded + b.failed);
   const std::string completed_at = NowRfc3339();
   nlohmann::json data = {{"status", status},
                          {"items", b.total_items},
@@ -148,12 +153,34 @@ Status Aggregator::CompleteIfDone(const std::string& batch_id) {
                          {"result", b.result},
                          {"started_at", b.started_at},
                          {"completed_at", completed_at}};
-  Event e = MakeEvent(kBatchComplete, batch_id + "/complete", batch_id, b.correlation_id, data);
+  data.update(extra);
+  Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id, data);
   std::string json = EncodeEvent(e);
-  if (Status s = ledger_->DecideComplete(batch_id, json); !s.ok()) return s;
+  if (Status s = ledger_->DecideComplete(b.batch_id, json); !s.ok()) return s;
   spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, correlation {})",
-               batch_id, status, b.succeeded, total, b.total_items, b.correlation_id);
-  return Announce(batch_id, json);
+               b.batch_id, status, b.succeeded, total, b.total_items, b.correlation_id);
+  return Announce(b.batch_id, json);
+}
+
+Status Aggregator::ExpireBatches() {
+  auto open = ledger_->OpenBatches();
+  if (!open.ok()) return open.status();
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  for (const BatchRecord& b : open.value()) {
+    if (now_ms - b.created_ms < options_.deadline.count()) continue;
+    auto missing = ledger_->MissingChunks(b.batch_id, b.total_chunks);
+    if (!missing.ok()) return missing.status();
+    spdlog::warn("[batch {}] deadline of {} ms passed with {} chunks missing{}; deciding timed_out",
+                 b.batch_id, options_.deadline.count(), missing->size(),
+                 b.total_chunks ? "" : " (not sealed: the total is unknown)");
+    nlohmann::json extra = {{"missing_chunks", missing.value()},
+                            {"sealed", b.total_chunks.has_value()},
+                            {"deadline_seconds", options_.deadline.count() / 1000.0}};
+    if (Status s = Decide(b, "timed_out", extra); !s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Status Aggregator::Announce(const std::string& batch_id, const std::string& event_json) {
@@ -162,10 +189,17 @@ Status Aggregator::Announce(const std::string& batch_id, const std::string& even
   return ledger_->MarkAnnounced(batch_id);
 }
 
-void Aggregator::RedriveLoop() {
-  const auto period = std::max(std::chrono::milliseconds(100), options_.lease / 4);
+void Aggregator::TimerLoop() {
+  using std::chrono::milliseconds;
+  // A quarter of the lease; a deadline is checked at least every second.
+  milliseconds period = options_.lease.count() > 0 ? options_.lease / 4 : milliseconds(1000);
+  if (options_.deadline.count() > 0) period = std::min({period, options_.deadline / 4, milliseconds(1000)});
+  period = std::max(milliseconds(100), period);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_cv_.wait_for(lock, period, [this] { return stopping_; })) {
+    if (options_.deadline.count() > 0)
+      if (Status s = ExpireBatches(); !s.ok()) spdlog::error("batch deadline: {}", s.ToString());
+    if (options_.lease.count() <= 0) continue;
     auto again = ExpiredChunks();
     Status s = again.status();
     if (s.ok() && !again->empty()) {

@@ -2,7 +2,9 @@
 // chunk once in its SQLite ledger, and publishes one batch_complete per batch.
 // With a lease it also watches process_chunk and redrives chunks whose
 // chunk_done does not come in time (needed on MQTT, where the broker forgets a
-// message once a worker has received it).
+// message once a worker has received it). With a deadline it decides a batch
+// still open that long after its first event `timed_out`, listing the chunks
+// still missing; chunks that arrive later are recorded but announce nothing.
 // Owns its ledger and its subscription; handlers are serialized on mu_.
 #pragma once
 
@@ -35,6 +37,11 @@ struct AggregatorOptions {
   Tolerance tolerance;
   std::chrono::milliseconds lease{0};  // 0: no redrive
   int max_redrives = 5;  // then the chunk is reported failed
+  // Deliveries in flight: the ledger is still written one at a time (mu_), but
+  // a broker can keep this many unacknowledged, so each ack's round trip does
+  // not stall the next delivery (with 1, RabbitMQ hands out one at a time).
+  int concurrency = 8;
+  std::chrono::milliseconds deadline{0};  // 0: a batch may take forever
 };
 
 class Aggregator {
@@ -54,10 +61,16 @@ class Aggregator {
   Verdict Handle(const Delivery& delivery);
   // Requires mu_. Decides and announces the batch if every chunk is in.
   Status CompleteIfDone(const std::string& batch_id);
+  // Requires mu_. Records the one batch_complete of `b` (`extra` is merged
+  // into its data) and announces it.
+  Status Decide(const BatchRecord& b, const std::string& status, const nlohmann::json& extra);
+  // Requires mu_. Decides every open batch past the deadline timed_out.
+  Status ExpireBatches();
   // Requires mu_. Publishes the decided event, then remembers it was.
   Status Announce(const std::string& batch_id, const std::string& event_json);
   Status RecordOutcome(const ChunkOutcome& outcome);
-  void RedriveLoop();
+  // Redrives expired leases and expires batches past their deadline.
+  void TimerLoop();
   // Requires mu_. The chunks to publish again; gives up on over-redriven ones.
   Result<std::vector<Message>> ExpiredChunks();
 
@@ -69,7 +82,7 @@ class Aggregator {
   bool stopping_ = false;           // guarded by mu_
   std::condition_variable stop_cv_;
   std::unique_ptr<Subscription> subscription_;
-  std::thread redriver_;
+  std::thread timer_;
 };
 
 }  // namespace fanflow

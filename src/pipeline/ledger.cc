@@ -259,6 +259,24 @@ Result<std::vector<int64_t>> Ledger::FailedChunks(const std::string& batch_id) {
   }
 }
 
+Result<std::vector<int64_t>> Ledger::MissingChunks(const std::string& batch_id,
+                                                   std::optional<int64_t> total_chunks) {
+  Statement q(db_, "SELECT chunk_index FROM chunks WHERE batch_id=?1 ORDER BY chunk_index");
+  q.Bind(1, batch_id);
+  std::vector<int64_t> out;
+  int64_t next = 0;  // the lowest index not yet accounted for
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    for (const int64_t done = q.Int(0); next < done; ++next) out.push_back(next);
+    next = q.Int(0) + 1;
+  }
+  if (total_chunks)
+    for (; next < *total_chunks; ++next) out.push_back(next);
+  return out;
+}
+
 Status Ledger::DecideComplete(const std::string& batch_id, const std::string& event_json) {
   return Statement(db_,
                    "UPDATE batches SET complete_event=?2 WHERE batch_id=?1 AND complete_event IS NULL")

@@ -67,6 +67,10 @@ class Ledger {
 
   // Indices of chunks recorded failed, ascending.
   [[nodiscard]] Result<std::vector<int64_t>> FailedChunks(const std::string& batch_id);
+  // Indices below `total_chunks` with nothing recorded, ascending; without a
+  // total (batch not sealed), the gaps below the highest index recorded.
+  [[nodiscard]] Result<std::vector<int64_t>> MissingChunks(const std::string& batch_id,
+                                                           std::optional<int64_t> total_chunks);
 
   // Stores the decided batch_complete event; it is the only one ever published
   // for this batch (a re-announcement after a crash reads it back).

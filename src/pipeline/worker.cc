@@ -23,6 +23,11 @@ Result<std::unique_ptr<Worker>> Worker::Start(EventBus& bus, std::shared_ptr<Pro
   return w;
 }
 
+Worker::~Worker() {
+  if (limiter_) limiter_->Cancel();
+  subscription_.reset();
+}
+
 std::chrono::milliseconds Worker::Backoff(const WorkerOptions& o, int attempt) {
   thread_local std::mt19937_64 rng(std::random_device{}());
   double full = static_cast<double>(o.backoff_base.count()) * std::pow(2.0, std::max(0, attempt - 1));
@@ -39,6 +44,10 @@ Verdict Worker::Handle(const Delivery& d) {
     return Verdict::DeadLetter("type: a worker does not consume '" + e.type + "'");
   const int64_t index = e.data["chunk_index"].get<int64_t>();
   const int64_t item_count = e.data["item_count"].get<int64_t>();
+  if (limiter_ && !limiter_->Acquire(options_.rate.unit == RateUnit::kItems
+                                         ? static_cast<double>(item_count)
+                                         : 1.0))
+    return Verdict::Retry(std::chrono::milliseconds(0), "worker stopping before the chunk started");
 
   const auto started = std::chrono::steady_clock::now();
   Result<nlohmann::json> result = InvalidArgument("no items");

@@ -1,9 +1,13 @@
 // A worker: consumes process_chunk as the `workers` group, never more than
-// `concurrency` chunks at once in this process, runs the processor and emits
+// `concurrency` chunks at once in this process and, with a rate limit, never
+// starting them faster than the limit (a chunk waits for its tokens holding its
+// slot, so the queue absorbs a burst), runs the processor and emits
 // chunk_done. A failed attempt is retried with exponential backoff and jitter
 // (the attempt count travels with the delivery); after `max_attempts` the
 // chunk is reported failed and dead-lettered with its last error.
-// Thread-safe: the bus calls Handle from up to `concurrency` threads.
+// Thread-safe: the bus calls Handle from up to `concurrency` threads. On
+// destruction a chunk still waiting for tokens is handed back with a retry (its
+// attempt count rises by one) rather than holding up the shutdown.
 #pragma once
 
 #include <chrono>
@@ -11,6 +15,7 @@
 
 #include "core/bus.h"
 #include "pipeline/processor.h"
+#include "pipeline/rate_limiter.h"
 
 namespace fanflow {
 
@@ -19,6 +24,7 @@ struct WorkerOptions {
   int max_attempts = 3;
   std::chrono::milliseconds backoff_base{200};
   std::chrono::milliseconds backoff_max{30000};
+  RateLimit rate;  // unlimited by default
 };
 
 class Worker {
@@ -26,6 +32,7 @@ class Worker {
   [[nodiscard]] static Result<std::unique_ptr<Worker>> Start(EventBus& bus,
                                                              std::shared_ptr<Processor> processor,
                                                              WorkerOptions options);
+  ~Worker();
 
   // The delay before attempt `attempt + 1`: base * 2^(attempt-1), capped, with
   // jitter in [delay/2, delay] so retries of a burst spread out.
@@ -33,12 +40,15 @@ class Worker {
 
  private:
   Worker(EventBus& bus, std::shared_ptr<Processor> processor, WorkerOptions options)
-      : bus_(bus), processor_(std::move(processor)), options_(options) {}
+      : bus_(bus), processor_(std::move(processor)), options_(options) {
+    if (options_.rate.enabled()) limiter_ = std::make_unique<RateLimiter>(options_.rate);
+  }
   Verdict Handle(const Delivery& delivery);
 
   EventBus& bus_;
   const std::shared_ptr<Processor> processor_;
   const WorkerOptions options_;
+  std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
   std::unique_ptr<Subscription> subscription_;
 };
 
