@@ -53,6 +53,9 @@ class MqttBus final : public EventBus {
       std::lock_guard<std::mutex> lock(core_->mu);
       for (const auto& p : core_->known)
         if (group.empty() || p.first == group) pairs.insert(p);
+      for (MqttSubscription* sub : core_->subscriptions)
+        if (group.empty() || sub->group() == group)
+          for (const auto& type : sub->types()) pairs.emplace(sub->group(), type);
     }
     std::vector<QueueStats> out;
     for (const auto& [g, type] : pairs) {

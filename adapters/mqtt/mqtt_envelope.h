@@ -27,7 +27,8 @@ Envelope FromIncoming(const Incoming& in, const std::string& type);
 
 // A first publish of `m` on routes::MqttTopic.
 OutMessage ToMain(const Message& m);
-// `e` again, for `group` only, on its retry topic (attempt and delay as in `e`).
+// `e` again, for `group` only, on its retry topic (attempt, delay and age as in
+// `e`: a message handed back keeps its age).
 OutMessage ToRetry(const std::string& group, const Envelope& e);
 // A retained dead letter of `group` with the reason, attempts and time.
 OutMessage ToDeadLetter(const std::string& group, const Envelope& e, const std::string& reason);

@@ -76,7 +76,8 @@ Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<Bu
   {
     std::lock_guard<std::mutex> lock(core->mu);
     core->subscriptions.push_back(self);
-    for (const auto& type : options.event_types) core->known.emplace(options.group, type);
+    if (!options.ephemeral)  // an ephemeral group is gone with its subscription
+      for (const auto& type : options.event_types) core->known.emplace(options.group, type);
   }
   return std::unique_ptr<Subscription>(std::move(sub));
 }
@@ -176,6 +177,7 @@ void MqttSubscription::Settle(Envelope e, const Verdict& v) {
   if (v.kind == Verdict::Kind::kRetry) {
     ++e.attempt;
     e.redelivered = true;
+    e.since_ms = NowMillis();  // waiting anew, as a fresh publish
     e.not_before_ms = v.delay.count() > 0 ? NowMillis() + v.delay.count() : 0;
     s = core_->publisher->Publish({ToRetry(options_.group, e)});
   } else {

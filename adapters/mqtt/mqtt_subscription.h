@@ -30,7 +30,7 @@ struct BusCore {
   std::unique_ptr<Publisher> publisher;
   std::mutex mu;
   std::vector<MqttSubscription*> subscriptions;
-  std::set<std::pair<std::string, std::string>> known;  // (group, type) seen here
+  std::set<std::pair<std::string, std::string>> known;  // declared or consumed here (not ephemeral)
 };
 
 // One persistent session "fanflow:<group>:<instance>.<slot>" (see InstanceSlot)
@@ -54,6 +54,7 @@ class MqttSubscription final : public Subscription {
   ~MqttSubscription() override;
 
   const std::string& group() const { return options_.group; }
+  const std::vector<std::string>& types() const { return options_.event_types; }
   // Adds what this consumer holds of `type` (waiting, running, age) to `s`.
   void AddStats(const std::string& type, QueueStats& s);
 
