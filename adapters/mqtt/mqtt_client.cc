@@ -44,7 +44,6 @@ Incoming FromPaho(const ::mqtt::const_message_ptr& m) {
   in.topic = m->get_topic();
   in.payload = m->get_payload_str();
   in.duplicate = m->is_duplicate();
-  in.retained = m->is_retained();
   const auto& props = m->get_properties();
   for (size_t i = 0, n = props.count(::mqtt::property::USER_PROPERTY); i < n; ++i) {
     auto [k, v] = ::mqtt::get<::mqtt::string_pair>(props, ::mqtt::property::USER_PROPERTY, i);

@@ -29,7 +29,6 @@ struct Incoming {
   std::string payload;
   std::vector<std::pair<std::string, std::string>> props;  // user properties
   bool duplicate = false;
-  bool retained = false;
 
   const std::string* Prop(const std::string& name) const;
 };
