@@ -12,20 +12,15 @@
 #include "core/event.h"
 #include "pipeline/source.h"
 #include "tests/amqp/amqp_test_env.h"
+#include "tests/support/command_output.h"
 #include "tests/support/subprocess.h"
 
 namespace fanflow::amqp::testing {
 namespace {
 
-namespace ft = fanflow::testing;
+using fanflow::testing::LastJsonLine;
 
-nlohmann::json LastJsonLine(const std::string& out) {
-  auto end = out.find_last_not_of('\n');
-  if (end == std::string::npos) return nlohmann::json::value_t::discarded;
-  auto start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1), nullptr,
-                               false);
-}
+namespace ft = fanflow::testing;
 
 // Items {"id": i, "value": (i * 37) % 1001} in a JSONL file; returns the sum of values.
 int64_t WriteItems(const std::string& path, int n) {

@@ -13,22 +13,17 @@
 #include "tests/pipeline/concurrency_recorder.h"
 #include "tests/pipeline/metrics_scrape.h"
 #include "tests/pipeline/test_buses.h"
+#include "tests/support/command_output.h"
 #include "tests/support/subprocess.h"
 
 namespace fanflow {
 namespace {
 
+using testing::LastJsonLine;
+
 using testing::FanflowBinary;
 using testing::RunProcess;
 using testing::Unique;
-
-nlohmann::json LastJsonLine(const std::string& out) {
-  auto end = out.find_last_not_of('\n');
-  if (end == std::string::npos) return nlohmann::json();
-  auto start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end + 1),
-                               nullptr, false);
-}
 
 testing::ProcessResult Fanflow(std::vector<std::string> args, int limit_s = 120) {
   args.insert(args.begin(), FanflowBinary());

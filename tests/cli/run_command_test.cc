@@ -9,25 +9,17 @@
 #include "core/event.h"
 #include "pipeline/ledger.h"
 #include "pipeline/source.h"
+#include "tests/support/command_output.h"
 #include "tests/support/subprocess.h"
 
 namespace fanflow {
 namespace {
 
+using testing::LastJsonLine;
+using testing::RangeSum;
+
 using testing::FanflowBinary;
 using testing::RunProcess;
-
-int64_t RangeSum(int64_t n, uint64_t seed) {
-  int64_t sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += RangeItemValue(seed, i);
-  return sum;
-}
-
-nlohmann::json LastJsonLine(const std::string& out) {
-  auto end = out.find_last_not_of('\n');
-  auto start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1), nullptr, false);
-}
 
 TEST(RunCommandTest, FansAMillionItemsOutAndInWithTheRightSum) {
   auto r = RunProcess({FanflowBinary(), "run", "--source", "range:1000000:42", "--chunk-size", "100",

@@ -12,10 +12,14 @@
 #include "pipeline/source.h"
 #include "tests/mqtt/mqtt_test_env.h"
 #include "tests/mqtt/scratch_broker.h"
+#include "tests/support/command_output.h"
 #include "tests/support/subprocess.h"
 
 namespace fanflow {
 namespace {
+
+using testing::LastJsonLine;
+using testing::RangeSum;
 
 using namespace std::chrono_literals;
 using mqtt::test::ScratchBroker;
@@ -23,19 +27,6 @@ using testing::BackgroundProcess;
 using testing::FanflowBinary;
 using testing::ProcessResult;
 using testing::RunProcess;
-
-int64_t RangeSum(int64_t n, uint64_t seed) {
-  int64_t sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += RangeItemValue(seed, i);
-  return sum;
-}
-
-nlohmann::json LastJsonLine(const std::string& out) {
-  auto end = out.find_last_not_of('\n');
-  if (end == std::string::npos) return nullptr;
-  auto start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end + 1), nullptr, false);
-}
 
 // A chunk processor slow enough (~50 ms) that a worker holds chunks it has
 // received but not finished: sums the values like `--processor sum`.
