@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "bench/pipeline_run.h"
+#include "bench/medians.h"
 #include "core/bus.h"
 #include "core/bus_url.h"
 #include "core/routes.h"
@@ -298,6 +299,10 @@ void Configure(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_AmqpPipeline_RawClient)->Apply(Configure);
 BENCHMARK(BM_AmqpPipeline_Fanflow)->Apply(Configure);
 
+using bench::Max;
+using bench::Median;
+using bench::Min;
+
 // Collects every repetition's messages/s by benchmark name, for the table.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
@@ -361,13 +366,6 @@ class TableReporter : public benchmark::ConsoleReporter {
   }
 
  private:
-  static double Median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-  }
-  static double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
-  static double Max(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
-
   std::map<std::string, std::vector<double>> rates_;
   std::map<std::string, std::vector<double>> end_to_end_;
 };

@@ -23,6 +23,7 @@
 #include <random>
 #include <thread>
 
+#include "bench/medians.h"
 #include "core/bus.h"
 #include "core/bus_url.h"
 #include "core/routes.h"
@@ -140,6 +141,10 @@ BENCHMARK(BM_MqttPipeline_RawPaho)->Apply(Configure);
 BENCHMARK(BM_MqttPipeline_Fanflow)->Apply(Configure);
 
 // The usual console output, then one table row with both medians and the ratio.
+using bench::Max;
+using bench::Median;
+using bench::Min;
+
 class TableReporter : public benchmark::ConsoleReporter {
  public:
   TableReporter() : ConsoleReporter(OO_Tabular) {}
@@ -166,13 +171,6 @@ class TableReporter : public benchmark::ConsoleReporter {
   }
 
  private:
-  static double Median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-  }
-  static double Min(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
-  static double Max(const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }
-
   std::map<std::string, std::vector<double>> rates_;
 };
 
