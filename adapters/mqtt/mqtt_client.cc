@@ -263,10 +263,10 @@ Publisher::Publisher(const MqttOptions& options, std::function<void()> on_broker
 Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options,
                                                    std::function<void()> on_broker_back) {
   std::unique_ptr<Publisher> p(new Publisher(options, std::move(on_broker_back)));
-  // A session that outlives a broker restart, so in-flight publishes are resent.
+  // A clean session each time: see the class comment.
   Publisher* self = p.get();
   auto conn = Connection::Create(
-      options, {UniqueClientId("pub"), false, 600, 0, false}, [](Incoming) {}, [self] {
+      options, {UniqueClientId("pub"), true, 0, 0, false}, [](Incoming) {}, [self] {
         std::lock_guard<std::mutex> lock(self->mu_);
         self->lost_ = true;
         self->wake_.notify_all();

@@ -96,8 +96,11 @@ class Connection {
 // Publishes QoS 1 messages and returns once every one is PUBACKed. At most
 // `window` publishes are outstanding per Publisher, whoever calls, so paho's
 // buffer (sized above the window) never overflows with -12; a publish that fails
-// is sent again until publish_timeout. Its session is persistent while it lives,
-// so paho resends in-flight messages after a reconnect.
+// is sent again until publish_timeout. Its session is not kept over a
+// reconnect: paho then fails the publishes that were in flight and they are sent
+// again as new ones. (Resuming the session made paho resend them itself, after
+// which Mosquitto 2.0.11 closed the connection for a protocol error, again on
+// every reconnect, and the publisher never got its PUBACKs.)
 // Reconnects are its own: Mosquitto 2.0 does not restore shared subscriptions
 // from its persistence file, so after a broker restart a group has no
 // subscriber until its consumers are back (they retry every 1-2 s). The

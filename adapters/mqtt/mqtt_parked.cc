@@ -6,18 +6,12 @@
 
 namespace fanflow::mqtt {
 
-Status DeclareParked(const MqttOptions& options, const std::string& group, const std::string& type,
-                     bool only_if_present) {
+Status DeclareParked(const MqttOptions& options, const std::string& group, const std::string& type) {
   // No automatic reconnect: taken over by a consumer retiring it, it must stay away.
   auto conn = Connection::Create(
       options, {ParkedClientId(group, type), false, options.session_expiry_s, 0, false}, nullptr);
   if (!conn.ok()) return conn.status();
-  auto present = (*conn)->Connect();
-  if (!present.ok()) return present.status();
-  if (only_if_present && !*present) {
-    (*conn)->Disconnect(true);  // retired meanwhile: leave no session behind
-    return Status::Ok();
-  }
+  if (auto present = (*conn)->Connect(); !present.ok()) return present.status();
   return (*conn)->Subscribe({SharedMain(group, type), SharedRetry(group, type)}, false);
 }
 
@@ -37,8 +31,8 @@ void RestoreParked(const MqttOptions& options) {
     spdlog::warn("mqtt: parked sessions not restored: {}", view.status().ToString());
     return;
   }
-  for (const auto& [group, type] : view->parked)
-    if (Status s = DeclareParked(options, group, type, true); !s.ok())
+  for (const auto& [group, type] : view->registered)
+    if (Status s = DeclareParked(options, group, type); !s.ok())
       spdlog::warn("mqtt: parked session of '{}' for {} not restored: {}", group, type, s.ToString());
 }
 

@@ -16,9 +16,8 @@
 
 namespace fanflow::mqtt {
 
-// `only_if_present`: only re-subscribe a parked session the broker still has.
 [[nodiscard]] Status DeclareParked(const MqttOptions& options, const std::string& group,
-                                   const std::string& type, bool only_if_present = false);
+                                   const std::string& type);
 
 // Takes everything queued in the parked session (session_present false, and no
 // session left behind, when there is none). `retire` also unsubscribes and drops
@@ -28,11 +27,13 @@ namespace fanflow::mqtt {
                                            const std::string& type, bool retire);
 
 // Mosquitto 2.0 restores sessions from its persistence file but not their
-// shared subscriptions: subscribes every parked session the registry lists and
-// the broker still has (a retired one is gone) again, so a declared group keeps
-// what is published after a broker restart. Run by every live bus when its
-// broker is back, before it publishes again; not at bus open, where it would
-// race the consumers that retire those sessions as they start.
+// shared subscriptions, and drops (PUBACK 0x10, which paho does not pass on)
+// what is published before a group's consumers are subscribed again. So every
+// live bus, when its broker is back and before it publishes again, declares the
+// parked session of every (group, type) the registry lists: the group has a
+// subscriber from then on, and its consumers take the parked messages over
+// (kRetireEvery). Not at bus open, where it would race the consumers that
+// retire those sessions as they start.
 // Idempotent; problems are logged, not returned (nothing depends on it here).
 void RestoreParked(const MqttOptions& options);
 
