@@ -1,29 +1,35 @@
-// The MQTT pipeline pattern, measured twice in one run: QoS 1 publishes in a
-// window while a member of a shared subscription (QoS 1) consumes them. Once
-// with raw paho-mqtt-cpp (the ceiling: one publishing and one consuming client,
-// the message counted inside paho's callback, window 100 as fanflow's default),
-// once through fanflow's adapter (EventBus::Publish of the whole batch, a
-// subscription of concurrency 2 whose handler counts). Repetitions are
-// interleaved at random; the table at the end gives the medians and the ratio.
+// The MQTT pipeline pattern, measured against raw paho-mqtt-cpp in one run:
+// QoS 1 publishes in a window of 100 (fanflow's default) while a member of a
+// shared subscription (QoS 1) consumes them.
+// - RawPaho: one publishing and one consuming client, the message counted in
+//   paho's callback. `props:1` sends what fanflow sends on the wire (content
+//   type, event id and publish time as properties): the ceiling for the same
+//   messages. `props:0` sends the bare payload, for comparison.
+// - Fanflow: EventBus::Publish of the whole batch, a subscription of
+//   concurrency 2 whose handler counts.
+// - EndToEnd: one real fan-out / fan-in (bench/pipeline_run), next to the raw
+//   ceiling for its two message sizes.
+// Repetitions are interleaved at random; the tables at the end give medians
+// and ratios. Each iteration uses a fresh topic and group; connecting and
+// subscribing are outside the measured time. `cpu_us_per_msg` is this
+// process's CPU time (all threads) per message: less noisy than throughput on
+// shared cores.
 //
 //   FANFLOW_TEST_MQTT_URL=mqtt://127.0.0.1:1884 build/bench/mqtt_pipeline_bench
-//
-// Each iteration moves kMessages messages through a fresh topic and group;
-// connecting and subscribing are outside the measured time.
 #include <benchmark/benchmark.h>
 #include <mqtt/async_client.h>
+#include <sys/resource.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <map>
-#include <random>
 #include <thread>
 
-#include "bench/medians.h"
+#include "adapters/mqtt/mqtt_options.h"
+#include "bench/broker_bench.h"
+#include "bench/pipeline_run.h"
 #include "core/bus.h"
 #include "core/bus_url.h"
 #include "core/routes.h"
@@ -33,10 +39,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
+using bench::CloudEventBody;
+using bench::Unique;
 
 constexpr int kMessages = 20000;
 constexpr int kWindow = 100;
 constexpr int kFanflowConcurrency = 2;
+// Workers of the end-to-end run, as in the AMQP bench.
+constexpr int kEndToEndConcurrency = 32;
 
 std::string BrokerUrl() {
   const char* url = std::getenv("FANFLOW_BENCH_MQTT_URL");
@@ -44,20 +54,28 @@ std::string BrokerUrl() {
   return url ? url : "";
 }
 
-// A chunk_done-sized CloudEvent (~330 bytes).
-const std::string& Body() {
-  static const std::string body =
-      R"({"specversion":"1.0","id":"b-bench/chunk/000042/done","source":"fanflow","type":)"
-      R"("fanflow.chunk_done.v1","time":"2026-11-22T21:45:00.123Z","subject":"b-bench",)"
-      R"("datacontenttype":"application/json","correlationid":"b-bench","data":{"index":42,)"
-      R"("status":"succeeded","items":100,"attempts":1,"result":50123,"worker":"bench-host-1234"}})";
-  return body;
+// CPU seconds (user + system) this process has used so far, all threads.
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
 }
 
-std::string Unique(const std::string& stem) {
-  static std::mt19937_64 rng(std::random_device{}());
-  return stem + std::to_string(rng() % 1000000000);
-}
+// Times one iteration from construction; Finish sets the counters.
+class IterationClock {
+ public:
+  void Finish(benchmark::State& state) {
+    const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+    state.SetIterationTime(seconds);
+    state.counters["msg_per_s"] = kMessages / seconds;
+    state.counters["cpu_us_per_msg"] = (ProcessCpuSeconds() - cpu_start_) * 1e6 / kMessages;
+  }
+
+ private:
+  Clock::time_point start_ = Clock::now();
+  double cpu_start_ = ProcessCpuSeconds();
+};
 
 // Waits (bounded) until `count` reaches `n`; false on timeout.
 bool AwaitCount(const std::atomic<int>& count, int n) {
@@ -69,35 +87,53 @@ bool AwaitCount(const std::atomic<int>& count, int n) {
   return true;
 }
 
+// What fanflow's adapter sets on a first publish (adapters/mqtt/mqtt_envelope.cc).
+::mqtt::message_ptr RawMessage(const std::string& topic, const std::string& body, int i, bool props) {
+  ::mqtt::message_ptr_builder b;
+  b.topic(topic).payload(body).qos(1);
+  if (props) {
+    ::mqtt::properties p;
+    p.add({::mqtt::property::CONTENT_TYPE, mqtt::kContentType});
+    p.add({::mqtt::property::USER_PROPERTY, mqtt::kPropId, "raw-" + std::to_string(i)});
+    p.add({::mqtt::property::USER_PROPERTY, mqtt::kPropPublishedAt,
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count())});
+    b.properties(std::move(p));
+  }
+  return b.finalize();
+}
+
 void BM_MqttPipeline_RawPaho(benchmark::State& state) {
+  const std::string body = CloudEventBody(static_cast<int>(state.range(0)));
+  const bool props = state.range(1) != 0;
   auto url = ParseBusUrl(BrokerUrl());
   const std::string server = "tcp://" + url->host + ":" + std::to_string(url->port ? url->port : 1883);
-  auto create = ::mqtt::create_options_builder().mqtt_version(MQTTVERSION_5).max_buffered_messages(10 * kWindow).finalize();
+  auto create =
+      ::mqtt::create_options_builder().mqtt_version(MQTTVERSION_5).max_buffered_messages(10 * kWindow).finalize();
   auto connect = ::mqtt::connect_options_builder().mqtt_version(MQTTVERSION_5).clean_start(true).finalize();
   for (auto _ : state) {
-    const std::string topic = "fanflow/" + Unique("bench_raw_");
+    const std::string topic = routes::MqttTopic("fanflow." + Unique("bench_raw") + ".v1");
     std::atomic<int> got{0};
-    ::mqtt::async_client consumer(server, Unique("bench-raw-c-"), create);
+    ::mqtt::async_client consumer(server, Unique("bench-raw-c"), create);
     consumer.set_message_callback([&](::mqtt::const_message_ptr) { ++got; });
-    ::mqtt::async_client publisher(server, Unique("bench-raw-p-"), create);
+    ::mqtt::async_client publisher(server, Unique("bench-raw-p"), create);
     consumer.connect(connect)->wait();
     consumer.subscribe("$share/" + Unique("g") + "/" + topic, 1)->wait();
     publisher.connect(connect)->wait();
 
-    auto start = Clock::now();
+    IterationClock clock;
     std::deque<::mqtt::delivery_token_ptr> window;
     for (int i = 0; i < kMessages; ++i) {
       if (window.size() >= kWindow) {
         window.front()->wait();
         window.pop_front();
       }
-      window.push_back(publisher.publish(topic, Body().data(), Body().size(), 1, false));
+      window.push_back(publisher.publish(RawMessage(topic, body, i, props)));
     }
     for (auto& t : window) t->wait();
-    bool ok = AwaitCount(got, kMessages);
-    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    state.SetIterationTime(seconds);
-    state.counters["msg_per_s"] = kMessages / seconds;
+    const bool ok = AwaitCount(got, kMessages);
+    clock.Finish(state);
     if (!ok) state.SkipWithError("raw consumer did not get every message in 120 s");
     publisher.disconnect()->wait();
     consumer.disconnect()->wait();
@@ -105,9 +141,10 @@ void BM_MqttPipeline_RawPaho(benchmark::State& state) {
 }
 
 void BM_MqttPipeline_Fanflow(benchmark::State& state) {
-  const std::string type = "fanflow." + Unique("bench_ff_") + ".v1";
+  const std::string body = CloudEventBody(static_cast<int>(state.range(0)));
+  const std::string type = "fanflow." + Unique("bench_ff") + ".v1";
   std::vector<Message> batch;
-  for (int i = 0; i < kMessages; ++i) batch.push_back(Message{type, std::to_string(i), Body()});
+  for (int i = 0; i < kMessages; ++i) batch.push_back(Message{type, std::to_string(i), body});
   for (auto _ : state) {
     auto bus = OpenBus(BrokerUrl());
     if (!bus.ok()) {
@@ -123,13 +160,28 @@ void BM_MqttPipeline_Fanflow(benchmark::State& state) {
       state.SkipWithError(sub.status().ToString().c_str());
       break;
     }
-    auto start = Clock::now();
+    IterationClock clock;
     Status published = (*bus)->Publish(batch);
-    bool ok = published.ok() && AwaitCount(got, kMessages);
-    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    state.SetIterationTime(seconds);
-    state.counters["msg_per_s"] = kMessages / seconds;
+    const bool ok = published.ok() && AwaitCount(got, kMessages);
+    clock.Finish(state);
     if (!ok) state.SkipWithError(published.ok() ? "not every message arrived in 120 s" : published.ToString().c_str());
+  }
+}
+
+// The whole pipeline on Mosquitto: start_fanout -> process_chunk x N -> sum
+// workers -> chunk_done -> aggregator (SQLite ledger) -> batch_complete.
+void BM_MqttPipeline_EndToEnd(benchmark::State& state) {
+  for (auto _ : state) {
+    auto f = bench::RunPipeline(BrokerUrl(), state.range(0), state.range(1), kEndToEndConcurrency);
+    if (!f.ok()) {
+      state.SkipWithError(f.status().ToString().c_str());
+      return;
+    }
+    state.SetIterationTime(f->seconds);
+    state.counters["chunks_per_s"] = f->chunks_per_second;
+    state.counters["items_per_s"] = f->items_per_second;
+    state.counters["p50_ms"] = f->p50_chunk_latency_ms;
+    state.counters["p99_ms"] = f->p99_chunk_latency_ms;
   }
 }
 
@@ -137,61 +189,43 @@ void Configure(benchmark::internal::Benchmark* b) {
   b->Iterations(1)->Repetitions(5)->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
-BENCHMARK(BM_MqttPipeline_RawPaho)->Apply(Configure);
-BENCHMARK(BM_MqttPipeline_Fanflow)->Apply(Configure);
+BENCHMARK(BM_MqttPipeline_RawPaho)
+    ->ArgNames({"bytes", "props"})
+    ->Args({bench::kChunkDoneBytes, 1})
+    ->Args({bench::kChunkDoneBytes, 0})
+    ->Args({bench::kProcessChunkBytes, 1})
+    ->Apply(Configure);
+BENCHMARK(BM_MqttPipeline_Fanflow)
+    ->ArgNames({"bytes"})
+    ->Arg(bench::kChunkDoneBytes)
+    ->Arg(bench::kProcessChunkBytes)
+    ->Apply(Configure);
+BENCHMARK(BM_MqttPipeline_EndToEnd)->ArgNames({"items", "chunk"})->Args({200000, 100})->Apply(Configure);
 
-// The usual console output, then one table row with both medians and the ratio.
-using bench::Max;
-using bench::Median;
-using bench::Min;
-
-class TableReporter : public benchmark::ConsoleReporter {
- public:
-  TableReporter() : ConsoleReporter(OO_Tabular) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs)
-      if (r.run_type == Run::RT_Iteration && !r.error_occurred)
-        if (auto it = r.counters.find("msg_per_s"); it != r.counters.end())
-          rates_[r.run_name.function_name].push_back(it->second.value);
-  }
-
-  void PrintTable() {
-    auto& raw = rates_["BM_MqttPipeline_RawPaho"];
-    auto& ff = rates_["BM_MqttPipeline_Fanflow"];
-    if (raw.empty() || ff.empty()) return;
-    std::printf("\n| pattern (%d QoS 1 msgs, ~%zu B, window %d) | raw paho msg/s | fanflow msg/s | ratio |\n",
-                kMessages, Body().size(), kWindow);
-    std::printf("|---|---|---|---|\n");
-    std::printf("| publish + shared-subscription consume (medians of %zu / %zu runs) | %.0f (%.0f-%.0f) | "
-                "%.0f (%.0f-%.0f) | %.2f |\n",
-                raw.size(), ff.size(), Median(raw), Min(raw), Max(raw), Median(ff), Min(ff), Max(ff),
-                Median(ff) / Median(raw));
-  }
-
- private:
-  std::map<std::string, std::vector<double>> rates_;
-};
+void PrintTables(const bench::TableReporter& report) {
+  auto rates = [&](const std::string& prefix) { return report.Values(prefix, "msg_per_s"); };
+  auto raw = [&](int bytes, int props) {
+    return rates("BM_MqttPipeline_RawPaho/bytes:" + std::to_string(bytes) + "/props:" + std::to_string(props));
+  };
+  auto fanflow = [&](int bytes) { return rates("BM_MqttPipeline_Fanflow/bytes:" + std::to_string(bytes)); };
+  std::printf("\n| pattern (%d QoS 1 msgs, window %d) | raw paho msg/s | fanflow msg/s | ratio |\n|---|---|---|---|\n",
+              kMessages, kWindow);
+  for (int bytes : {bench::kChunkDoneBytes, bench::kProcessChunkBytes})
+    bench::PrintRatioRow(std::to_string(bytes) + " B, raw with fanflow's properties", raw(bytes, 1),
+                         fanflow(bytes));
+  bench::PrintRatioRow(std::to_string(bench::kChunkDoneBytes) + " B, raw with bare payloads",
+                       raw(bench::kChunkDoneBytes, 0), fanflow(bench::kChunkDoneBytes));
+  bench::PrintEndToEndTable(report, "BM_MqttPipeline_EndToEnd", raw(bench::kProcessChunkBytes, 1),
+                            raw(bench::kChunkDoneBytes, 1), "paho");
+}
 
 }  // namespace
 }  // namespace fanflow
 
 int main(int argc, char** argv) {
-  std::vector<char*> args(argv, argv + argc);
-  std::string interleave = "--benchmark_enable_random_interleaving=true";
-  args.insert(args.begin() + 1, interleave.data());
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
-  if (fanflow::BrokerUrl().empty()) {
-    std::fprintf(stderr,
-                 "mqtt_pipeline_bench: set FANFLOW_BENCH_MQTT_URL or FANFLOW_TEST_MQTT_URL "
-                 "(eval \"$(scripts/mosquitto-start.sh)\")\n");
-    return 1;
-  }
-  fanflow::TableReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.PrintTable();
-  benchmark::Shutdown();
-  return 0;
+  return fanflow::bench::RunBrokerBench(
+      argc, argv, fanflow::BrokerUrl(),
+      "mqtt_pipeline_bench: set FANFLOW_BENCH_MQTT_URL or FANFLOW_TEST_MQTT_URL "
+      "(eval \"$(scripts/mosquitto-start.sh)\")",
+      fanflow::PrintTables);
 }
