@@ -64,6 +64,7 @@ class MqttBus final : public EventBus {
       s.group = g;
       s.type = type;
       s.dropped = view->dropped.value_or(0);
+      s.broker_stored = view->stored.value_or(-1);
       for (const auto& d : view->dead_letters)
         if (d.letter.group == g && d.letter.type == type) ++s.dead_letters;
       {

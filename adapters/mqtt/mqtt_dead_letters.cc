@@ -13,18 +13,24 @@ OutMessage Clear(const std::string& topic) { return {topic, "", {}, true, false}
 Result<BrokerView> ReadBrokerView(const MqttOptions& options, const std::string& group, bool dead_letters) {
   SnapshotRequest req;
   req.spec = {UniqueClientId("admin"), true, 0, 0};
-  req.watch = {RegistryFilter(group), kSysDropped};
+  req.watch = {RegistryFilter(group), kSysDropped, kSysStored};
   if (dead_letters) req.watch.push_back(DeadLetterFilter(group));
   auto snap = TakeSnapshot(options, req);
   if (!snap.ok()) return snap.status();
   if (!snap->complete) return Timeout("mqtt: reading dead letters from " + options.described + " did not finish");
   BrokerView view;
   const std::string registry_prefix = "fanflow/groups/";
+  auto count = [](const Incoming& in) -> std::optional<int64_t> {
+    int64_t n = 0;
+    if (std::from_chars(in.payload.data(), in.payload.data() + in.payload.size(), n).ec != std::errc())
+      return std::nullopt;
+    return n;
+  };
   for (const Incoming& in : snap->messages) {
     if (in.topic == kSysDropped) {
-      int64_t n = 0;
-      if (std::from_chars(in.payload.data(), in.payload.data() + in.payload.size(), n).ec == std::errc())
-        view.dropped = n;
+      view.dropped = count(in);
+    } else if (in.topic == kSysStored) {
+      view.stored = count(in);
     } else if (in.topic.rfind(registry_prefix, 0) == 0) {
       auto slash = in.topic.find('/', registry_prefix.size());
       if (slash == std::string::npos || in.payload.empty()) continue;

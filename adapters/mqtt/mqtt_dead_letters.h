@@ -24,6 +24,7 @@ struct BrokerView {
   std::set<std::pair<std::string, std::string>> registered;  // (group, type)
   std::set<std::pair<std::string, std::string>> parked;      // of those, held by a parked session
   std::optional<int64_t> dropped;  // $SYS/broker/publish/messages/dropped
+  std::optional<int64_t> stored;   // $SYS/broker/store/messages/count
 };
 
 // `group` "" = every group; `dead_letters` false reads the registry only.

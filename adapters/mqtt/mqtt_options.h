@@ -68,6 +68,7 @@ inline constexpr char kPropParked[] = "fanflow-parked";    // registry: "1" whil
 inline constexpr char kContentType[] = "application/cloudevents+json";
 
 inline constexpr char kSysDropped[] = "$SYS/broker/publish/messages/dropped";
+inline constexpr char kSysStored[] = "$SYS/broker/store/messages/count";
 
 int64_t NowMillis();
 

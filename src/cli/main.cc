@@ -122,6 +122,10 @@ void AddMonitorFlags(CLI::App* cmd, MonitorFlags& f) {
                   "alarm when a queue has this many dead letters" + per_queue);
   cmd->add_option("--alarm-stalled", f.alarms.stalled_s,
                   "alarm when an open batch made no progress for this many seconds (needs --state)");
+  cmd->add_option("--alarm-dropped", f.alarms.dropped,
+                  "alarm when the broker has dropped this many publishes since it started, instead "
+                  "of queueing them (Mosquitto's $SYS count; 0: off)")
+      ->capture_default_str();
   cmd->add_option("--retention", f.alarms.retention,
                   "seconds the queue keeps a message (its TTL), for --alarm-oldest-age N%" + per_queue);
   cmd->add_option("--dlq-retention", f.alarms.dlq_retention,

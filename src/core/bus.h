@@ -82,6 +82,9 @@ struct QueueStats {
   // Messages the broker discarded instead of queueing (e.g. a full queue). Where
   // the broker counts drops only globally (Mosquitto's $SYS), this is that count.
   int64_t dropped = 0;
+  // Messages the broker holds in all queues together, where it tells
+  // (Mosquitto's $SYS store count); -1: unknown.
+  int64_t broker_stored = -1;
 };
 
 struct DeadLetter {

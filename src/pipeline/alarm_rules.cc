@@ -103,6 +103,8 @@ Result<AlarmRules> AlarmRules::Parse(const AlarmSpecs& s) {
   if (s.stalled_s < 0 || !std::isfinite(s.stalled_s))
     return InvalidArgument("--alarm-stalled must be seconds >= 0 (0: off)");
   if (s.stalled_s > 0) r.stalled_s = s.stalled_s;
+  if (s.dropped < 0) return InvalidArgument("--alarm-dropped must be a count >= 0 (0: off)");
+  if (s.dropped > 0) r.dropped = s.dropped;
 
   for (const auto& [selector, t] : r.oldest_age.entries())
     if (t.fraction && !r.retention.LookupSelector(selector))

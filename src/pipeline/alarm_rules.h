@@ -50,11 +50,13 @@ struct AlarmSpecs {
   std::vector<std::string> retention;      // seconds the source queue keeps a message
   std::vector<std::string> dlq_retention;  // seconds its dead-letter queue keeps one
   double stalled_s = 0;                    // an open batch with no progress this long (0: off)
+  int64_t dropped = 1;                     // publishes the broker dropped since it started (0: off)
 };
 
 struct AlarmRules {
   PerQueue depth, growth, oldest_age, dead_letters, retention, dlq_retention;
   std::optional<double> stalled_s;
+  std::optional<int64_t> dropped;
 
   // Validates the values, that an oldest-age fraction has a retention to be a
   // fraction of, and that no dead-letter retention is not longer than its

@@ -339,10 +339,16 @@ Result<std::vector<Ledger::Lease>> Ledger::TakeExpiredLeases(int64_t max_age_ms)
   return out;
 }
 
-Result<int64_t> Ledger::OpenLeaseCount() {
-  Statement q(db_, "SELECT count(*) FROM leases");
-  if (auto r = q.Step(); !r.ok()) return r.status();
-  return q.Int(0);
+Result<std::map<std::string, Ledger::Outstanding>> Ledger::OutstandingByBatch() {
+  Statement q(db_, "SELECT batch_id, count(*), min(leased_ms) FROM leases GROUP BY batch_id");
+  std::map<std::string, Outstanding> out;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) break;
+    out[q.Text(0)] = Outstanding{q.Int(1), q.Int(2)};
+  }
+  return out;
 }
 
 }  // namespace fanflow

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -97,7 +98,13 @@ class Ledger {
   // only chunks that were really lost (their worker died or hung) come back.
   // Each is renewed (its clock restarts, its redrive count rises) as returned.
   [[nodiscard]] Result<std::vector<Lease>> TakeExpiredLeases(int64_t max_age_ms);
-  [[nodiscard]] Result<int64_t> OpenLeaseCount();
+  // Per batch: its chunks published and not yet done (waiting for a worker or
+  // being processed), and when the oldest of them was leased (or last redriven).
+  struct Outstanding {
+    int64_t chunks = 0;
+    int64_t oldest_leased_ms = 0;
+  };
+  [[nodiscard]] Result<std::map<std::string, Outstanding>> OutstandingByBatch();
 
  private:
   explicit Ledger(sqlite3* db) : db_(db) {}

@@ -28,10 +28,6 @@ int64_t NowMs() {
       .count();
 }
 
-MetricLabels QueueLabels(const QueueStats& s) {
-  return {{"queue", s.queue}, {"group", s.group}, {"type", s.type}};
-}
-
 }  // namespace
 
 Monitor::Monitor(EventBus& bus, MonitorOptions options, std::shared_ptr<Metrics> metrics)
@@ -133,6 +129,8 @@ Result<std::vector<BatchRow>> Monitor::ReadBatches() {
   if (!ledger_) return out;
   auto open = ledger_->OpenBatches();
   if (!open.ok()) return open.status();
+  auto outstanding = ledger_->OutstandingByBatch();
+  if (!outstanding.ok()) return outstanding.status();
   const int64_t now = NowMs();
   for (const BatchRecord& b : open.value()) {
     BatchRow r;
@@ -143,6 +141,10 @@ Result<std::vector<BatchRow>> Monitor::ReadBatches() {
     r.failed = b.failed;
     r.age_s = static_cast<double>(now - b.created_ms) / 1000;
     r.idle_s = static_cast<double>(now - b.updated_ms) / 1000;
+    if (auto it = outstanding->find(b.batch_id); it != outstanding->end()) {
+      r.outstanding = it->second.chunks;
+      r.oldest_outstanding_s = static_cast<double>(now - it->second.oldest_leased_ms) / 1000;
+    }
     out.push_back(std::move(r));
   }
   return out;
@@ -185,6 +187,22 @@ std::vector<AlarmCheck> Monitor::Checks(const std::vector<QueueRow>& rows,
       }
       check("oldest_age", s, s.oldest_age_seconds.value_or(0), threshold, what, " s");
     }
+  }
+  // Mosquitto counts drops for the whole broker: one alarm for the bus.
+  int64_t dropped = 0;
+  for (const QueueRow& r : rows) dropped = std::max(dropped, r.stats.dropped);
+  if (rules.dropped && !rows.empty()) {
+    AlarmCheck c;
+    c.alarm = "messages_dropped";
+    c.subject = bus_.Describe();
+    c.correlation_id = c.subject;
+    c.value = static_cast<double>(dropped);
+    c.threshold = static_cast<double>(*rules.dropped);
+    c.firing = dropped >= *rules.dropped;
+    c.message = "broker " + c.subject + " dropped " + std::to_string(dropped) +
+                " publish(es) since it started instead of queueing them (threshold " +
+                std::to_string(*rules.dropped) + "): those events are lost";
+    out.push_back(std::move(c));
   }
   if (rules.stalled_s) {
     for (const BatchRow& b : batches) {
@@ -270,125 +288,6 @@ Result<MonitorSnapshot> Monitor::Sample() {
       if (a.check.subject == r.stats.queue) r.alarms.push_back(a.check.alarm);
   Export(snap, true);
   return snap;
-}
-
-void Monitor::Export(const MonitorSnapshot& snap, bool up) {
-  if (!metrics_) return;
-  metrics_->SetGauge("fanflow_monitor_up", "1 if the last sample reached the bus, else 0", {},
-                     up ? 1 : 0);
-  if (!up) return;
-  using Samples = std::vector<std::pair<MetricLabels, double>>;
-  Samples depth, in_flight, consumers, dead, dropped, oldest, in_rate, out_rate, growth;
-  for (const QueueRow& r : snap.queues) {
-    const QueueStats& s = r.stats;
-    const MetricLabels l = QueueLabels(s);
-    depth.push_back({l, static_cast<double>(s.depth)});
-    if (s.in_flight >= 0) in_flight.push_back({l, static_cast<double>(s.in_flight)});
-    consumers.push_back({l, static_cast<double>(s.consumers)});
-    dead.push_back({l, static_cast<double>(s.dead_letters)});
-    dropped.push_back({l, static_cast<double>(s.dropped)});
-    if (s.oldest_age_seconds) oldest.push_back({l, *s.oldest_age_seconds});
-    if (r.in_rate) in_rate.push_back({l, *r.in_rate});
-    if (r.out_rate) out_rate.push_back({l, *r.out_rate});
-    if (r.growth_rate) growth.push_back({l, *r.growth_rate});
-  }
-  metrics_->SetGaugeFamily("fanflow_queue_depth_messages", "Messages waiting in the queue", depth);
-  metrics_->SetGaugeFamily("fanflow_queue_in_flight_messages",
-                           "Messages delivered and not yet acknowledged (where the broker tells)",
-                           in_flight);
-  metrics_->SetGaugeFamily("fanflow_queue_consumers", "Consumers attached to the queue", consumers);
-  metrics_->SetGaugeFamily("fanflow_queue_dead_letters_messages",
-                           "Messages in the queue's dead-letter queue", dead);
-  metrics_->SetGaugeFamily(
-      "fanflow_queue_dropped_messages",
-      "Messages the broker discarded instead of queueing (Mosquitto: broker-wide)", dropped);
-  metrics_->SetGaugeFamily("fanflow_queue_oldest_age_seconds", "Age of the oldest waiting message",
-                           oldest);
-  metrics_->SetGaugeFamily("fanflow_queue_in_rate_messages_per_second",
-                           "Messages arriving per second over the rate window", in_rate);
-  metrics_->SetGaugeFamily(
-      "fanflow_queue_out_rate_messages_per_second",
-      "Messages leaving per second (acknowledged or dead-lettered) over the rate window", out_rate);
-  metrics_->SetGaugeFamily("fanflow_queue_growth_messages_per_second",
-                           "Net growth of the backlog per second over the rate window", growth);
-
-  Samples active;
-  for (const Alarm& a : snap.alarms)
-    active.push_back({{{"alarm", a.check.alarm}, {"subject", a.check.subject}}, 1});
-  metrics_->SetGaugeFamily("fanflow_alarm_active", "1 for each alarm raised and not yet resolved",
-                           active);
-
-  if (!snap.batches_known) return;
-  Samples chunks, progress, age, idle;
-  for (const BatchRow& b : snap.batches) {
-    const MetricLabels l = {{"batch", b.batch_id}};
-    for (auto [state, n] :
-         {std::pair<const char*, int64_t>{"succeeded", b.succeeded}, {"failed", b.failed}})
-      chunks.push_back({{{"batch", b.batch_id}, {"state", state}}, static_cast<double>(n)});
-    if (b.total_chunks) {
-      chunks.push_back(
-          {{{"batch", b.batch_id}, {"state", "total"}}, static_cast<double>(*b.total_chunks)});
-      if (*b.total_chunks > 0)
-        progress.push_back({l, static_cast<double>(b.succeeded + b.failed) /
-                                   static_cast<double>(*b.total_chunks)});
-    }
-    age.push_back({l, b.age_s});
-    idle.push_back({l, b.idle_s});
-  }
-  metrics_->SetGauge("fanflow_open_batches", "Batches not yet complete in the aggregator's ledger",
-                     {}, static_cast<double>(snap.batches.size()));
-  metrics_->SetGaugeFamily("fanflow_batch_chunks",
-                           "Chunks of an open batch by state (total once sealed)", chunks);
-  metrics_->SetGaugeFamily("fanflow_batch_progress_ratio",
-                           "Share of an open batch's chunks done (0..1)", progress);
-  metrics_->SetGaugeFamily("fanflow_batch_age_seconds", "Time since an open batch's first event",
-                           age);
-  metrics_->SetGaugeFamily("fanflow_batch_idle_seconds",
-                           "Time since an open batch last made progress", idle);
-}
-
-nlohmann::json MonitorSnapshot::ToJson() const {
-  auto opt = [](const std::optional<double>& v) {
-    return v ? nlohmann::json(*v) : nlohmann::json();
-  };
-  nlohmann::json queues = nlohmann::json::array(), batch_list = nlohmann::json::array(),
-                 alarm_list = nlohmann::json::array();
-  for (const QueueRow& r : this->queues) {
-    const QueueStats& s = r.stats;
-    queues.push_back(
-        {{"queue", s.queue},
-         {"group", s.group},
-         {"type", s.type},
-         {"depth", s.depth},
-         {"in_flight", s.in_flight >= 0 ? nlohmann::json(s.in_flight) : nlohmann::json()},
-         {"consumers", s.consumers},
-         {"in_rate", opt(r.in_rate)},
-         {"out_rate", opt(r.out_rate)},
-         {"growth_rate", opt(r.growth_rate)},
-         {"oldest_age_seconds", opt(s.oldest_age_seconds)},
-         {"dead_letters", s.dead_letters},
-         {"dropped", s.dropped},
-         {"alarms", r.alarms}});
-  }
-  for (const BatchRow& b : batches)
-    batch_list.push_back(
-        {{"batch_id", b.batch_id},
-         {"correlation_id", b.correlation_id},
-         {"total_chunks", b.total_chunks ? nlohmann::json(*b.total_chunks) : nlohmann::json()},
-         {"succeeded", b.succeeded},
-         {"failed", b.failed},
-         {"age_seconds", b.age_s},
-         {"idle_seconds", b.idle_s}});
-  for (const Alarm& a : alarms)
-    alarm_list.push_back({{"alarm", a.check.alarm},
-                          {"subject", a.check.subject},
-                          {"message", a.check.message},
-                          {"value", a.check.value},
-                          {"threshold", a.check.threshold},
-                          {"raised_at", a.raised_at}});
-  nlohmann::json j = {{"time", time}, {"bus", bus}, {"queues", queues}, {"alarms", alarm_list}};
-  j["batches"] = batches_known ? batch_list : nlohmann::json();
-  return j;
 }
 
 }  // namespace fanflow

@@ -57,6 +57,10 @@ struct BatchRow {
   int64_t failed = 0;
   double age_s = 0;   // since its first event
   double idle_s = 0;  // since its last progress
+  // Published and not yet done (waiting or being processed), as the ledger's
+  // leases tell: kept only where the aggregator leases chunks (--lease, MQTT).
+  int64_t outstanding = 0;
+  std::optional<double> oldest_outstanding_s;  // since leased or last redriven
 };
 
 struct MonitorSnapshot {

@@ -178,5 +178,43 @@ TEST_F(MqttPipeline, MosquittoClientsCanStartABatchAndSeePoisonDeadLettered) {
   EXPECT_NE(seen.out.find("|this is not json {"), std::string::npos) << seen.out;
 }
 
+// A broker that drops publishes (here: a queue limit left at a low value) is
+// loud: `fanflow monitor` raises messages_dropped and shows the store count.
+TEST(MqttMonitor, ABrokerThatDropsPublishesRaisesTheDroppedAlarm) {
+  if (mqtt::test::UrlOrEmpty("FANFLOW_TEST_MQTT_URL").empty()) {
+    if (mqtt::test::InCi()) FAIL() << "FANFLOW_TEST_MQTT_URL is unset under CI=true";
+    GTEST_SKIP() << "FANFLOW_TEST_MQTT_URL is unset: run scripts/mosquitto-start.sh";
+  }
+  ScratchBroker broker("max_queued_messages 10");
+  ASSERT_TRUE(broker.Start());
+  auto bus = OpenBus(broker.url());
+  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+  const std::string type = "fanflow.dropme.v1";
+  ASSERT_TRUE((*bus)->DeclareGroup("offline", {type}).ok());  // a session nobody reads
+  std::vector<Message> burst;
+  for (int i = 0; i < 50; ++i) burst.push_back(Message{type, "m" + std::to_string(i), "{}"});
+  ASSERT_TRUE((*bus)->Publish(burst).ok());
+
+  nlohmann::json snap;
+  bool alarmed = false;
+  // $SYS is refreshed every second; a few snapshots at most.
+  for (int i = 0; i < 10 && !alarmed; ++i) {
+    auto r = RunProcess({FanflowBinary(), "monitor", "--bus", broker.url(), "--once", "--json", "--interval",
+                         "0.5", "--group", "offline"},
+                        30s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    snap = LastJsonLine(r.out);
+    for (const auto& a : snap["alarms"]) alarmed = alarmed || a["alarm"] == "messages_dropped";
+  }
+  ASSERT_TRUE(alarmed) << snap.dump();
+  ASSERT_FALSE(snap["queues"].empty()) << snap.dump();
+  EXPECT_GE(snap["queues"][0]["dropped"].get<int64_t>(), 40) << snap.dump();
+  EXPECT_GE(snap["queues"][0]["broker_stored"].get<int64_t>(), 10) << snap.dump();
+  bool named = false;
+  for (const auto& a : snap["alarms"])
+    named = named || a["message"].get<std::string>().find("those events are lost") != std::string::npos;
+  EXPECT_TRUE(named) << snap.dump();
+}
+
 }  // namespace
 }  // namespace fanflow

@@ -73,6 +73,17 @@ TEST(AlarmRulesTest, AnOldestAgeFractionNeedsARetentionToBeAFractionOf) {
   EXPECT_FALSE(AlarmRules::Parse(s).ok());
 }
 
+TEST(AlarmRulesTest, TheDroppedAlarmIsOnByDefaultAndOffAtZero) {
+  AlarmSpecs s;
+  EXPECT_EQ(AlarmRules::Parse(s).value().dropped, 1);
+  s.dropped = 0;
+  EXPECT_FALSE(AlarmRules::Parse(s).value().dropped.has_value());
+  s.dropped = -1;
+  auto r = AlarmRules::Parse(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--alarm-dropped"), std::string::npos) << r.status().message();
+}
+
 AlarmCheck Check(const std::string& subject, bool firing, double value) {
   return AlarmCheck{
       "queue_depth", subject, "c", firing, value, 10, "depth " + std::to_string(value)};

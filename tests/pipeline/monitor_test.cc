@@ -168,5 +168,31 @@ TEST(MonitorBatchTest, RaisesAStalledBatchAlarmAndResolvesItWhenTheBatchMovesAga
       << "a missing ledger is an error, not an empty one";
 }
 
+// What a broker that acks on receipt cannot tell (MQTT): the chunks published
+// and not yet done, from the aggregator's leases.
+TEST(MonitorBatchTest, ShowsTheChunksOutstandingInTheLedgerAndTheAgeOfTheOldest) {
+  const std::string path = fanflow::testing::TempDir("outstanding") + "/ledger.db";
+  auto ledger = Ledger::Open(path, Durability::kNormal).value();
+  ASSERT_TRUE(ledger->Seal("b-out", "corr-out", 3, 30, "").ok());
+  for (int64_t i = 0; i < 3; ++i) ASSERT_TRUE(ledger->LeaseChunk("b-out", i, "{}").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(ledger->RecordChunk(ChunkOutcome{"b-out", "corr-out", 0, true, 10, 1, 5, ""}).ok());
+
+  auto bus = OpenBus("inproc://" + Unique("outstanding")).value();
+  MonitorOptions o;
+  o.state_path = path;
+  auto metrics = std::make_shared<Metrics>();
+  auto monitor = Monitor::Start(*bus, o, metrics).value();
+  auto snap = monitor->Sample();
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  ASSERT_EQ(snap->batches.size(), 1u);
+  EXPECT_EQ(snap->batches[0].outstanding, 2);
+  ASSERT_TRUE(snap->batches[0].oldest_outstanding_s.has_value());
+  EXPECT_GE(*snap->batches[0].oldest_outstanding_s, 0.3);
+  EXPECT_EQ(snap->ToJson()["batches"][0]["outstanding"], 2);
+  EXPECT_NE(metrics->Render().find("fanflow_batch_outstanding_chunks{batch=\"b-out\"} 2"), std::string::npos)
+      << metrics->Render();
+}
+
 }  // namespace
 }  // namespace fanflow
