@@ -16,6 +16,8 @@ struct sqlite3;
 
 namespace fanflow {
 
+class StatementCache;  // ledger.cc
+
 struct ChunkOutcome {
   std::string batch_id;
   std::string correlation_id;
@@ -100,12 +102,13 @@ class Ledger {
   [[nodiscard]] Result<int64_t> OpenLeaseCount();
 
  private:
-  explicit Ledger(sqlite3* db) : db_(db) {}
+  explicit Ledger(sqlite3* db);
   Status Exec(const char* sql);
   // Rows matching `where`, which may use ?1 bound to *arg.
   Result<std::vector<BatchRecord>> Batches(const char* where, const std::string* arg);
 
   sqlite3* db_;  // owned
+  std::unique_ptr<StatementCache> statements_;  // compiled SQL of db_
 };
 
 }  // namespace fanflow
