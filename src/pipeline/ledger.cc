@@ -100,16 +100,21 @@ class Statement {
   }
 
  private:
-  Status Error() const { return Internal(std::string("ledger: ") + sqlite3_errmsg(db_)); }
+  // Unavailable when the database is locked by another connection.
+  Status Error() const {
+    std::string what = std::string("ledger: ") + sqlite3_errmsg(db_);
+    return (sqlite3_errcode(db_) & 0xff) == SQLITE_BUSY ? Unavailable(what) : Internal(what);
+  }
   sqlite3* db_;
   sqlite3_stmt* stmt_;  // null: it did not compile
 };
 
-// BEGIN IMMEDIATE ... COMMIT, rolled back if not committed.
+// BEGIN [IMMEDIATE] ... COMMIT, rolled back if not committed.
 class Transaction {
  public:
-  explicit Transaction(StatementCache& cache) : cache_(cache) {
-    ok_ = Statement(cache_, "BEGIN IMMEDIATE").Run().ok();
+  explicit Transaction(StatementCache& cache, const char* begin = "BEGIN IMMEDIATE")
+      : cache_(cache) {
+    ok_ = Statement(cache_, begin).Run().ok();
   }
   ~Transaction() {
     if (ok_ && !done_) (void)Statement(cache_, "ROLLBACK").Run();
@@ -228,19 +233,22 @@ bool AlreadyCounted(const std::optional<bool>& prior, const ChunkOutcome& c) {
 }  // namespace
 
 Result<bool> Ledger::RecordChunk(const ChunkOutcome& c) {
-  // A duplicate is answered without the write lock: a recorded chunk is never
-  // deleted nor turned back into a failure, so the answer cannot go stale.
-  auto seen = PriorOutcome(*statements_, c);
-  if (!seen.ok()) return seen.status();
-  if (AlreadyCounted(seen.value(), c)) return false;
+  // Deferred first: a duplicate is answered on a read snapshot, without the
+  // write lock, which only the first write takes. That upgrade fails at once
+  // (SQLITE_BUSY, no busy wait) if another writer got in since the snapshot:
+  // then again with the write lock taken up front.
+  auto counted = RecordChunkIn("BEGIN DEFERRED", c);
+  if (counted.ok() || counted.status().code() != StatusCode::kUnavailable) return counted;
+  return RecordChunkIn("BEGIN IMMEDIATE", c);
+}
 
-  Transaction tx(*statements_);
-  if (Status s = EnsureBatch(*statements_, c.batch_id, c.correlation_id); !s.ok()) return s;
-  // Again under the lock: another ledger user may have recorded it meanwhile.
+Result<bool> Ledger::RecordChunkIn(const char* begin, const ChunkOutcome& c) {
+  Transaction tx(*statements_, begin);
   auto prior = PriorOutcome(*statements_, c);
   if (!prior.ok()) return prior.status();
   if (AlreadyCounted(prior.value(), c)) return false;
   const bool upgrade = prior->has_value();
+  if (Status s = EnsureBatch(*statements_, c.batch_id, c.correlation_id); !s.ok()) return s;
 
   Statement write(*statements_,
                   "INSERT OR REPLACE INTO chunks(batch_id, chunk_index, succeeded, items, attempts, "

@@ -104,6 +104,8 @@ class Ledger {
  private:
   explicit Ledger(sqlite3* db);
   Status Exec(const char* sql);
+  // RecordChunk in one transaction opened with `begin`.
+  Result<bool> RecordChunkIn(const char* begin, const ChunkOutcome& c);
   // Rows matching `where`, which may use ?1 bound to *arg.
   Result<std::vector<BatchRecord>> Batches(const char* where, const std::string* arg);
 
