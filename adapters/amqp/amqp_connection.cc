@@ -51,6 +51,7 @@ Waker::~Waker() {
 }
 
 void Waker::Ring() {
+  if (rung_.exchange(true, std::memory_order_acq_rel)) return;  // the owner will look anyway
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof one);  // EAGAIN: already ringing
 }
@@ -58,6 +59,9 @@ void Waker::Ring() {
 void Waker::Drain() {
   uint64_t v;
   [[maybe_unused]] ssize_t n = read(fd_, &v, sizeof v);
+  // Cleared after the read, so a ring that skipped its write is one whose work
+  // the owner takes after this Drain. The exchange orders that work before it.
+  rung_.exchange(false, std::memory_order_acq_rel);
 }
 
 Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config,

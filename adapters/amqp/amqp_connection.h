@@ -4,6 +4,7 @@
 
 #include <amqp.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -14,6 +15,9 @@
 namespace fanflow::amqp {
 
 // An eventfd another thread rings to wake an owner blocked in WaitReadable.
+// Ring is thread-safe and makes a syscall only when the owner has not been
+// rung since its last Drain: the owner must look at its work after each
+// Drain (every owner loop does: drain in WaitReadable, then take the work).
 class Waker {
  public:
   Waker();
@@ -26,6 +30,7 @@ class Waker {
 
  private:
   int fd_;
+  std::atomic<bool> rung_{false};  // a write is pending that Drain has not consumed
 };
 
 // One logged-in connection. Not thread-safe: it belongs to one thread at a

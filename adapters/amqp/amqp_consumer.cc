@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <limits>
+#include <optional>
 
 #include "adapters/amqp/amqp_message.h"
 #include "adapters/amqp/amqp_topology.h"
@@ -131,6 +133,7 @@ void AmqpSubscription::RunIo() {
       spdlog::warn("amqp {}: lost the connection to {}: {}; reconnecting", name_,
                    config_.redacted_url, s.message());
       conn_.reset();
+      unsettled_.clear();  // the broker requeued them; tags restart on the next link
       std::lock_guard<std::mutex> lock(mu_);
       ++generation_;
       work_.clear();  // the broker requeued these
@@ -147,35 +150,75 @@ Status AmqpSubscription::Flush() {
     out.swap(outbox_);
     generation = generation_;
   }
+  // Requeues go first, one by one, so that no ack with `multiple` below takes them.
+  std::vector<uint64_t> acks;
   for (const Settlement& s : out) {
     if (s.generation != generation) continue;  // its delivery was requeued with the old link
-    int rc = s.ack ? amqp_basic_ack(conn_->get(), kChannel, s.tag, 0)
-                   : amqp_basic_nack(conn_->get(), kChannel, s.tag, 0, /*requeue=*/1);
-    if (rc != AMQP_STATUS_OK) return conn_->CheckCode(rc, "amqp ack");
+    if (s.ack) {
+      acks.push_back(s.tag);
+      continue;
+    }
+    if (int rc = amqp_basic_nack(conn_->get(), kChannel, s.tag, 0, /*requeue=*/1);
+        rc != AMQP_STATUS_OK)
+      return conn_->CheckCode(rc, "amqp nack");
+    unsettled_.erase(s.tag);
+  }
+  for (uint64_t tag : acks) unsettled_.erase(tag);
+  // Every tag below the oldest delivery still unsettled is settled, so one ack
+  // with `multiple` at the highest of them acks them all (one frame, not one
+  // each); the acks above it go one by one.
+  const uint64_t oldest =
+      unsettled_.empty() ? std::numeric_limits<uint64_t>::max() : *unsettled_.begin();
+  uint64_t covered = 0;
+  for (uint64_t tag : acks)
+    if (tag < oldest) covered = std::max(covered, tag);
+  if (covered > 0)
+    if (int rc = amqp_basic_ack(conn_->get(), kChannel, covered, /*multiple=*/1); rc != AMQP_STATUS_OK)
+      return conn_->CheckCode(rc, "amqp ack");
+  for (uint64_t tag : acks) {
+    if (tag < oldest) continue;
+    if (int rc = amqp_basic_ack(conn_->get(), kChannel, tag, 0); rc != AMQP_STATUS_OK)
+      return conn_->CheckCode(rc, "amqp ack");
   }
   return Status::Ok();
 }
 
 Status AmqpSubscription::Pump() {
+  std::vector<Work> burst;
+  Status s = ReadDeliveries(burst);
+  if (!burst.empty()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (Work& w : burst) {
+        w.generation = generation_;
+        work_.push_back(std::move(w));
+      }
+    }
+    // After unlocking: a woken handler does not block on mu_ at once.
+    for (size_t i = 0; i < burst.size(); ++i) work_ready_.notify_one();
+  }
+  return s;
+}
+
+Status AmqpSubscription::ReadDeliveries(std::vector<Work>& burst) {
   for (int i = 0; i < kPumpBurst; ++i) {
     amqp_maybe_release_buffers(conn_->get());
     amqp_envelope_t env;
     timeval now{0, 0};
     amqp_rpc_reply_t r = amqp_consume_message(conn_->get(), &env, &now, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
+      // Even a delivery we do not hand out stays unsettled: no multiple ack takes it.
+      unsettled_.insert(env.delivery_tag);
       auto it = consumer_tags_.find(ToString(env.consumer_tag));
       if (it != consumer_tags_.end()) {
         Incoming in = ReadIncoming(env.message.properties);
-        Work w{0, env.delivery_tag, it->second,
-               Delivery{Message{options_.event_types[it->second], in.message_id,
-                                ToString(env.message.body)},
-                        options_.group, in.attempt,
-                        // A retry copy is a new message, but the event was delivered before.
-                        env.redelivered != 0 || in.attempt > 1}};
-        std::lock_guard<std::mutex> lock(mu_);
-        w.generation = generation_;
-        work_.push_back(std::move(w));
-        work_ready_.notify_one();
+        burst.push_back(Work{0, env.delivery_tag, it->second,
+                             Delivery{Message{options_.event_types[it->second], in.message_id,
+                                              ToString(env.message.body)},
+                                      options_.group, in.attempt,
+                                      // A retry copy is a new message, but the event was
+                                      // delivered before.
+                                      env.redelivered != 0 || in.attempt > 1}});
       }
       amqp_destroy_envelope(&env);
       continue;
@@ -199,19 +242,25 @@ Status AmqpSubscription::Pump() {
 }
 
 void AmqpSubscription::RunHandler() {
+  std::optional<Work> next;
   while (true) {
-    Work w;
-    {
+    if (!next) {
       std::unique_lock<std::mutex> lock(mu_);
       work_ready_.wait(lock, [&] { return stopping_ || !work_.empty(); });
       if (stopping_) return;  // what is still queued goes back to the broker
-      w = std::move(work_.front());
+      next = std::move(work_.front());
       work_.pop_front();
     }
-    Settlement s = Handle(w);
+    Settlement s = Handle(*next);
+    next.reset();
     {
+      // One lock to hand the settlement back and take the next delivery.
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(s);
+      if (!stopping_ && !work_.empty()) {
+        next = std::move(work_.front());
+        work_.pop_front();
+      }
     }
     waker_.Ring();
   }

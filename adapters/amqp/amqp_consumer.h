@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,7 +21,8 @@ namespace fanflow::amqp {
 // Consumes the group's queues (one per event type) with manual acks.
 //
 // Threads: one I/O thread owns the connection: it reads deliveries, sends the
-// acks handed back to it, and services heartbeats. `concurrency` handler
+// acks handed back to it (one frame with `multiple` for those below the oldest
+// unsettled delivery), and services heartbeats. `concurrency` handler
 // threads run the handler, so at most that many run at once; basic.qos caps
 // the unacked deliveries of each queue's consumer at config.prefetch (default:
 // the concurrency). A delivery is acked only after its handler
@@ -59,6 +61,7 @@ class AmqpSubscription final : public Subscription {
                    const SubscribeOptions& options, Handler handler);
   Status Connect();  // I/O thread (or Start): connection, queues, qos, consumers
   Status Pump();     // I/O thread: deliveries and other frames that arrived
+  Status ReadDeliveries(std::vector<Work>& burst);  // I/O thread: Pump's reading
   Status Flush();    // I/O thread: acks / nacks the handlers settled
   void RunIo();
   void RunHandler();
@@ -85,6 +88,7 @@ class AmqpSubscription final : public Subscription {
   // I/O thread only.
   std::unique_ptr<Connection> conn_;
   std::map<std::string, size_t> consumer_tags_;  // tag -> queue index
+  std::set<uint64_t> unsettled_;  // delivery tags of this link not acked / nacked yet
 
   std::vector<std::thread> handlers_;
   std::thread io_;

@@ -40,7 +40,7 @@ Status Publisher::Publish(std::vector<Outgoing> messages) {
   for (auto& m : messages) queue_.push_back(Item{batch, std::move(m)});
   work_.notify_one();
   waker_.Ring();
-  if (!settled_.wait_until(lock, deadline, [&] { return batch->remaining == 0; })) {
+  if (!batch->done.wait_until(lock, deadline, [&] { return batch->remaining == 0; })) {
     batch->abandoned = true;
     return Timeout("amqp publish to " + config_.redacted_url + ": " +
                    std::to_string(batch->remaining) + " of " + std::to_string(messages.size()) +
@@ -142,15 +142,21 @@ Status Publisher::ReadConfirms() {
     int rc = amqp_simple_wait_frame_noblock(conn_->get(), &frame, &now);
     if (rc == AMQP_STATUS_TIMEOUT) break;
     if (rc != AMQP_STATUS_OK) return conn_->CheckCode(rc, "amqp read confirms");
-    if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
-      auto* m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
-      std::lock_guard<std::mutex> lock(mu_);
-      Settle(m->delivery_tag, m->multiple, true);
-    } else if (frame.frame_type == AMQP_FRAME_METHOD &&
-               frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
-      auto* m = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
-      std::lock_guard<std::mutex> lock(mu_);
-      Settle(m->delivery_tag, m->multiple, false);
+    const bool ack = frame.frame_type == AMQP_FRAME_METHOD &&
+                     frame.payload.method.id == AMQP_BASIC_ACK_METHOD;
+    const bool nack = frame.frame_type == AMQP_FRAME_METHOD &&
+                      frame.payload.method.id == AMQP_BASIC_NACK_METHOD;
+    if (ack || nack) {
+      auto* a = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+      auto* n = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
+      std::vector<std::shared_ptr<Batch>> finished;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        Settle(ack ? a->delivery_tag : n->delivery_tag, ack ? a->multiple : n->multiple, ack,
+               finished);
+      }
+      // After unlocking: the woken caller does not block on mu_ at once.
+      for (const auto& b : finished) b->done.notify_one();
     } else {
       s = conn_->HandleFrame(frame);
     }
@@ -160,7 +166,8 @@ Status Publisher::ReadConfirms() {
   return s;
 }
 
-void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
+void Publisher::Settle(uint64_t tag, bool multiple, bool ack,
+                       std::vector<std::shared_ptr<Batch>>& finished) {
   auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
   auto last = multiple ? unconfirmed_.upper_bound(tag)
                        : (first == unconfirmed_.end() ? first : std::next(first));
@@ -173,10 +180,10 @@ void Publisher::Settle(uint64_t tag, bool multiple, bool ack) {
                    ") sent to exchange '" + o.exchange + "' with key '" + o.routing_key +
                    "': a queue is full (overflow=reject-publish) or could not store it");
     }
-    --b.remaining;
+    // Only callers whose batch is complete are woken (not every waiting caller).
+    if (--b.remaining == 0) finished.push_back(it->second.batch);
   }
   unconfirmed_.erase(first, last);
-  settled_.notify_all();
 }
 
 void Publisher::Disconnect(const Status& why) {

@@ -35,10 +35,12 @@ class Publisher {
   [[nodiscard]] Status Publish(std::vector<Outgoing> messages);
 
  private:
+  // One Publish() call. Guarded by mu_.
   struct Batch {
     size_t remaining = 0;
     Status status;
-    bool abandoned = false;  // the caller gave up: don't (re)send what is left
+    bool abandoned = false;         // the caller gave up: don't (re)send what is left
+    std::condition_variable done;   // remaining reached 0: wakes only this caller
   };
   struct Item {
     std::shared_ptr<Batch> batch;
@@ -49,14 +51,14 @@ class Publisher {
   bool Connect();         // I/O thread; false while the broker is unreachable
   Status SendSome();      // I/O thread: fills the confirm window
   Status ReadConfirms();  // I/O thread: applies acks / nacks that arrived
-  void Settle(uint64_t tag, bool multiple, bool ack);  // requires mu_
+  // Requires mu_. Adds the batches it completed to `finished`, to be woken.
+  void Settle(uint64_t tag, bool multiple, bool ack, std::vector<std::shared_ptr<Batch>>& finished);
   void Disconnect(const Status& why);                  // I/O thread: requeues the unconfirmed
 
   const AmqpConfig config_;
   Waker waker_;
 
   std::mutex mu_;
-  std::condition_variable settled_;  // a batch finished
   std::condition_variable work_;     // the I/O thread, while unconnected, has work
   // Guarded by mu_.
   bool stopping_ = false;

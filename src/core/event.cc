@@ -159,12 +159,18 @@ std::string EncodeEvent(const Event& e) {
             {"type", e.type},
             {"subject", e.subject},
             {"datacontenttype", "application/json"},
-            {"correlationid", e.correlation_id},
-            {"data", e.data}};
+            {"correlationid", e.correlation_id}};
   // `time` is optional, but when present CloudEvents requires RFC 3339: an event
   // decoded without one must not come back out with "time": "".
   if (!e.time.empty()) j["time"] = e.time;
-  return j.dump();
+  // `data` is written after the envelope rather than copied into it: for a
+  // chunk, copying its items was most of the cost of encoding.
+  std::string out = j.dump();
+  out.back() = ',';
+  out += "\"data\":";
+  out += e.data.dump();
+  out += '}';
+  return out;
 }
 
 Status ValidateEventData(const std::string& type, const json& data) {

@@ -17,6 +17,8 @@ struct sqlite3;
 
 namespace fanflow {
 
+class StatementCache;  // ledger.cc
+
 struct ChunkOutcome {
   std::string batch_id;
   std::string correlation_id;
@@ -107,12 +109,15 @@ class Ledger {
   [[nodiscard]] Result<std::map<std::string, Outstanding>> OutstandingByBatch();
 
  private:
-  explicit Ledger(sqlite3* db) : db_(db) {}
+  explicit Ledger(sqlite3* db);
   Status Exec(const char* sql);
+  // RecordChunk in one transaction opened with `begin`.
+  Result<bool> RecordChunkIn(const char* begin, const ChunkOutcome& c);
   // Rows matching `where`, which may use ?1 bound to *arg.
   Result<std::vector<BatchRecord>> Batches(const char* where, const std::string* arg);
 
   sqlite3* db_;  // owned
+  std::unique_ptr<StatementCache> statements_;  // compiled SQL of db_
 };
 
 }  // namespace fanflow

@@ -9,12 +9,13 @@ namespace {
 
 Message ToMessage(const Event& e) { return Message{e.type, e.id, EncodeEvent(e)}; }
 
-nlohmann::json ChunkData(const Chunk& c) {
+// Takes the chunk's items (a page's chunks are published once).
+nlohmann::json ChunkData(Chunk&& c) {
   nlohmann::json d = {{"chunk_index", c.index}, {"first_item", c.first_item}, {"item_count", c.item_count}};
   if (c.ref)
     d["ref"] = {{"path", c.ref->path}, {"offset", c.ref->offset}, {"length", c.ref->length}};
   else
-    d["items"] = c.items;
+    d["items"] = std::move(c.items);
   return d;
 }
 
@@ -54,10 +55,10 @@ Status Ventilator::FanOutStep(EventBus& bus, const Event& start, Source& source)
     if (!page.ok()) return page.status();
     std::vector<Message> out;
     out.reserve(page->chunks.size() + 1);
-    for (const Chunk& c : page->chunks)
+    for (Chunk& c : page->chunks)
       out.push_back(ToMessage(MakeEvent(kProcessChunk,
                                         start.subject + "/chunk/" + std::to_string(c.index),
-                                        start.subject, start.correlation_id, ChunkData(c))));
+                                        start.subject, start.correlation_id, ChunkData(std::move(c)))));
     cursor = page->next;
     const bool continue_here = !page->last && !source.resumable();
     if (page->last) {

@@ -1,7 +1,9 @@
 #include "pipeline/ledger.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -115,6 +117,30 @@ TEST_F(LedgerTest, RedrivesOnlyLeasesOfStalledBatchesAndForgetsDoneChunks) {
   EXPECT_EQ(expired->front().event_json, "chunk0");
   EXPECT_EQ(expired->front().redrives, 1);
   EXPECT_TRUE(ledger->TakeExpiredLeases(50).value().empty()) << "renewed when taken";
+}
+
+// Another process (a second aggregator on the same file) holds the write lock:
+// the chunk is recorded once it lets go, not refused as "database is locked".
+TEST_F(LedgerTest, RecordsAChunkOnceAnotherWriterLetsGoOfTheFile) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger);
+  ASSERT_TRUE(ledger->RecordChunk(Done(0, 5)).ok());
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::thread release([other] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr);
+  });
+  auto counted = ledger->RecordChunk(Done(1, 7));
+  release.join();
+  sqlite3_close(other);
+  ASSERT_TRUE(counted.ok()) << counted.status().ToString();
+  EXPECT_TRUE(counted.value());
+  auto b = ledger->Get("b1");
+  ASSERT_TRUE(b.ok() && b.value());
+  EXPECT_EQ(b.value()->succeeded, 2);
+  EXPECT_EQ(b.value()->result, 12);
 }
 
 TEST_F(LedgerTest, RefusesAFileThatIsNotALedger) {
