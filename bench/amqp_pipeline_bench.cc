@@ -15,18 +15,14 @@
 #include <amqp_tcp_socket.h>
 #include <benchmark/benchmark.h>
 
-#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 
-#include "bench/pipeline_run.h"
-#include "bench/medians.h"
+#include "bench/broker_bench.h"
 #include "core/bus.h"
 #include "core/bus_url.h"
 #include "core/routes.h"
@@ -45,27 +41,10 @@ std::string BrokerUrl() {
   return url ? url : "";
 }
 
-// Message sizes of the pipeline: a chunk_done, and a process_chunk of 100
-// range items (what the end-to-end run moves, one of each per chunk).
-constexpr int kChunkDoneBytes = 330;
-constexpr int kProcessChunkBytes = 2600;
-
-// A CloudEvent of about `bytes` bytes (at least a chunk_done's ~330).
-std::string Body(int bytes) {
-  std::string body =
-      R"({"specversion":"1.0","id":"b-bench/chunk/000042/done","source":"fanflow","type":)"
-      R"("fanflow.chunk_done.v1","time":"2026-11-22T21:45:00.123Z","subject":"b-bench",)"
-      R"("datacontenttype":"application/json","correlationid":"b-bench","data":{"index":42,)"
-      R"("status":"succeeded","items":100,"attempts":1,"result":50123,"worker":"bench-host-1234"}})";
-  const int pad = bytes - static_cast<int>(body.size()) - 10;  // 10: the ,"pad":"" around it
-  if (pad > 0) body.insert(body.size() - 2, ",\"pad\":\"" + std::string(pad, 'x') + "\"");
-  return body;
-}
-
-std::string Unique(const std::string& stem) {
-  static std::mt19937_64 rng(std::random_device{}());
-  return stem + "_" + std::to_string(rng() % 1000000000);
-}
+using bench::CloudEventBody;
+using bench::kChunkDoneBytes;
+using bench::kProcessChunkBytes;
+using bench::Unique;
 
 // A raw rabbitmq-c connection with channel 1 open, or error() says why not.
 class RawConnection {
@@ -186,7 +165,7 @@ std::string RawPublish(const BusUrl& url, const std::string& type, int window, c
 
 void BM_AmqpPipeline_RawClient(benchmark::State& state) {
   const int window = static_cast<int>(state.range(0)), prefetch = static_cast<int>(state.range(1));
-  const std::string body = Body(static_cast<int>(state.range(2)));
+  const std::string body = CloudEventBody(static_cast<int>(state.range(2)));
   auto url = ParseBusUrl(BrokerUrl());
   for (auto _ : state) {
     std::string group, type;
@@ -212,7 +191,7 @@ void BM_AmqpPipeline_RawClient(benchmark::State& state) {
 
 void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
   const int window = static_cast<int>(state.range(0)), prefetch = static_cast<int>(state.range(1));
-  const std::string body = Body(static_cast<int>(state.range(2)));
+  const std::string body = CloudEventBody(static_cast<int>(state.range(2)));
   auto url = ParseBusUrl(BrokerUrl());
   const std::string base = BrokerUrl(), sep = base.find('?') == std::string::npos ? "?" : "&";
   auto bus = OpenBus(base + sep + "confirm_window=" + std::to_string(window) +
@@ -269,19 +248,7 @@ void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
 // ventilator to its chunk_done entering the aggregator's handler (so it
 // includes the wait in the workers' queue behind the chunks fanned out first).
 void BM_AmqpPipeline_EndToEnd(benchmark::State& state) {
-  const int64_t items = state.range(0), chunk_size = state.range(1);
-  for (auto _ : state) {
-    auto f = bench::RunPipeline(BrokerUrl(), items, chunk_size, kEndToEndConcurrency);
-    if (!f.ok()) {
-      state.SkipWithError(f.status().ToString().c_str());
-      return;
-    }
-    state.SetIterationTime(f->seconds);
-    state.counters["chunks_per_s"] = f->chunks_per_second;
-    state.counters["items_per_s"] = f->items_per_second;
-    state.counters["p50_ms"] = f->p50_chunk_latency_ms;
-    state.counters["p99_ms"] = f->p99_chunk_latency_ms;
-  }
+  bench::MeasureEndToEnd(state, BrokerUrl(), kEndToEndConcurrency);
 }
 BENCHMARK(BM_AmqpPipeline_EndToEnd)
     ->ArgNames({"items", "chunk"})
@@ -304,96 +271,28 @@ void Configure(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_AmqpPipeline_RawClient)->Apply(Configure);
 BENCHMARK(BM_AmqpPipeline_Fanflow)->Apply(Configure);
 
-using bench::Max;
-using bench::Median;
-using bench::Min;
-
-// Collects every repetition's messages/s by benchmark name, for the table.
-class TableReporter : public benchmark::ConsoleReporter {
- public:
-  TableReporter() : ConsoleReporter(OO_Tabular) {}  // no colour codes in logs
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& r : runs) {
-      if (r.error_occurred || !r.aggregate_name.empty()) continue;
-      auto it = r.counters.find("items_per_second");
-      if (it != r.counters.end()) rates_[r.run_name.str()].push_back(it->second.value);
-      for (const char* k : {"chunks_per_s", "items_per_s", "p50_ms", "p99_ms"})
-        if (auto c = r.counters.find(k); c != r.counters.end()) end_to_end_[k].push_back(c->second.value);
-    }
-  }
-
-  // One row per configuration: raw and fanflow medians and their ratio.
-  void PrintTable() {
-    std::printf(
-        "\n| pattern (%d persistent msgs) | raw rabbitmq-c msg/s | fanflow msg/s | ratio "
-        "|\n",
-        kMessages);
-    std::printf("|---|---|---|---|\n");
-    for (auto& [name, raw] : rates_) {
-      const std::string kRaw = "BM_AmqpPipeline_RawClient/";
-      if (name.rfind(kRaw, 0) != 0) continue;
-      std::string config = name.substr(kRaw.size());
-      auto ff = rates_.find("BM_AmqpPipeline_Fanflow/" + config);
-      if (ff == rates_.end() || raw.empty() || ff->second.empty()) continue;
-      double r = Median(raw), f = Median(ff->second);
-      std::printf(
-          "| %s (medians of %zu / %zu runs) | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2f |\n",
-          config.substr(0, config.find("/iterations")).c_str(), raw.size(), ff->second.size(), r,
-          Min(raw), Max(raw), f, Min(ff->second), Max(ff->second), f / r);
-    }
-    PrintEndToEnd();
-  }
-
-  // The end-to-end pipeline against the raw ceiling for its own message
-  // pattern, measured in this run: each chunk is one process_chunk (~2.6 kB)
-  // and one chunk_done (~330 B), each published with confirms and consumed
-  // with acks, so the raw client moves 1 / (1/big + 1/small) chunks/s.
-  void PrintEndToEnd() {
-    auto raw_rate = [&](int bytes) {
-      std::string key = "BM_AmqpPipeline_RawClient/window:1000/prefetch:100/bytes:" +
-                        std::to_string(bytes);
-      for (auto& [name, rates] : rates_)
-        if (name.rfind(key, 0) == 0 && !rates.empty()) return Median(rates);
-      return 0.0;
-    };
-    const double big = raw_rate(kProcessChunkBytes), small = raw_rate(kChunkDoneBytes);
-    if (big <= 0 || small <= 0 || end_to_end_["chunks_per_s"].empty()) return;
-    const double raw_chunks = 1 / (1 / big + 1 / small), chunks = Median(end_to_end_["chunks_per_s"]);
-    std::printf(
-        "\n| end-to-end pipeline, 200,000 items in chunks of 100 | chunks/s | items/s | p50 chunk ms "
-        "| p99 chunk ms | raw client chunks/s | ratio |\n|---|---|---|---|---|---|---|\n");
-    std::printf("| medians of %zu runs | %.0f | %.0f | %.1f | %.1f | %.0f | %.2f |\n",
-                end_to_end_["chunks_per_s"].size(), chunks, Median(end_to_end_["items_per_s"]),
-                Median(end_to_end_["p50_ms"]), Median(end_to_end_["p99_ms"]), raw_chunks,
-                chunks / raw_chunks);
-  }
-
- private:
-  std::map<std::string, std::vector<double>> rates_;
-  std::map<std::string, std::vector<double>> end_to_end_;
-};
+void PrintTables(const bench::TableReporter& report) {
+  auto rates = [&](const std::string& side, int prefetch, int bytes) {
+    return report.Values("BM_AmqpPipeline_" + side + "/window:1000/prefetch:" + std::to_string(prefetch) +
+                             "/bytes:" + std::to_string(bytes),
+                         "items_per_second");
+  };
+  std::printf("\n| pattern (%d persistent msgs) | raw rabbitmq-c msg/s | fanflow msg/s | ratio |\n|---|---|---|---|\n",
+              kMessages);
+  for (auto [prefetch, bytes] : {std::pair{100, kChunkDoneBytes}, {1000, kChunkDoneBytes}, {100, kProcessChunkBytes}})
+    bench::PrintRatioRow("window 1000, prefetch " + std::to_string(prefetch) + ", " + std::to_string(bytes) + " B",
+                         rates("RawClient", prefetch, bytes), rates("Fanflow", prefetch, bytes));
+  bench::PrintEndToEndTable(report, "BM_AmqpPipeline_EndToEnd", rates("RawClient", 100, kProcessChunkBytes),
+                            rates("RawClient", 100, kChunkDoneBytes), "rabbitmq-c");
+}
 
 }  // namespace
 }  // namespace fanflow
 
 int main(int argc, char** argv) {
-  // Interleaved repetitions: on shared cores, load drifts between runs.
-  std::vector<char*> args(argv, argv + argc);
-  std::string interleave = "--benchmark_enable_random_interleaving=true";
-  args.insert(args.begin() + 1, interleave.data());
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
-  if (fanflow::BrokerUrl().empty()) {
-    std::fprintf(stderr,
-                 "amqp_pipeline_bench: set FANFLOW_BENCH_AMQP_URL or FANFLOW_TEST_AMQP_URL "
-                 "(eval \"$(scripts/rabbitmq-start.sh)\")\n");
-    return 1;
-  }
-  fanflow::TableReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.PrintTable();
-  benchmark::Shutdown();
-  return 0;
+  return fanflow::bench::RunBrokerBench(
+      argc, argv, fanflow::BrokerUrl(),
+      "amqp_pipeline_bench: set FANFLOW_BENCH_AMQP_URL or FANFLOW_TEST_AMQP_URL "
+      "(eval \"$(scripts/rabbitmq-start.sh)\")",
+      fanflow::PrintTables);
 }

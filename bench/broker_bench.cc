@@ -4,6 +4,7 @@
 #include <random>
 
 #include "bench/medians.h"
+#include "bench/pipeline_run.h"
 
 namespace fanflow::bench {
 
@@ -61,6 +62,21 @@ void PrintEndToEndTable(const TableReporter& report, const std::string& e2e_pref
               Median(chunks), Min(chunks), Max(chunks), Median(report.Values(e2e_prefix, "items_per_s")),
               Median(report.Values(e2e_prefix, "p50_ms")), Median(report.Values(e2e_prefix, "p99_ms")),
               raw_chunks, Median(chunks) / raw_chunks);
+}
+
+void MeasureEndToEnd(benchmark::State& state, const std::string& url, int concurrency) {
+  for (auto _ : state) {
+    auto f = RunPipeline(url, state.range(0), state.range(1), concurrency);
+    if (!f.ok()) {
+      state.SkipWithError(f.status().ToString().c_str());
+      return;
+    }
+    state.SetIterationTime(f->seconds);
+    state.counters["chunks_per_s"] = f->chunks_per_second;
+    state.counters["items_per_s"] = f->items_per_second;
+    state.counters["p50_ms"] = f->p50_chunk_latency_ms;
+    state.counters["p99_ms"] = f->p99_chunk_latency_ms;
+  }
 }
 
 int RunBrokerBench(int argc, char** argv, const std::string& url, const std::string& usage,

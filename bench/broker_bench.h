@@ -51,6 +51,11 @@ void PrintEndToEndTable(const TableReporter& report, const std::string& e2e_pref
                         const std::vector<double>& raw_big_rates,
                         const std::vector<double>& raw_small_rates, const std::string& raw_name);
 
+// One real fan-out / fan-in (bench/pipeline_run) per iteration over `url`, of
+// state.range(0) items in chunks of state.range(1), with `concurrency` worker
+// slots; sets counters chunks_per_s, items_per_s, p50_ms and p99_ms.
+void MeasureEndToEnd(benchmark::State& state, const std::string& url, int concurrency);
+
 // Runs the benchmarks with interleaved repetitions (load on shared cores drifts
 // between runs), then `print_tables`. Exits 1 with `usage` when `url` is empty.
 int RunBrokerBench(int argc, char** argv, const std::string& url, const std::string& usage,

@@ -29,7 +29,6 @@
 
 #include "adapters/mqtt/mqtt_options.h"
 #include "bench/broker_bench.h"
-#include "bench/pipeline_run.h"
 #include "core/bus.h"
 #include "core/bus_url.h"
 #include "core/routes.h"
@@ -171,18 +170,7 @@ void BM_MqttPipeline_Fanflow(benchmark::State& state) {
 // The whole pipeline on Mosquitto: start_fanout -> process_chunk x N -> sum
 // workers -> chunk_done -> aggregator (SQLite ledger) -> batch_complete.
 void BM_MqttPipeline_EndToEnd(benchmark::State& state) {
-  for (auto _ : state) {
-    auto f = bench::RunPipeline(BrokerUrl(), state.range(0), state.range(1), kEndToEndConcurrency);
-    if (!f.ok()) {
-      state.SkipWithError(f.status().ToString().c_str());
-      return;
-    }
-    state.SetIterationTime(f->seconds);
-    state.counters["chunks_per_s"] = f->chunks_per_second;
-    state.counters["items_per_s"] = f->items_per_second;
-    state.counters["p50_ms"] = f->p50_chunk_latency_ms;
-    state.counters["p99_ms"] = f->p99_chunk_latency_ms;
-  }
+  bench::MeasureEndToEnd(state, BrokerUrl(), kEndToEndConcurrency);
 }
 
 void Configure(benchmark::internal::Benchmark* b) {
