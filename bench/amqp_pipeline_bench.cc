@@ -18,7 +18,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -32,14 +31,8 @@ namespace {
 
 constexpr int kMessages = 20000;
 constexpr int kFanflowConcurrency = 2;
-// Workers of the end-to-end run: chunks in flight, each waiting on a confirm.
-constexpr int kEndToEndConcurrency = 32;
 
-std::string BrokerUrl() {
-  const char* url = std::getenv("FANFLOW_BENCH_AMQP_URL");
-  if (!url) url = std::getenv("FANFLOW_TEST_AMQP_URL");
-  return url ? url : "";
-}
+std::string BrokerUrl() { return bench::UrlFromEnv("FANFLOW_BENCH_AMQP_URL", "FANFLOW_TEST_AMQP_URL"); }
 
 using bench::CloudEventBody;
 using bench::kChunkDoneBytes;
@@ -248,7 +241,7 @@ void BM_AmqpPipeline_Fanflow(benchmark::State& state) {
 // ventilator to its chunk_done entering the aggregator's handler (so it
 // includes the wait in the workers' queue behind the chunks fanned out first).
 void BM_AmqpPipeline_EndToEnd(benchmark::State& state) {
-  bench::MeasureEndToEnd(state, BrokerUrl(), kEndToEndConcurrency);
+  bench::MeasureEndToEnd(state, BrokerUrl());
 }
 BENCHMARK(BM_AmqpPipeline_EndToEnd)
     ->ArgNames({"items", "chunk"})

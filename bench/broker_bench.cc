@@ -1,6 +1,7 @@
 #include "bench/broker_bench.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 #include "bench/medians.h"
@@ -64,9 +65,15 @@ void PrintEndToEndTable(const TableReporter& report, const std::string& e2e_pref
               raw_chunks, Median(chunks) / raw_chunks);
 }
 
-void MeasureEndToEnd(benchmark::State& state, const std::string& url, int concurrency) {
+std::string UrlFromEnv(const char* bench_variable, const char* test_variable) {
+  const char* url = std::getenv(bench_variable);
+  if (!url) url = std::getenv(test_variable);
+  return url ? url : "";
+}
+
+void MeasureEndToEnd(benchmark::State& state, const std::string& url) {
   for (auto _ : state) {
-    auto f = RunPipeline(url, state.range(0), state.range(1), concurrency);
+    auto f = RunPipeline(url, state.range(0), state.range(1), kEndToEndConcurrency);
     if (!f.ok()) {
       state.SkipWithError(f.status().ToString().c_str());
       return;

@@ -23,7 +23,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <deque>
 #include <thread>
 
@@ -44,14 +43,8 @@ using bench::Unique;
 constexpr int kMessages = 20000;
 constexpr int kWindow = 100;
 constexpr int kFanflowConcurrency = 2;
-// Workers of the end-to-end run, as in the AMQP bench.
-constexpr int kEndToEndConcurrency = 32;
 
-std::string BrokerUrl() {
-  const char* url = std::getenv("FANFLOW_BENCH_MQTT_URL");
-  if (!url) url = std::getenv("FANFLOW_TEST_MQTT_URL");
-  return url ? url : "";
-}
+std::string BrokerUrl() { return bench::UrlFromEnv("FANFLOW_BENCH_MQTT_URL", "FANFLOW_TEST_MQTT_URL"); }
 
 // CPU seconds (user + system) this process has used so far, all threads.
 double ProcessCpuSeconds() {
@@ -170,7 +163,7 @@ void BM_MqttPipeline_Fanflow(benchmark::State& state) {
 // The whole pipeline on Mosquitto: start_fanout -> process_chunk x N -> sum
 // workers -> chunk_done -> aggregator (SQLite ledger) -> batch_complete.
 void BM_MqttPipeline_EndToEnd(benchmark::State& state) {
-  bench::MeasureEndToEnd(state, BrokerUrl(), kEndToEndConcurrency);
+  bench::MeasureEndToEnd(state, BrokerUrl());
 }
 
 void Configure(benchmark::internal::Benchmark* b) {
