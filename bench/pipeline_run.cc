@@ -20,51 +20,28 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The bus the pipeline under test talks to: forwards everything to the real
-// bus, and on the way notes when each process_chunk is handed to Publish and
-// when its chunk_done reaches the aggregator's handler (matched by the chunk
-// index that ends both ids, "<batch>/chunk/<i>" and "<batch>/done/<i>"). It
-// costs the broker nothing: no extra queue, no extra delivery, no JSON parse.
-// Thread-safe: Publish and the wrapped handlers run on bus threads.
-class TimingBus final : public EventBus {
+// When each process_chunk was handed to Publish and when its chunk_done
+// reached the aggregator's handler, matched by the chunk index that ends both
+// ids ("<batch>/chunk/<i>" and "<batch>/done/<i>"). Thread-safe.
+class ChunkClock {
  public:
-  explicit TimingBus(EventBus& inner) : inner_(inner) {}
-
-  Status Publish(const std::vector<Message>& messages) override {
+  void Published(const std::vector<Message>& messages) {
     const auto now = Clock::now();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      for (const Message& m : messages)
-        if (m.type == kProcessChunk) published_.try_emplace(ChunkIndex(m.id), now);
-    }
-    return inner_.Publish(messages);
+    std::lock_guard<std::mutex> l(mu_);
+    for (const Message& m : messages)
+      if (m.type == kProcessChunk) published_.try_emplace(ChunkIndex(m.id), now);
   }
 
-  Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options,
-                                                  Handler handler) override {
-    if (options.group != routes::kAggregatorGroup) return inner_.Subscribe(options, std::move(handler));
-    return inner_.Subscribe(options, [this, handler = std::move(handler)](const Delivery& d) {
-      if (d.message.type == kChunkDone) Done(ChunkIndex(d.message.id));
-      return handler(d);
-    });
+  void Done(const Message& m) {
+    if (m.type != kChunkDone) return;
+    const auto now = Clock::now();
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = published_.find(ChunkIndex(m.id));
+    if (it == published_.end()) return;
+    // Only the first chunk_done of a chunk counts; a redelivery would skew p99.
+    latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - it->second).count());
+    published_.erase(it);
   }
-
-  Status DeclareGroup(const std::string& group, const std::vector<std::string>& types) override {
-    return inner_.DeclareGroup(group, types);
-  }
-  Result<std::vector<QueueStats>> Stats(const std::string& group) override {
-    return inner_.Stats(group);
-  }
-  Result<std::vector<DeadLetter>> ListDeadLetters(const std::string& group) override {
-    return inner_.ListDeadLetters(group);
-  }
-  Result<int> ReplayDeadLetters(const std::string& group, const std::string& id) override {
-    return inner_.ReplayDeadLetters(group, id);
-  }
-  Result<int> PurgeDeadLetters(const std::string& group) override {
-    return inner_.PurgeDeadLetters(group);
-  }
-  std::string Describe() const override { return inner_.Describe(); }
 
   // The p-th percentile of the chunk latencies seen so far, in ms.
   double Percentile(double p) {
@@ -79,48 +56,92 @@ class TimingBus final : public EventBus {
     return std::strtoll(id.c_str() + id.rfind('/') + 1, nullptr, 10);
   }
 
-  void Done(int64_t index) {
-    const auto now = Clock::now();
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = published_.find(index);
-    if (it == published_.end()) return;
-    // Only the first chunk_done of a chunk counts; a redelivery would skew p99.
-    latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - it->second).count());
-    published_.erase(it);
-  }
-
-  EventBus& inner_;
   std::mutex mu_;
   std::unordered_map<int64_t, Clock::time_point> published_;  // guarded by mu_
   std::vector<double> latencies_ms_;                          // guarded by mu_
 };
 
+// A role's bus: forwards everything to its own connection and tells the
+// ChunkClock what passes. It costs the broker nothing: no extra queue, no extra
+// delivery, no JSON parse. Thread-safe.
+class TimingBus final : public EventBus {
+ public:
+  TimingBus(std::unique_ptr<EventBus> inner, ChunkClock& clock) : inner_(std::move(inner)), clock_(clock) {}
+
+  Status Publish(const std::vector<Message>& messages) override {
+    clock_.Published(messages);
+    return inner_->Publish(messages);
+  }
+
+  Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options,
+                                                  Handler handler) override {
+    if (options.group != routes::kAggregatorGroup) return inner_->Subscribe(options, std::move(handler));
+    return inner_->Subscribe(options, [this, handler = std::move(handler)](const Delivery& d) {
+      clock_.Done(d.message);
+      return handler(d);
+    });
+  }
+
+  Status DeclareGroup(const std::string& group, const std::vector<std::string>& types) override {
+    return inner_->DeclareGroup(group, types);
+  }
+  Result<std::vector<QueueStats>> Stats(const std::string& group) override {
+    return inner_->Stats(group);
+  }
+  Result<std::vector<DeadLetter>> ListDeadLetters(const std::string& group) override {
+    return inner_->ListDeadLetters(group);
+  }
+  Result<int> ReplayDeadLetters(const std::string& group, const std::string& id) override {
+    return inner_->ReplayDeadLetters(group, id);
+  }
+  Result<int> PurgeDeadLetters(const std::string& group) override {
+    return inner_->PurgeDeadLetters(group);
+  }
+  std::string Describe() const override { return inner_->Describe(); }
+
+ private:
+  const std::unique_ptr<EventBus> inner_;
+  ChunkClock& clock_;
+};
+
+// One connection per role, as separate processes would have.
+Result<std::unique_ptr<TimingBus>> OpenRoleBus(const std::string& url, ChunkClock& clock) {
+  auto bus = OpenBus(url);
+  if (!bus.ok()) return bus.status();
+  return std::make_unique<TimingBus>(std::move(bus).value(), clock);
+}
+
 }  // namespace
 
 Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, int64_t chunk_size,
                                     int concurrency) {
-  auto real_bus = OpenBus(bus_url);
-  if (!real_bus.ok()) return real_bus.status();
-  TimingBus bus(*real_bus.value());
+  ChunkClock clock;
+  auto aggregator_bus = OpenRoleBus(bus_url, clock);
+  if (!aggregator_bus.ok()) return aggregator_bus.status();
+  auto worker_bus = OpenRoleBus(bus_url, clock);
+  if (!worker_bus.ok()) return worker_bus.status();
+  auto ventilator_bus = OpenRoleBus(bus_url, clock);
+  if (!ventilator_bus.ok()) return ventilator_bus.status();
   const std::string batch_id = "bench-" + std::to_string(std::random_device{}());
   AggregatorOptions agg_options;
+  agg_options.lease = DefaultLease(bus_url);  // as `fanflow aggregator` does by default
   agg_options.state_path = (std::filesystem::temp_directory_path() / (batch_id + ".db")).string();
-  auto aggregator = Aggregator::Start(bus, agg_options);
+  auto aggregator = Aggregator::Start(**aggregator_bus, agg_options);
   if (!aggregator.ok()) return aggregator.status();
   auto processor = MakeProcessor(ProcessorOptions{});
   if (!processor.ok()) return processor.status();
   WorkerOptions worker_options;
   worker_options.concurrency = concurrency;
-  auto worker = Worker::Start(bus, std::move(processor).value(), worker_options);
+  auto worker = Worker::Start(**worker_bus, std::move(processor).value(), worker_options);
   if (!worker.ok()) return worker.status();
-  auto ventilator = Ventilator::Start(bus, 1);
+  auto ventilator = Ventilator::Start(**ventilator_bus, 1);
   if (!ventilator.ok()) return ventilator.status();
-  auto waiter = BatchWaiter::Start(bus, batch_id, false);
+  auto waiter = BatchWaiter::Start(**aggregator_bus, batch_id, false);
   if (!waiter.ok()) return waiter.status();
 
   const auto started = Clock::now();
   Event start = MakeStartFanout(batch_id, batch_id, "range:" + std::to_string(items), chunk_size);
-  if (Status s = bus.Publish({Message{start.type, start.id, EncodeEvent(start)}}); !s.ok())
+  if (Status s = (*ventilator_bus)->Publish({Message{start.type, start.id, EncodeEvent(start)}}); !s.ok())
     return s;
   auto complete = waiter.value()->Wait(std::chrono::minutes(5), nullptr);
   if (!complete.ok()) return complete.status();
@@ -131,8 +152,8 @@ Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, i
   const double chunks = static_cast<double>(complete->data["chunks"].get<int64_t>());
   f.chunks_per_second = chunks / f.seconds;
   f.items_per_second = static_cast<double>(items) / f.seconds;
-  f.p50_chunk_latency_ms = bus.Percentile(0.50);
-  f.p99_chunk_latency_ms = bus.Percentile(0.99);
+  f.p50_chunk_latency_ms = clock.Percentile(0.50);
+  f.p99_chunk_latency_ms = clock.Percentile(0.99);
   for (const char* suffix : {"", "-wal", "-shm"})
     std::filesystem::remove(agg_options.state_path + suffix);
   return f;

@@ -52,8 +52,7 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
   o.tolerance = tolerance.value();
   o.deadline = std::chrono::milliseconds(static_cast<int64_t>(f.deadline_s * 1000));
   if (f.lease == "auto") {
-    const bool mqtt = bus_url.rfind("mqtt", 0) == 0;
-    o.lease = std::chrono::milliseconds(mqtt ? 30000 : 0);
+    o.lease = DefaultLease(bus_url);
   } else {
     char* end = nullptr;
     double seconds = std::strtod(f.lease.c_str(), &end);
@@ -253,6 +252,13 @@ int TopologyCommand(const BusFlags& bus_flags) {
   for (const std::string& type : KnownEventTypes())
     for (const std::string& group : routes::DefaultGroups(type))
       if (Status s = bus.value()->DeclareGroup(group, {type}); !s.ok()) return Fail(s);
+  // There the aggregator leases every chunk it sees published (--lease auto):
+  // its group must keep process_chunk events from the first one on, even those
+  // published before it starts, or a chunk lost with a killed worker is never
+  // redriven.
+  if (AcksOnReceipt(bus.value()->Describe()))
+    if (Status s = bus.value()->DeclareGroup(routes::kAggregatorGroup, {kProcessChunk}); !s.ok())
+      return Fail(s);
   auto stats = bus.value()->Stats("");
   if (!stats.ok()) return Fail(stats.status());
   for (const QueueStats& q : stats.value())

@@ -50,6 +50,7 @@ Status Ventilator::FanOutStep(EventBus& bus, const Event& start, Source& source)
     spdlog::info("[batch {}] fanning out {} in chunks of {} (correlation {})", start.subject,
                  d["source"].get<std::string>(), chunk_size, start.correlation_id);
   }
+  const auto step_ends = std::chrono::steady_clock::now() + kStepBudget;
   while (true) {
     auto page = source.ReadPage(cursor, chunk_size, page_chunks);
     if (!page.ok()) return page.status();
@@ -60,7 +61,8 @@ Status Ventilator::FanOutStep(EventBus& bus, const Event& start, Source& source)
                                         start.subject + "/chunk/" + std::to_string(c.index),
                                         start.subject, start.correlation_id, ChunkData(std::move(c)))));
     cursor = page->next;
-    const bool continue_here = !page->last && !source.resumable();
+    const bool continue_here =
+        !page->last && (!source.resumable() || std::chrono::steady_clock::now() < step_ends);
     if (page->last) {
       spdlog::info("[batch {}] last page read: {} chunks, {} items", start.subject, cursor.next_chunk,
                    cursor.next_item);
