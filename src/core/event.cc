@@ -1,5 +1,6 @@
 #include "core/event.h"
 
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -125,6 +126,25 @@ const std::vector<std::string>& KnownEventTypes() {
   static const std::vector<std::string> kTypes = {kStartFanout,   kProcessChunk, kChunkDone,
                                                   kBatchSealed,   kBatchComplete, kAlarm};
   return kTypes;
+}
+
+namespace {
+constexpr std::string_view kChunkInfix = "/chunk/";
+}  // namespace
+
+std::string ChunkEventId(const std::string& batch_id, int64_t chunk_index) {
+  return batch_id + std::string(kChunkInfix) + std::to_string(chunk_index);
+}
+
+std::optional<std::pair<std::string, int64_t>> ParseChunkEventId(const std::string& id) {
+  const size_t at = id.rfind(kChunkInfix);
+  if (at == std::string::npos || at == 0) return std::nullopt;
+  const char* first = id.data() + at + kChunkInfix.size();
+  const char* last = id.data() + id.size();
+  int64_t index = 0;
+  auto [end, ec] = std::from_chars(first, last, index);
+  if (ec != std::errc() || end != last || first == last || index < 0) return std::nullopt;
+  return std::make_pair(id.substr(0, at), index);
 }
 
 std::string NowRfc3339() {

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -38,6 +41,11 @@ Event MakeEvent(std::string type, std::string id, std::string batch_id,
                 std::string correlation_id, nlohmann::json data);
 
 std::string EncodeEvent(const Event& event);
+
+// A process_chunk's id, "<batch>/chunk/<index>" (topics/README.md).
+std::string ChunkEventId(const std::string& batch_id, int64_t chunk_index);
+// The batch id and chunk index of such an id; nullopt for any other id.
+std::optional<std::pair<std::string, int64_t>> ParseChunkEventId(const std::string& id);
 
 // Parses and validates the envelope and the `data` of known types. The error
 // names the offending field, e.g. "data.chunk_size: must be an integer >= 1".

@@ -66,6 +66,8 @@ class Aggregator {
       : bus_(bus), options_(std::move(options)), ledger_(std::move(ledger)) {}
 
   Verdict Handle(const Delivery& delivery);
+  // Ack once `recorded` is ok, else log and retry the event later.
+  static Verdict Settled(const Status& recorded, const std::string& batch_id, const std::string& event_id);
   // Requires mu_. Decides and announces the batch if every chunk is in.
   Status CompleteIfDone(const std::string& batch_id);
   // Requires mu_. Records the one batch_complete of `b` (`extra` is merged

@@ -189,9 +189,9 @@ std::vector<AlarmCheck> Monitor::Checks(const std::vector<QueueRow>& rows,
     }
   }
   // Mosquitto counts drops for the whole broker: one alarm for the bus.
-  int64_t dropped = 0;
-  for (const QueueRow& r : rows) dropped = std::max(dropped, r.stats.dropped);
   if (rules.dropped && !rows.empty()) {
+    int64_t dropped = 0;
+    for (const QueueRow& r : rows) dropped = std::max(dropped, r.stats.dropped);
     AlarmCheck c;
     c.alarm = "messages_dropped";
     c.subject = bus_.Describe();

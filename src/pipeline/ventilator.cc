@@ -58,7 +58,7 @@ Status Ventilator::FanOutStep(EventBus& bus, const Event& start, Source& source)
     out.reserve(page->chunks.size() + 1);
     for (Chunk& c : page->chunks)
       out.push_back(ToMessage(MakeEvent(kProcessChunk,
-                                        start.subject + "/chunk/" + std::to_string(c.index),
+                                        ChunkEventId(start.subject, c.index),
                                         start.subject, start.correlation_id, ChunkData(std::move(c)))));
     cursor = page->next;
     const bool continue_here =

@@ -201,5 +201,15 @@ TEST(EventCodec, RejectsAnUnknownTypeNamingTheTypeAttribute) {
   EXPECT_NE(got.status().message().find("fanflow.resize_image.v1"), std::string::npos);
 }
 
+TEST(EventCodec, AChunkIdGivesBackItsBatchAndIndexAndNothingElseParses) {
+  EXPECT_EQ(ChunkEventId("b-7/x", 42), "b-7/x/chunk/42");
+  auto back = ParseChunkEventId(ChunkEventId("b-7/x", 42));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->first, "b-7/x");
+  EXPECT_EQ(back->second, 42);
+  for (const char* id : {"b-7/done/42", "b-7/chunk/", "b-7/chunk/4x", "b-7/chunk/-1", "/chunk/3", "free-form id"})
+    EXPECT_FALSE(ParseChunkEventId(id).has_value()) << id;
+}
+
 }  // namespace
 }  // namespace fanflow
