@@ -51,6 +51,10 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
   if (!tolerance.ok()) return tolerance.status();
   o.tolerance = tolerance.value();
   o.deadline = std::chrono::milliseconds(static_cast<int64_t>(f.deadline_s * 1000));
+  o.fanout_window = f.fanout_window;
+  o.max_batch_chunks = f.max_batch_chunks;
+  o.max_batch_items = f.max_batch_items;
+  o.step_lease = std::chrono::milliseconds(static_cast<int64_t>(f.step_lease_s * 1000));
   if (f.lease == "auto") {
     o.lease = DefaultLease(bus_url);
   } else {
@@ -144,6 +148,8 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   if (aggregator_flags.state.empty()) temporary.path = MakeTemporaryLedgerPath();
   auto agg_options = ToAggregatorOptions(aggregator_flags, bus_flags.url, temporary.path);
   if (!agg_options.ok()) return Fail(agg_options.status());
+  // An in-process bus starts empty: a rerun of an unfinished batch publishes it again.
+  agg_options->refan_open_batches = bus_flags.url.rfind("inproc:", 0) == 0;
 
   auto bus = OpenBus(bus_flags.url);
   if (!bus.ok()) return Fail(bus.status());
@@ -151,7 +157,7 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   if (!aggregator.ok()) return Fail(aggregator.status());
   auto workers = Worker::Start(*bus.value(), processor.value(), worker_options.value());
   if (!workers.ok()) return Fail(workers.status());
-  auto ventilator = Ventilator::Start(*bus.value(), 1);
+  auto ventilator = Ventilator::Start(*bus.value(), {1, batch.source == "-" ? batch_id : ""});
   if (!ventilator.ok()) return Fail(ventilator.status());
   auto progress = ProgressLine(batch_id, started);
   auto waiter = BatchWaiter::Start(*bus.value(), batch_id, progress != nullptr);
@@ -161,14 +167,8 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
                batch_id, batch.source, batch.chunk_size,
                worker_flags.exec.empty() ? worker_flags.processor : "exec", worker_flags.concurrency,
                worker_options->rate.ToString(), bus.value()->Describe());
-  auto decided = aggregator.value()->DecidedCompletion(batch_id);
-  if (!decided.ok()) return Fail(decided.status());
-  if (decided.value()) {
-    spdlog::info("[batch {}] already complete in ledger {}", batch_id, agg_options->state_path);
-    return Report(DecodeEvent(*decided.value()), batch.json, started, false);
-  }
-  // A rerun of an unfinished batch (same --batch-id and --state) fans it out
-  // again; the ledger counts the chunks it already has once.
+  // A rerun with the same --batch-id and --state is the same batch: a finished
+  // one is answered again, an unfinished one goes on where it stood.
   const Event& s = start.value();
   if (Status p = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)}); !p.ok()) return Fail(p);
   auto complete = waiter.value()->Wait(TimeoutOf(batch), progress);
@@ -177,6 +177,11 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
 
 int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait) {
   const auto started = Clock::now();
+  // The services read a batch's source step by step, whenever the aggregator
+  // lets them; a submitter's stdin would end with the submitter.
+  if (batch.source == "-")
+    return Fail(InvalidArgument("--source -: submit cannot serve its stdin to the services; write the "
+                                "items to a file under the ventilator's --data-dir (or use `fanflow run`)"));
   std::string batch_id;
   auto start = BuildStart(batch, batch_id);
   if (!start.ok()) return Fail(start.status());
@@ -191,15 +196,7 @@ int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait)
     waiter = std::move(w).value();
   }
   const Event& s = start.value();
-  Status published;
-  if (batch.source == "-") {
-    // Only this process can read its stdin: it is the ventilator for this batch.
-    auto source = OpenSource("-", batch.claim_check_bytes);
-    published = source.ok() ? Ventilator::FanOutStep(*bus.value(), s, *source.value()) : source.status();
-  } else {
-    published = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)});
-  }
-  if (!published.ok()) return Fail(published);
+  if (Status p = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)}); !p.ok()) return Fail(p);
   spdlog::info("[batch {}] submitted: source {}, chunk size {}", batch_id, batch.source, batch.chunk_size);
   if (!wait) {
     std::cout << (batch.json ? EncodeEvent(s) : batch_id) << std::endl;
@@ -211,7 +208,7 @@ int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait)
 int VentilatorCommand(const BusFlags& bus_flags, int concurrency) {
   auto bus = OpenServiceBus(bus_flags.url, "ventilator", true);
   if (!bus.ok()) return Fail(bus.status());
-  auto ventilator = Ventilator::Start(*bus.value(), concurrency);
+  auto ventilator = Ventilator::Start(*bus.value(), {concurrency, ""});
   if (!ventilator.ok()) return Fail(ventilator.status());
   spdlog::info("ventilator ready on {} (concurrency {})", bus.value()->Describe(), concurrency);
   spdlog::info("ventilator stopping on {}", WaitForShutdownSignal());

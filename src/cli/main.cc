@@ -72,6 +72,24 @@ void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& st
                   "listing its missing chunks (0: no deadline)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  cmd->add_option("--fanout-window", f.fanout_window,
+                  "chunks of one batch published and not yet done, at most: the ventilator gets the "
+                  "next step once a batch is down to half, so batches share the workers")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--max-batch-chunks", f.max_batch_chunks,
+                  "a batch with more chunks is refused (failed, with the reason)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-batch-items", f.max_batch_items,
+                  "a batch with more items is refused (failed, with the reason)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--step-lease", f.step_lease_s,
+                  "seconds after which a fan-out step the ventilator has not reported is handed out "
+                  "again (its ventilator died)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 }
 
 void AddBatchFlags(CLI::App* cmd, BatchFlags& f) {

@@ -49,17 +49,46 @@ Status CheckEnum(const json& obj, const char* key, const std::string& path,
     if (!s_.ok()) return s_;       \
   } while (0)
 
-Status ValidateStartFanout(const json& d) {
+Status CheckOptionalString(const json& obj, const char* key, const std::string& path) {
+  auto it = obj.find(key);
+  if (it != obj.end() && !it->is_string()) return InvalidArgument(path + ": must be a string");
+  return Status::Ok();
+}
+
+Status CheckCursor(const json& d, bool required) {
+  auto it = d.find("cursor");
+  if (it == d.end()) return required ? Missing("data.cursor") : Status::Ok();
+  if (!it->is_object()) return InvalidArgument("data.cursor: must be an object");
+  FANFLOW_CHECK(CheckInteger(*it, "offset", "data.cursor.offset", 0, true));
+  FANFLOW_CHECK(CheckInteger(*it, "next_chunk", "data.cursor.next_chunk", 0, true));
+  FANFLOW_CHECK(CheckInteger(*it, "next_item", "data.cursor.next_item", 0, true));
+  return Status::Ok();
+}
+
+// The fields that define a batch's request: a start_fanout's, copied into
+// every fanout_step.
+Status ValidateRequest(const json& d) {
   FANFLOW_CHECK(RequireNonEmptyString(d, "source", "data.source"));
   FANFLOW_CHECK(CheckInteger(d, "chunk_size", "data.chunk_size", 1, true));
   FANFLOW_CHECK(CheckInteger(d, "page_chunks", "data.page_chunks", 1, false));
   FANFLOW_CHECK(CheckInteger(d, "claim_check_bytes", "data.claim_check_bytes", 0, false));
-  if (auto it = d.find("cursor"); it != d.end()) {
-    if (!it->is_object()) return InvalidArgument("data.cursor: must be an object");
-    FANFLOW_CHECK(CheckInteger(*it, "offset", "data.cursor.offset", 0, true));
-    FANFLOW_CHECK(CheckInteger(*it, "next_chunk", "data.cursor.next_chunk", 0, true));
-    FANFLOW_CHECK(CheckInteger(*it, "next_item", "data.cursor.next_item", 0, true));
-  }
+  return CheckOptionalString(d, "started_at", "data.started_at");
+}
+
+Status ValidateStartFanout(const json& d) { return ValidateRequest(d); }
+
+Status ValidateFanoutStep(const json& d) {
+  FANFLOW_CHECK(ValidateRequest(d));
+  FANFLOW_CHECK(CheckInteger(d, "step", "data.step", 0, true));
+  FANFLOW_CHECK(CheckInteger(d, "max_chunks", "data.max_chunks", 1, true));
+  return CheckCursor(d, true);
+}
+
+Status ValidateFanoutProgress(const json& d) {
+  FANFLOW_CHECK(CheckInteger(d, "step", "data.step", 0, true));
+  FANFLOW_CHECK(CheckCursor(d, true));
+  if (auto it = d.find("error"); it != d.end())
+    FANFLOW_CHECK(RequireNonEmptyString(d, "error", "data.error"));
   return Status::Ok();
 }
 
@@ -92,7 +121,8 @@ Status ValidateChunkDone(const json& d) {
 Status ValidateBatchSealed(const json& d) {
   FANFLOW_CHECK(CheckInteger(d, "total_chunks", "data.total_chunks", 0, true));
   FANFLOW_CHECK(CheckInteger(d, "total_items", "data.total_items", 0, true));
-  return Status::Ok();
+  FANFLOW_CHECK(CheckInteger(d, "step", "data.step", 0, true));
+  return CheckOptionalString(d, "started_at", "data.started_at");
 }
 
 Status ValidateBatchComplete(const json& d) {
@@ -123,8 +153,9 @@ Status ValidateAlarm(const json& d) {
 }  // namespace
 
 const std::vector<std::string>& KnownEventTypes() {
-  static const std::vector<std::string> kTypes = {kStartFanout,   kProcessChunk, kChunkDone,
-                                                  kBatchSealed,   kBatchComplete, kAlarm};
+  static const std::vector<std::string> kTypes = {kStartFanout, kFanoutStep,    kProcessChunk,
+                                                  kChunkDone,   kFanoutProgress, kBatchSealed,
+                                                  kBatchComplete, kAlarm};
   return kTypes;
 }
 
@@ -199,6 +230,8 @@ Status ValidateEventData(const std::string& type, const json& data) {
   if (type == kProcessChunk) return ValidateProcessChunk(data);
   if (type == kChunkDone) return ValidateChunkDone(data);
   if (type == kBatchSealed) return ValidateBatchSealed(data);
+  if (type == kFanoutStep) return ValidateFanoutStep(data);
+  if (type == kFanoutProgress) return ValidateFanoutProgress(data);
   if (type == kBatchComplete) return ValidateBatchComplete(data);
   if (type == kAlarm) return ValidateAlarm(data);
   return InvalidArgument("type: unknown event type '" + type + "'");

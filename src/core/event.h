@@ -20,6 +20,11 @@ inline constexpr char kStartFanout[] = "fanflow.start_fanout.v1";
 inline constexpr char kProcessChunk[] = "fanflow.process_chunk.v1";
 inline constexpr char kChunkDone[] = "fanflow.chunk_done.v1";
 inline constexpr char kBatchSealed[] = "fanflow.batch_sealed.v1";
+// The aggregator admits a start_fanout and hands the ventilator one bounded step
+// of it at a time; the ventilator reports each step back (the last one as
+// batch_sealed). See topics/README.md, "Flow".
+inline constexpr char kFanoutStep[] = "fanflow.fanout_step.v1";
+inline constexpr char kFanoutProgress[] = "fanflow.fanout_progress.v1";
 inline constexpr char kBatchComplete[] = "fanflow.batch_complete.v1";
 inline constexpr char kAlarm[] = "fanflow.alarm.v1";
 

@@ -12,9 +12,10 @@ std::string ShortName(const std::string& type) {
 }
 
 std::vector<std::string> DefaultGroups(const std::string& type) {
-  if (type == kStartFanout) return {kVentilatorGroup};
+  if (type == kFanoutStep) return {kVentilatorGroup};
   if (type == kProcessChunk) return {kWorkerGroup};
-  if (type == kChunkDone || type == kBatchSealed) return {kAggregatorGroup};
+  if (type == kStartFanout || type == kChunkDone || type == kFanoutProgress || type == kBatchSealed)
+    return {kAggregatorGroup};
   return {};
 }
 

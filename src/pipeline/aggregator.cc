@@ -6,8 +6,51 @@
 
 #include "core/event.h"
 #include "core/routes.h"
+#include "pipeline/source.h"
+#include "pipeline/ventilator.h"
 
 namespace fanflow {
+namespace {
+
+using nlohmann::json;
+
+// A chunk_done may overtake the ventilator's report of the step that published
+// its chunk; it is retried this often (every kReportWait) before it counts as
+// a chunk that was never published.
+constexpr int kReportWaits = 50;
+constexpr std::chrono::milliseconds kReportWait{200};
+
+// The fields of a start_fanout that define its batch, defaults filled in, so
+// that the same request compares equal however it was spelled.
+json RequestOf(const json& d) {
+  return {{"source", d["source"]},
+          {"chunk_size", d["chunk_size"]},
+          {"page_chunks", d.value("page_chunks", kDefaultPageChunks)},
+          {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
+}
+
+// Why a batch of `request` is too large to admit, or "" when it is not (only
+// sources whose size is known up front; others are checked as they are read).
+std::string TooLarge(int64_t items, int64_t chunk_size, const AggregatorOptions& o) {
+  const int64_t chunks = items / chunk_size + (items % chunk_size != 0);
+  if (chunks > o.max_batch_chunks)
+    return std::to_string(chunks) + " chunks is more than --max-batch-chunks " +
+           std::to_string(o.max_batch_chunks);
+  if (items > o.max_batch_items)
+    return std::to_string(items) + " items is more than --max-batch-items " +
+           std::to_string(o.max_batch_items);
+  return "";
+}
+
+// The items chunk `index` of `b` must report: chunk_size, but for the last
+// chunk of a sealed batch.
+int64_t ExpectedItems(const BatchRecord& b, int64_t index) {
+  if (b.total_chunks && index == *b.total_chunks - 1) return b.total_items - index * b.chunk_size;
+  return b.chunk_size;
+}
+
+}  // namespace
+
 
 Result<Tolerance> Tolerance::Parse(const std::string& text) {
   Tolerance t;
@@ -33,6 +76,9 @@ bool Tolerance::Exceeded(int64_t failed, int64_t total) const {
 }
 
 Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorOptions options) {
+  if (options.fanout_window < 2) return InvalidArgument("--fanout-window: must be at least 2 chunks");
+  if (options.max_batch_chunks < 1 || options.max_batch_items < 1)
+    return InvalidArgument("--max-batch-chunks / --max-batch-items: must be at least 1");
   auto ledger = Ledger::Open(options.state_path, options.durability);
   if (!ledger.ok()) return ledger.status();
   std::unique_ptr<Aggregator> agg(new Aggregator(bus, std::move(options), std::move(ledger).value()));
@@ -45,16 +91,24 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
       spdlog::info("[batch {}] re-announcing batch_complete decided before a restart", b.batch_id);
       if (Status s = agg->Announce(b.batch_id, *b.complete); !s.ok()) return s;
     }
+    if (agg->options_.refan_open_batches) {
+      auto open = agg->ledger_->OpenBatches();
+      if (!open.ok()) return open.status();
+      for (const BatchRecord& b : open.value()) {
+        spdlog::info("[batch {}] fanning out again from the first chunk: the bus kept nothing", b.batch_id);
+        if (Status s = agg->ledger_->RestartFanout(b.batch_id, agg->options_.fanout_window); !s.ok()) return s;
+      }
+    }
   }
-  std::vector<std::string> types = {kChunkDone, kBatchSealed};
+  std::vector<std::string> types = {kStartFanout, kChunkDone, kFanoutProgress, kBatchSealed};
   if (agg->options_.lease.count() > 0) types.push_back(kProcessChunk);
   auto sub = bus.Subscribe({routes::kAggregatorGroup, types, agg->options_.concurrency},
                            [a = agg.get()](const Delivery& d) { return a->Handle(d); });
   if (!sub.ok()) return sub.status();
   agg->subscription_ = std::move(sub).value();
-  if (agg->options_.lease.count() > 0 || agg->options_.deadline.count() > 0)
-    agg->timer_ = std::thread([a = agg.get()] { a->TimerLoop(); });
-  spdlog::info("aggregator: ledger {} on {}", agg->options_.state_path, bus.Describe());
+  agg->timer_ = std::thread([a = agg.get()] { a->TimerLoop(); });
+  spdlog::info("aggregator: ledger {} on {}; fan-out window {} chunks per batch",
+               agg->options_.state_path, bus.Describe(), agg->options_.fanout_window);
   return agg;
 }
 
@@ -74,14 +128,6 @@ Aggregator::~Aggregator() {
   subscription_.reset();
 }
 
-Result<std::optional<std::string>> Aggregator::DecidedCompletion(const std::string& batch_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto b = ledger_->Get(batch_id);
-  if (!b.ok()) return b.status();
-  if (!b.value() || !b.value()->complete) return std::optional<std::string>();
-  return b.value()->complete;
-}
-
 Verdict Aggregator::Handle(const Delivery& d) {
   // A lease needs only the chunk's address, which its id gives without parsing
   // its items (that parse was a third of the aggregator's work on MQTT).
@@ -95,31 +141,13 @@ Verdict Aggregator::Handle(const Delivery& d) {
   if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());
   const Event& e = decoded.value();
   std::lock_guard<std::mutex> lock(mu_);
-  Status s;
-  if (e.type == kChunkDone) {
-    ChunkOutcome c;
-    c.batch_id = e.subject;
-    c.correlation_id = e.correlation_id;
-    c.chunk_index = e.data["chunk_index"].get<int64_t>();
-    c.succeeded = e.data["status"] == "succeeded";
-    c.items = e.data["items"].get<int64_t>();
-    c.attempts = e.data["attempts"].get<int>();
-    c.result = e.data.value("result", nlohmann::json());
-    c.error = e.data.value("error", "");
-    s = RecordOutcome(c);
-  } else if (e.type == kBatchSealed) {
-    spdlog::info("[batch {}] sealed: {} chunks, {} items (correlation {})", e.subject,
-                 e.data["total_chunks"].get<int64_t>(), e.data["total_items"].get<int64_t>(),
-                 e.correlation_id);
-    s = ledger_->Seal(e.subject, e.correlation_id, e.data["total_chunks"].get<int64_t>(),
-                      e.data["total_items"].get<int64_t>(), e.data.value("started_at", e.time));
-    if (s.ok()) s = CompleteIfDone(e.subject);
-  } else if (e.type == kProcessChunk) {
-    s = ledger_->LeaseChunk(e.subject, e.data["chunk_index"].get<int64_t>(), d.message.body);
-  } else {
-    return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
-  }
-  return Settled(s, e.subject, e.id);
+  if (e.type == kStartFanout) return HandleStart(e);
+  if (e.type == kChunkDone) return HandleChunkDone(d, e);
+  if (e.type == kFanoutProgress || e.type == kBatchSealed) return HandleProgress(e);
+  if (e.type == kProcessChunk)
+    return Settled(ledger_->LeaseChunk(e.subject, e.data["chunk_index"].get<int64_t>(), d.message.body),
+                   e.subject, e.id);
+  return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
 }
 
 Verdict Aggregator::Settled(const Status& s, const std::string& batch_id, const std::string& event_id) {
@@ -128,17 +156,175 @@ Verdict Aggregator::Settled(const Status& s, const std::string& batch_id, const 
   return Verdict::Retry(std::chrono::milliseconds(500), s.ToString());
 }
 
-Status Aggregator::RecordOutcome(const ChunkOutcome& c) {
-  auto counted = ledger_->RecordChunk(c);
-  if (!counted.ok()) return counted.status();
-  if (!counted.value()) {
+Verdict Aggregator::HandleStart(const Event& e) {
+  const json request = RequestOf(e.data);
+  auto found = ledger_->Get(e.subject);
+  if (!found.ok()) return Settled(found.status(), e.subject, e.id);
+  if (const auto& known = found.value()) {
+    if (known->request != request)
+      return Verdict::DeadLetter("subject: batch '" + e.subject +
+                                 "' already exists with another request; a batch id names one request");
+    // The same request again: the same batch. A finished one is answered again.
+    spdlog::info("[batch {}] start_fanout {} repeats the admitted request", e.subject, e.id);
+    return Settled(known->complete ? Announce(e.subject, *known->complete) : Status::Ok(), e.subject, e.id);
+  }
+  BatchRecord b;
+  b.batch_id = e.subject;
+  b.correlation_id = e.correlation_id;
+  b.request = request;
+  b.chunk_size = request["chunk_size"].get<int64_t>();
+  b.started_at = e.data.value("started_at", e.time.empty() ? NowRfc3339() : e.time);
+  b.step.max_chunks = options_.fanout_window;
+  auto admitted = ledger_->Admit(b);
+  if (!admitted.ok()) return Settled(admitted.status(), e.subject, e.id);
+  const std::string source = request["source"].get<std::string>();
+  if (auto items = KnownItemCount(source)) {
+    if (std::string why = TooLarge(*items, b.chunk_size, options_); !why.empty()) {
+      spdlog::warn("[batch {}] refused: {}", e.subject, why);
+      Status s = Decide(b, "failed", {{"error", "data.source: " + why}});
+      return s.ok() ? Verdict::DeadLetter("data.source: " + why) : Settled(s, e.subject, e.id);
+    }
+  }
+  spdlog::info("[batch {}] admitted: {} in chunks of {} (correlation {})", e.subject, source,
+               b.chunk_size, e.correlation_id);
+  // A step that does not get out now is handed out again by the timer.
+  if (Status s = PublishStep(b); !s.ok())
+    spdlog::warn("[batch {}] first fan-out step not published yet: {}", e.subject, s.ToString());
+  return Verdict::Ack();
+}
+
+Verdict Aggregator::HandleProgress(const Event& e) {
+  auto found = ledger_->Get(e.subject);
+  if (!found.ok()) return Settled(found.status(), e.subject, e.id);
+  if (!found.value())
+    return Verdict::DeadLetter("subject: unknown batch '" + e.subject + "': this aggregator admitted no such batch");
+  const BatchRecord& b = *found.value();
+  const int64_t step = e.data["step"].get<int64_t>();
+  if (b.complete || step < b.step.number ||
+      (step == b.step.number && b.step.state != FanoutStepRecord::State::kIssued))
+    return Verdict::Ack();  // a step reported twice (it was handed out again)
+  if (step > b.step.number)
+    return Verdict::DeadLetter("data.step: step " + std::to_string(step) + " of batch '" + e.subject +
+                               "' was never handed out (the current step is " +
+                               std::to_string(b.step.number) + ")");
+  if (auto error = e.data.find("error"); error != e.data.end()) {
+    spdlog::error("[batch {}] cannot fan out: {}", e.subject, error->get<std::string>());
+    return Settled(Decide(b, "failed", {{"error", *error}}), e.subject, e.id);
+  }
+  const bool sealed = e.type == kBatchSealed;
+  const json cursor = sealed ? b.step.cursor : e.data["cursor"];
+  const int64_t chunks = sealed ? e.data["total_chunks"].get<int64_t>() : cursor["next_chunk"].get<int64_t>();
+  const int64_t items = sealed ? e.data["total_items"].get<int64_t>() : cursor["next_item"].get<int64_t>();
+  // The report must add up to what this step could have published.
+  const int64_t first = b.step.first_chunk(), first_item = b.step.cursor.value("next_item", int64_t{0});
+  const int64_t new_chunks = chunks - first, new_items = items - first_item;
+  const bool fits = new_chunks >= 0 && new_chunks <= b.step.max_chunks &&
+                    (sealed ? new_items <= new_chunks * b.chunk_size &&
+                                  (new_chunks == 0 ? new_items == 0 : new_items > (new_chunks - 1) * b.chunk_size)
+                            : new_chunks > 0 && new_items == new_chunks * b.chunk_size);
+  if (!fits)
+    return Verdict::DeadLetter((sealed ? std::string("data.total_chunks") : std::string("data.cursor")) +
+                               ": " + std::to_string(chunks) + " chunks / " + std::to_string(items) +
+                               " items do not fit step " + std::to_string(step) + " of batch '" +
+                               e.subject + "' (from chunk " + std::to_string(first) + ", at most " +
+                               std::to_string(b.step.max_chunks) + " chunks of " +
+                               std::to_string(b.chunk_size) + ")");
+  if (Status s = ledger_->RecordProgress(e.subject, cursor, chunks, items, sealed); !s.ok())
+    return Settled(s, e.subject, e.id);
+  if (chunks > options_.max_batch_chunks || items > options_.max_batch_items) {
+    const std::string why = "data.source: " + TooLarge(items, b.chunk_size, options_) +
+                            " (found while reading it; the chunks published so far are ignored)";
+    spdlog::warn("[batch {}] stopped: {}", e.subject, why);
+    return Settled(Decide(b, "failed", {{"error", why}}), e.subject, e.id);
+  }
+  if (sealed)
+    spdlog::info("[batch {}] sealed: {} chunks, {} items (correlation {})", e.subject, chunks, items,
+                 b.correlation_id);
+  return Settled(sealed ? CompleteIfDone(e.subject) : NextStepIfRoom(e.subject), e.subject, e.id);
+}
+
+Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
+  auto found = ledger_->Get(e.subject);
+  if (!found.ok()) return Settled(found.status(), e.subject, e.id);
+  if (!found.value())
+    return Verdict::DeadLetter("subject: unknown batch '" + e.subject + "': this aggregator admitted no such batch");
+  const BatchRecord& b = *found.value();
+  if (b.complete) return Verdict::Ack();  // late: a decided batch changes no more
+  const int64_t index = e.data["chunk_index"].get<int64_t>();
+  const int64_t items = e.data["items"].get<int64_t>();
+  const bool step_out = b.step.state == FanoutStepRecord::State::kIssued;
+  const int64_t may_exist = b.total_chunks ? *b.total_chunks
+                                           : (step_out ? b.step.first_chunk() + b.step.max_chunks : b.published_chunks);
+  const std::string where = "chunk " + std::to_string(index) + " of batch '" + e.subject + "'";
+  if (index >= may_exist)
+    return Verdict::DeadLetter("data.chunk_index: " + where + " was never published (" +
+                               (b.total_chunks ? "the batch has " : "published so far: at most ") +
+                               std::to_string(may_exist) + " chunks)");
+  if (index >= b.published_chunks && !b.total_chunks) {
+    // Its step is out but not reported yet: the chunk_done overtook the report.
+    if (d.attempt < kReportWaits) return Verdict::Retry(kReportWait, "data.chunk_index: " + where + " not reported published yet");
+    return Verdict::DeadLetter("data.chunk_index: " + where + " was never reported published");
+  }
+  if (const int64_t expected = ExpectedItems(b, index); items != expected)
+    return Verdict::DeadLetter("data.items: " + std::to_string(items) + ", but " + where + " has " +
+                               std::to_string(expected) + " items");
+  ChunkOutcome c;
+  c.batch_id = e.subject;
+  c.correlation_id = e.correlation_id;
+  c.chunk_index = index;
+  c.succeeded = e.data["status"] == "succeeded";
+  c.items = items;
+  c.attempts = e.data["attempts"].get<int>();
+  c.result = e.data.value("result", json());
+  c.error = e.data.value("error", "");
+  auto recorded = ledger_->RecordChunk(c);
+  if (!recorded.ok()) return Settled(recorded.status(), e.subject, e.id);
+  if (recorded.value() == ChunkRecorded::kConflict) {
+    spdlog::warn("[batch {}] chunk {}: {} carries another result than the one counted; kept out",
+                 e.subject, index, e.id);
+    return Verdict::DeadLetter("conflict: " + where +
+                               " was already counted with another result; the first one is kept");
+  }
+  return Settled(RecordOutcome(c, recorded.value()), e.subject, e.id);
+}
+
+Status Aggregator::RecordOutcome(const ChunkOutcome& c, ChunkRecorded recorded) {
+  if (recorded == ChunkRecorded::kDuplicate) {
     spdlog::debug("[batch {}] chunk {} already counted; duplicate ignored", c.batch_id, c.chunk_index);
   } else if (!c.succeeded) {
     spdlog::warn("[batch {}] chunk {} failed after {} attempts: {}", c.batch_id, c.chunk_index,
                  c.attempts, c.error);
   }
+  if (Status s = NextStepIfRoom(c.batch_id); !s.ok()) return s;
   // Even a duplicate may find the batch decided but not announced (crash).
   return CompleteIfDone(c.batch_id);
+}
+
+Status Aggregator::NextStepIfRoom(const std::string& batch_id) {
+  auto found = ledger_->Get(batch_id);
+  if (!found.ok() || !found.value()) return found.status();
+  BatchRecord& b = *found.value();
+  if (b.complete || b.step.state != FanoutStepRecord::State::kWaiting) return Status::Ok();
+  const int64_t outstanding = b.published_chunks - (b.succeeded + b.failed);
+  if (outstanding > options_.fanout_window / 2) return Status::Ok();
+  b.step.number += 1;
+  b.step.max_chunks = options_.fanout_window - outstanding;
+  if (Status s = ledger_->IssueStep(batch_id, b.step); !s.ok()) return s;
+  // Recorded as issued: if this publish fails, the timer hands it out again.
+  if (Status s = PublishStep(b); !s.ok())
+    spdlog::warn("[batch {}] fan-out step {} not published yet: {}", batch_id, b.step.number, s.ToString());
+  return Status::Ok();
+}
+
+Status Aggregator::PublishStep(const BatchRecord& b) {
+  json data = b.request;
+  data["step"] = b.step.number;
+  data["max_chunks"] = b.step.max_chunks;
+  data["cursor"] = b.step.cursor;
+  data["started_at"] = b.started_at;
+  Event step = MakeEvent(kFanoutStep, b.batch_id + "/step/" + std::to_string(b.step.number), b.batch_id,
+                         b.correlation_id, std::move(data));
+  return bus_.Publish(Message{step.type, step.id, EncodeEvent(step)});
 }
 
 Status Aggregator::CompleteIfDone(const std::string& batch_id) {
@@ -152,30 +338,31 @@ Status Aggregator::CompleteIfDone(const std::string& batch_id) {
   std::string status = "succeeded";
   if (b.failed > 0)
     status = (b.succeeded == 0 || options_.tolerance.Exceeded(b.failed, *b.total_chunks)) ? "failed" : "partial";
-  return Decide(b, status, nlohmann::json::object());
+  return Decide(b, status, json::object());
 }
 
-Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const nlohmann::json& extra) {
+Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const json& extra) {
   auto failed_chunks = ledger_->FailedChunks(b.batch_id);
   if (!failed_chunks.ok()) return failed_chunks.status();
   const int64_t total = b.total_chunks.value_or(b.succeeded + b.failed);
   const std::string completed_at = NowRfc3339();
-  nlohmann::json data = {{"status", status},
-                         {"items", b.total_items},
-                         {"chunks", total},
-                         {"succeeded", b.succeeded},
-                         {"failed", b.failed},
-                         {"failed_chunks", failed_chunks.value()},
-                         {"result", b.result},
-                         {"started_at", b.started_at},
-                         {"completed_at", completed_at}};
+  json data = {{"status", status},
+               {"items", b.total_items},
+               {"chunks", total},
+               {"succeeded", b.succeeded},
+               {"failed", b.failed},
+               {"failed_chunks", failed_chunks.value()},
+               {"conflicts", b.conflicts},
+               {"result", b.result},
+               {"started_at", b.started_at},
+               {"completed_at", completed_at}};
   data.update(extra);
   Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id, data);
-  std::string json = EncodeEvent(e);
-  if (Status s = ledger_->DecideComplete(b.batch_id, json); !s.ok()) return s;
-  spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, correlation {})",
-               b.batch_id, status, b.succeeded, total, b.total_items, b.correlation_id);
-  return Announce(b.batch_id, json);
+  std::string event_json = EncodeEvent(e);
+  if (Status s = ledger_->DecideComplete(b.batch_id, event_json); !s.ok()) return s;
+  spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, {} conflicts, correlation {})",
+               b.batch_id, status, b.succeeded, total, b.total_items, b.conflicts, b.correlation_id);
+  return Announce(b.batch_id, event_json);
 }
 
 Status Aggregator::ExpireBatches() {
@@ -191,9 +378,9 @@ Status Aggregator::ExpireBatches() {
     spdlog::warn("[batch {}] deadline of {} ms passed with {} chunks missing{}; deciding timed_out",
                  b.batch_id, options_.deadline.count(), missing->size(),
                  b.total_chunks ? "" : " (not sealed: the total is unknown)");
-    nlohmann::json extra = {{"missing_chunks", missing.value()},
-                            {"sealed", b.total_chunks.has_value()},
-                            {"deadline_seconds", options_.deadline.count() / 1000.0}};
+    json extra = {{"missing_chunks", missing.value()},
+                  {"sealed", b.total_chunks.has_value()},
+                  {"deadline_seconds", options_.deadline.count() / 1000.0}};
     if (Status s = Decide(b, "timed_out", extra); !s.ok()) return s;
   }
   return Status::Ok();
@@ -205,16 +392,37 @@ Status Aggregator::Announce(const std::string& batch_id, const std::string& even
   return ledger_->MarkAnnounced(batch_id);
 }
 
+Status Aggregator::ResumeFanouts() {
+  // A waiting batch whose chunks all came in while no step could be handed out
+  // (a restart in between) would otherwise wait for a chunk_done that never comes.
+  auto open = ledger_->OpenBatches();
+  if (!open.ok()) return open.status();
+  for (const BatchRecord& b : open.value())
+    if (b.step.state == FanoutStepRecord::State::kWaiting)
+      if (Status s = NextStepIfRoom(b.batch_id); !s.ok()) return s;
+  auto stalled = ledger_->StalledSteps(options_.step_lease.count());
+  if (!stalled.ok()) return stalled.status();
+  for (const BatchRecord& b : stalled.value()) {
+    spdlog::warn("[batch {}] fan-out step {} not reported within {} ms; handing it out again", b.batch_id,
+                 b.step.number, options_.step_lease.count());
+    if (Status s = ledger_->RenewStep(b.batch_id); !s.ok()) return s;
+    if (Status s = PublishStep(b); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 void Aggregator::TimerLoop() {
   using std::chrono::milliseconds;
-  // A quarter of the lease; a deadline is checked at least every second.
-  milliseconds period = options_.lease.count() > 0 ? options_.lease / 4 : milliseconds(1000);
-  if (options_.deadline.count() > 0) period = std::min({period, options_.deadline / 4, milliseconds(1000)});
+  // A quarter of the lease; fan-out steps and deadlines are checked at least every second.
+  milliseconds period = options_.lease.count() > 0 ? std::min(options_.lease / 4, milliseconds(1000))
+                                                   : milliseconds(1000);
+  if (options_.deadline.count() > 0) period = std::min(period, options_.deadline / 4);
   period = std::max(milliseconds(100), period);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_cv_.wait_for(lock, period, [this] { return stopping_; })) {
     if (options_.deadline.count() > 0)
       if (Status s = ExpireBatches(); !s.ok()) spdlog::error("batch deadline: {}", s.ToString());
+    if (Status s = ResumeFanouts(); !s.ok()) spdlog::error("fan-out steps: {}", s.ToString());
     if (options_.lease.count() <= 0) continue;
     auto again = ExpiredChunks();
     Status s = again.status();
@@ -244,7 +452,9 @@ Result<std::vector<Message>> Aggregator::ExpiredChunks() {
       }
       spdlog::error("[batch {}] chunk {} exceeded {} redrives; counting it failed", l.batch_id,
                     l.chunk_index, options_.max_redrives);
-      if (Status s = RecordOutcome(c); !s.ok()) return s;
+      auto recorded = ledger_->RecordChunk(c);
+      if (!recorded.ok()) return recorded.status();
+      if (Status s = RecordOutcome(c, recorded.value()); !s.ok()) return s;
       continue;
     }
     spdlog::warn("[batch {}] chunk {} not done within its lease; redrive #{}", l.batch_id,

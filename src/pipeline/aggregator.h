@@ -1,5 +1,10 @@
-// The fan-in aggregator: consumes chunk_done and batch_sealed, counts every
-// chunk once in its SQLite ledger, and publishes one batch_complete per batch.
+// The fan-in aggregator, and the keeper of every batch's ledger. It admits each
+// start_fanout (a batch id names one request: the same request again is
+// answered with the same batch, another one is refused), hands the ventilator
+// one bounded fan-out step at a time so a batch keeps at most `fanout_window`
+// chunks outstanding, counts every chunk_done it can place (a known batch, an
+// index that was published, the items that chunk has) once, and publishes one
+// batch_complete per batch.
 // With a lease it also watches process_chunk and redrives chunks whose
 // chunk_done does not come in time (needed on MQTT, where the broker forgets a
 // message once a worker has received it). With a deadline it decides a batch
@@ -16,6 +21,7 @@
 #include <thread>
 
 #include "core/bus.h"
+#include "core/event.h"
 #include "pipeline/ledger.h"
 
 namespace fanflow {
@@ -44,6 +50,19 @@ struct AggregatorOptions {
   Tolerance tolerance;
   std::chrono::milliseconds lease{0};  // 0: no redrive
   int max_redrives = 5;  // then the chunk is reported failed
+  // Chunks of one batch published and not yet done, at most: the ventilator
+  // gets the next step once a batch is down to half of it, so batches share
+  // the workers instead of the first one filling the queue.
+  int64_t fanout_window = 1000;
+  int64_t max_batch_chunks = 10'000'000;   // a larger batch is refused
+  int64_t max_batch_items = 1'000'000'000;
+  // A fan-out step not reported within this is handed out again (its
+  // ventilator died; on MQTT the step was acknowledged on receipt).
+  std::chrono::milliseconds step_lease{10000};
+  // The bus kept nothing of an earlier run (in-process queues die with their
+  // process): open batches fan out again from their first chunk, and the
+  // ledger counts what it already has once.
+  bool refan_open_batches = false;
   // Deliveries in flight: the ledger is still written one at a time (mu_), but
   // a broker can keep this many unacknowledged, so each ack's round trip does
   // not stall the next delivery (with 1, RabbitMQ hands out one at a time).
@@ -57,10 +76,6 @@ class Aggregator {
                                                                  AggregatorOptions options);
   ~Aggregator();
 
-  // The batch_complete already decided for `batch_id`, if any: lets a rerun of
-  // a finished batch answer at once instead of waiting for a second announcement.
-  [[nodiscard]] Result<std::optional<std::string>> DecidedCompletion(const std::string& batch_id);
-
  private:
   Aggregator(EventBus& bus, AggregatorOptions options, std::unique_ptr<Ledger> ledger)
       : bus_(bus), options_(std::move(options)), ledger_(std::move(ledger)) {}
@@ -68,6 +83,15 @@ class Aggregator {
   Verdict Handle(const Delivery& delivery);
   // Ack once `recorded` is ok, else log and retry the event later.
   static Verdict Settled(const Status& recorded, const std::string& batch_id, const std::string& event_id);
+  // Each requires mu_ and handles one event type.
+  Verdict HandleStart(const Event& start);
+  Verdict HandleProgress(const Event& report);
+  Verdict HandleChunkDone(const Delivery& delivery, const Event& done);
+  // Requires mu_. Hands the ventilator the batch's next step if it is waiting
+  // for one and below half its window.
+  Status NextStepIfRoom(const std::string& batch_id);
+  // Requires mu_. Publishes the batch's current step (again).
+  Status PublishStep(const BatchRecord& b);
   // Requires mu_. Decides and announces the batch if every chunk is in.
   Status CompleteIfDone(const std::string& batch_id);
   // Requires mu_. Records the one batch_complete of `b` (`extra` is merged
@@ -77,9 +101,13 @@ class Aggregator {
   Status ExpireBatches();
   // Requires mu_. Publishes the decided event, then remembers it was.
   Status Announce(const std::string& batch_id, const std::string& event_json);
-  Status RecordOutcome(const ChunkOutcome& outcome);
-  // Redrives expired leases and expires batches past their deadline.
+  // Requires mu_. What follows a recorded chunk: the next step, the decision.
+  Status RecordOutcome(const ChunkOutcome& outcome, ChunkRecorded recorded);
+  // Redrives expired leases, hands out stalled or waiting fan-out steps and
+  // expires batches past their deadline.
   void TimerLoop();
+  // Requires mu_. The fan-out steps to hand out again, or at last.
+  Status ResumeFanouts();
   // Requires mu_. The chunks to publish again; gives up on over-redriven ones.
   Result<std::vector<Message>> ExpiredChunks();
 

@@ -109,18 +109,20 @@ class Statement {
   sqlite3_stmt* stmt_;  // null: it did not compile
 };
 
-// BEGIN [IMMEDIATE] ... COMMIT, rolled back if not committed.
+// BEGIN [IMMEDIATE] ... COMMIT, rolled back if not committed. A BEGIN that
+// failed (the file is locked past the busy timeout) makes every method return
+// before it writes anything: nothing runs in autocommit by accident.
 class Transaction {
  public:
   explicit Transaction(StatementCache& cache, const char* begin = "BEGIN IMMEDIATE")
-      : cache_(cache) {
-    ok_ = Statement(cache_, begin).Run().ok();
-  }
+      : cache_(cache), began_(Statement(cache_, begin).Run()) {}
   ~Transaction() {
-    if (ok_ && !done_) (void)Statement(cache_, "ROLLBACK").Run();
+    if (began_.ok() && !done_) (void)Statement(cache_, "ROLLBACK").Run();
   }
+  // Unavailable when another process holds the write lock: retry later.
+  const Status& began() const { return began_; }
   Status Commit() {
-    if (!ok_) return Internal(std::string("ledger: cannot begin: ") + sqlite3_errmsg(cache_.db()));
+    if (!began_.ok()) return began_;
     done_ = true;
     if (Status s = Statement(cache_, "COMMIT").Run(); !s.ok())
       return Internal("ledger: commit failed: " + s.message());
@@ -129,9 +131,14 @@ class Transaction {
 
  private:
   StatementCache& cache_;
-  bool ok_ = false;
+  const Status began_;
   bool done_ = false;
 };
+
+#define FANFLOW_BEGIN(tx)                          \
+  do {                                            \
+    if (!(tx).began().ok()) return (tx).began();  \
+  } while (0)
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS batches(
@@ -147,6 +154,11 @@ CREATE TABLE IF NOT EXISTS batches(
   started_at TEXT NOT NULL DEFAULT '',
   complete_event TEXT,
   announced INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS conflicts(
+  batch_id TEXT NOT NULL,
+  chunk_index INTEGER NOT NULL,
+  digest INTEGER NOT NULL,
+  PRIMARY KEY(batch_id, chunk_index, digest)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chunks(
   batch_id TEXT NOT NULL,
   chunk_index INTEGER NOT NULL,
@@ -155,6 +167,7 @@ CREATE TABLE IF NOT EXISTS chunks(
   attempts INTEGER NOT NULL,
   error TEXT NOT NULL DEFAULT '',
   done_ms INTEGER NOT NULL,
+  digest INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(batch_id, chunk_index)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases(
   batch_id TEXT NOT NULL,
@@ -166,7 +179,45 @@ CREATE TABLE IF NOT EXISTS leases(
 CREATE INDEX IF NOT EXISTS leases_by_age ON leases(leased_ms);
 )sql";
 
+// Columns added since the first ledger format; Migrate adds those missing.
+struct AddedColumn {
+  const char* table;
+  const char* name;
+  const char* declaration;
+};
+constexpr AddedColumn kAddedColumns[] = {
+    {"batches", "request", "TEXT NOT NULL DEFAULT 'null'"},
+    {"batches", "chunk_size", "INTEGER NOT NULL DEFAULT 0"},
+    {"batches", "published_chunks", "INTEGER NOT NULL DEFAULT 0"},
+    {"batches", "published_items", "INTEGER NOT NULL DEFAULT 0"},
+    {"batches", "step_no", "INTEGER NOT NULL DEFAULT 0"},
+    {"batches", "step_state", "INTEGER NOT NULL DEFAULT 2"},
+    {"batches", "step_cursor", "TEXT NOT NULL DEFAULT '{}'"},
+    {"batches", "step_max_chunks", "INTEGER NOT NULL DEFAULT 0"},
+    {"batches", "step_ms", "INTEGER NOT NULL DEFAULT 0"},
+    {"chunks", "digest", "INTEGER NOT NULL DEFAULT 0"},
+};
+
+// What tells two successful outcomes of a chunk apart.
+int64_t OutcomeDigest(const ChunkOutcome& c) {
+  const std::string result = c.result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return static_cast<int64_t>(std::hash<std::string>()(std::to_string(c.items) + ":" + result));
+}
+
 }  // namespace
+
+Status Ledger::Migrate() {
+  for (const AddedColumn& c : kAddedColumns) {
+    Statement q(*statements_, "SELECT count(*) FROM pragma_table_info(?1) WHERE name=?2");
+    q.Bind(1, std::string(c.table)).Bind(2, std::string(c.name));
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (q.Int(0) > 0) continue;
+    std::string sql = std::string("ALTER TABLE ") + c.table + " ADD COLUMN " + c.name + " " + c.declaration;
+    if (Status s = Exec(sql.c_str()); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, Durability durability) {
   sqlite3* db = nullptr;
@@ -180,6 +231,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, Durability
     s = ledger->Exec(durability == Durability::kFull ? "PRAGMA synchronous=FULL"
                                                      : "PRAGMA synchronous=NORMAL");
   if (s.ok()) s = ledger->Exec(kSchema);
+  if (s.ok()) s = ledger->Migrate();
   if (!s.ok()) return InvalidArgument("ledger '" + path + "' is not usable: " + s.message());
   return ledger;
 }
@@ -203,65 +255,85 @@ Status Ledger::Exec(const char* sql) {
 
 namespace {
 
-Status EnsureBatch(StatementCache& statements, const std::string& batch_id,
-                   const std::string& correlation_id) {
-  int64_t now = NowMs();
-  return Statement(statements,
-                   "INSERT OR IGNORE INTO batches(batch_id, correlation_id, created_ms, updated_ms) "
-                   "VALUES(?1, ?2, ?3, ?3)")
-      .Bind(1, batch_id)
-      .Bind(2, correlation_id)
-      .Bind(3, now)
-      .Run();
-}
+struct PriorChunk {
+  bool succeeded = false;
+  int64_t digest = 0;
+};
 
-// Whether chunk `c` was recorded before, and as succeeded.
-Result<std::optional<bool>> PriorOutcome(StatementCache& statements, const ChunkOutcome& c) {
-  Statement prior(statements, "SELECT succeeded FROM chunks WHERE batch_id=?1 AND chunk_index=?2");
+Result<std::optional<PriorChunk>> FindChunk(StatementCache& statements, const ChunkOutcome& c) {
+  Statement prior(statements,
+                  "SELECT succeeded, digest FROM chunks WHERE batch_id=?1 AND chunk_index=?2");
   prior.Bind(1, c.batch_id).Bind(2, c.chunk_index);
   auto found = prior.Step();
   if (!found.ok()) return found.status();
-  if (!found.value()) return std::optional<bool>();
-  return std::optional<bool>(prior.Int(0) != 0);
-}
-
-// A recorded chunk counts again only to turn a failure into a success.
-bool AlreadyCounted(const std::optional<bool>& prior, const ChunkOutcome& c) {
-  return prior && (*prior || !c.succeeded);
+  if (!found.value()) return std::optional<PriorChunk>();
+  return std::optional<PriorChunk>(PriorChunk{prior.Int(0) != 0, prior.Int(1)});
 }
 
 }  // namespace
 
-Result<bool> Ledger::RecordChunk(const ChunkOutcome& c) {
+Result<bool> Ledger::Admit(const BatchRecord& b) {
+  Transaction tx(*statements_);
+  FANFLOW_BEGIN(tx);
+  const int64_t now = NowMs();
+  Statement insert(*statements_,
+                   "INSERT OR IGNORE INTO batches(batch_id, correlation_id, created_ms, updated_ms, "
+                   "started_at, request, chunk_size, step_no, step_state, step_cursor, "
+                   "step_max_chunks, step_ms) VALUES(?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?3)");
+  insert.Bind(1, b.batch_id).Bind(2, b.correlation_id).Bind(3, now).Bind(4, b.started_at);
+  insert.Bind(5, b.request.dump()).Bind(6, b.chunk_size).Bind(7, b.step.number);
+  insert.Bind(8, static_cast<int64_t>(b.step.state)).Bind(9, b.step.cursor.dump());
+  if (Status s = insert.Bind(10, b.step.max_chunks).Run(); !s.ok()) return s;
+  const bool inserted = sqlite3_changes(db_) > 0;
+  if (Status s = tx.Commit(); !s.ok()) return s;
+  return inserted;
+}
+
+Result<ChunkRecorded> Ledger::RecordChunk(const ChunkOutcome& c) {
   // Deferred first: a duplicate is answered on a read snapshot, without the
   // write lock, which only the first write takes. That upgrade fails at once
   // (SQLITE_BUSY, no busy wait) if another writer got in since the snapshot:
   // then again with the write lock taken up front.
-  auto counted = RecordChunkIn("BEGIN DEFERRED", c);
-  if (counted.ok() || counted.status().code() != StatusCode::kUnavailable) return counted;
+  auto recorded = RecordChunkIn("BEGIN DEFERRED", c);
+  if (recorded.ok() || recorded.status().code() != StatusCode::kUnavailable) return recorded;
   return RecordChunkIn("BEGIN IMMEDIATE", c);
 }
 
-Result<bool> Ledger::RecordChunkIn(const char* begin, const ChunkOutcome& c) {
+Result<ChunkRecorded> Ledger::RecordChunkIn(const char* begin, const ChunkOutcome& c) {
   Transaction tx(*statements_, begin);
-  auto prior = PriorOutcome(*statements_, c);
+  FANFLOW_BEGIN(tx);
+  auto prior = FindChunk(*statements_, c);
   if (!prior.ok()) return prior.status();
-  if (AlreadyCounted(prior.value(), c)) return false;
+  const int64_t digest = c.succeeded ? OutcomeDigest(c) : 0;
+  if (prior.value()) {
+    const PriorChunk& p = *prior.value();
+    if (!c.succeeded || (p.succeeded && p.digest == digest)) return ChunkRecorded::kDuplicate;
+    if (p.succeeded) {
+      // Another result for a chunk already counted: the first one stands.
+      Statement conflict(*statements_,
+                         "INSERT OR IGNORE INTO conflicts(batch_id, chunk_index, digest) VALUES(?1, ?2, ?3)");
+      if (Status s = conflict.Bind(1, c.batch_id).Bind(2, c.chunk_index).Bind(3, digest).Run(); !s.ok())
+        return s;
+      if (Status s = tx.Commit(); !s.ok()) return s;
+      return ChunkRecorded::kConflict;
+    }
+  }
   const bool upgrade = prior->has_value();
-  if (Status s = EnsureBatch(*statements_, c.batch_id, c.correlation_id); !s.ok()) return s;
-
-  Statement write(*statements_,
-                  "INSERT OR REPLACE INTO chunks(batch_id, chunk_index, succeeded, items, attempts, "
-                  "error, done_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-  write.Bind(1, c.batch_id).Bind(2, c.chunk_index).Bind(3, int64_t{c.succeeded});
-  write.Bind(4, c.items).Bind(5, int64_t{c.attempts}).Bind(6, c.error).Bind(7, NowMs());
-  if (Status s = write.Run(); !s.ok()) return s;
 
   Statement current(*statements_, "SELECT result FROM batches WHERE batch_id=?1");
   current.Bind(1, c.batch_id);
-  if (auto r = current.Step(); !r.ok()) return r.status();
+  auto found = current.Step();
+  if (!found.ok()) return found.status();
+  if (!found.value()) return InvalidArgument("subject: unknown batch '" + c.batch_id + "'");
   nlohmann::json merged = nlohmann::json::parse(current.Text(0), nullptr, false);
   if (c.succeeded) MergeResult(merged, c.result);
+
+  Statement write(*statements_,
+                  "INSERT OR REPLACE INTO chunks(batch_id, chunk_index, succeeded, items, attempts, "
+                  "error, done_ms, digest) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  write.Bind(1, c.batch_id).Bind(2, c.chunk_index).Bind(3, int64_t{c.succeeded});
+  write.Bind(4, c.items).Bind(5, int64_t{c.attempts}).Bind(6, c.error).Bind(7, NowMs()).Bind(8, digest);
+  if (Status s = write.Run(); !s.ok()) return s;
 
   Statement update(*statements_,
                    "UPDATE batches SET succeeded = succeeded + ?2, failed = failed + ?3, "
@@ -269,31 +341,75 @@ Result<bool> Ledger::RecordChunkIn(const char* begin, const ChunkOutcome& c) {
   update.Bind(1, c.batch_id)
       .Bind(2, int64_t{c.succeeded})
       .Bind(3, int64_t{upgrade ? -1 : (c.succeeded ? 0 : 1)})
-      .Bind(4, merged.dump())
+      .Bind(4, merged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
       .Bind(5, NowMs());
   if (Status s = update.Run(); !s.ok()) return s;
   Statement unlease(*statements_, "DELETE FROM leases WHERE batch_id=?1 AND chunk_index=?2");
   if (Status s = unlease.Bind(1, c.batch_id).Bind(2, c.chunk_index).Run(); !s.ok()) return s;
   if (Status s = tx.Commit(); !s.ok()) return s;
-  return true;
+  return ChunkRecorded::kCounted;
 }
 
-Status Ledger::Seal(const std::string& batch_id, const std::string& correlation_id,
-                    int64_t total_chunks, int64_t total_items, const std::string& started_at) {
-  Transaction tx(*statements_);
-  if (Status s = EnsureBatch(*statements_, batch_id, correlation_id); !s.ok()) return s;
-  Statement seal(*statements_,
-                 "UPDATE batches SET total_chunks=?2, total_items=?3, started_at=?4, updated_ms=?5 "
-                 "WHERE batch_id=?1");
-  seal.Bind(1, batch_id).Bind(2, total_chunks).Bind(3, total_items).Bind(4, started_at);
-  if (Status s = seal.Bind(5, NowMs()).Run(); !s.ok()) return s;
-  return tx.Commit();
+Status Ledger::RecordProgress(const std::string& batch_id, const nlohmann::json& cursor,
+                              int64_t chunks, int64_t items, bool sealed) {
+  Statement progress(*statements_,
+                     "UPDATE batches SET published_chunks=?2, published_items=?3, step_state=?4, "
+                     "total_chunks=CASE WHEN ?5 THEN ?2 ELSE total_chunks END, "
+                     "total_items=CASE WHEN ?5 THEN ?3 ELSE total_items END, updated_ms=?6, "
+                     "step_cursor=?7 WHERE batch_id=?1");
+  progress.Bind(1, batch_id).Bind(2, chunks).Bind(3, items);
+  progress.Bind(4, static_cast<int64_t>(sealed ? FanoutStepRecord::State::kDone
+                                               : FanoutStepRecord::State::kWaiting));
+  return progress.Bind(5, int64_t{sealed}).Bind(6, NowMs()).Bind(7, cursor.dump()).Run();
+}
+
+Status Ledger::IssueStep(const std::string& batch_id, const FanoutStepRecord& step) {
+  return Statement(*statements_,
+                   "UPDATE batches SET step_no=?2, step_state=?3, step_cursor=?4, step_max_chunks=?5, "
+                   "step_ms=?6 WHERE batch_id=?1")
+      .Bind(1, batch_id)
+      .Bind(2, step.number)
+      .Bind(3, static_cast<int64_t>(FanoutStepRecord::State::kIssued))
+      .Bind(4, step.cursor.dump())
+      .Bind(5, step.max_chunks)
+      .Bind(6, NowMs())
+      .Run();
+}
+
+Status Ledger::RestartFanout(const std::string& batch_id, int64_t max_chunks) {
+  FanoutStepRecord first;
+  return Statement(*statements_,
+                   "UPDATE batches SET published_chunks=0, published_items=0, step_no=step_no+1, "
+                   "step_state=?2, step_cursor=?3, step_max_chunks=?4, step_ms=0 WHERE batch_id=?1")
+      .Bind(1, batch_id)
+      .Bind(2, static_cast<int64_t>(FanoutStepRecord::State::kIssued))
+      .Bind(3, first.cursor.dump())
+      .Bind(4, max_chunks)
+      .Run();
+}
+
+Status Ledger::RenewStep(const std::string& batch_id) {
+  return Statement(*statements_, "UPDATE batches SET step_ms=?2 WHERE batch_id=?1")
+      .Bind(1, batch_id)
+      .Bind(2, NowMs())
+      .Run();
+}
+
+Result<std::vector<BatchRecord>> Ledger::StalledSteps(int64_t max_age_ms) {
+  const std::string before = std::to_string(NowMs() - max_age_ms);
+  const std::string where = "complete_event IS NULL AND step_state=" +
+                            std::to_string(static_cast<int>(FanoutStepRecord::State::kIssued)) +
+                            " AND step_ms < " + before;
+  return Batches(where.c_str(), nullptr);
 }
 
 Result<std::vector<BatchRecord>> Ledger::Batches(const char* where, const std::string* arg) {
   std::string sql =
       "SELECT batch_id, correlation_id, created_ms, updated_ms, total_chunks, total_items, "
-      "succeeded, failed, result, started_at, complete_event, announced FROM batches WHERE ";
+      "succeeded, failed, result, started_at, complete_event, announced, request, chunk_size, "
+      "published_chunks, published_items, step_no, step_state, step_cursor, step_max_chunks, "
+      "step_ms, (SELECT count(*) FROM conflicts c WHERE c.batch_id = batches.batch_id) "
+      "FROM batches WHERE ";
   Statement q(*statements_, sql + where + " ORDER BY created_ms");
   if (arg) q.Bind(1, *arg);
   std::vector<BatchRecord> out;
@@ -314,6 +430,16 @@ Result<std::vector<BatchRecord>> Ledger::Batches(const char* where, const std::s
     b.started_at = q.Text(9);
     if (!q.IsNull(10)) b.complete = q.Text(10);
     b.announced = q.Int(11) != 0;
+    b.request = nlohmann::json::parse(q.Text(12), nullptr, false);
+    b.chunk_size = q.Int(13);
+    b.published_chunks = q.Int(14);
+    b.published_items = q.Int(15);
+    b.step.number = q.Int(16);
+    b.step.state = static_cast<FanoutStepRecord::State>(q.Int(17));
+    b.step.cursor = nlohmann::json::parse(q.Text(18), nullptr, false);
+    b.step.max_chunks = q.Int(19);
+    b.step.issued_ms = q.Int(20);
+    b.conflicts = q.Int(21);
     out.push_back(std::move(b));
   }
 }
@@ -365,9 +491,12 @@ Status Ledger::DecideComplete(const std::string& batch_id, const std::string& ev
 }
 
 Status Ledger::MarkAnnounced(const std::string& batch_id) {
+  Transaction tx(*statements_);
+  FANFLOW_BEGIN(tx);
   Status s = Statement(*statements_, "UPDATE batches SET announced=1 WHERE batch_id=?1").Bind(1, batch_id).Run();
+  if (s.ok()) s = Statement(*statements_, "DELETE FROM leases WHERE batch_id=?1").Bind(1, batch_id).Run();
   if (!s.ok()) return s;
-  return Statement(*statements_, "DELETE FROM leases WHERE batch_id=?1").Bind(1, batch_id).Run();
+  return tx.Commit();
 }
 
 Result<std::vector<BatchRecord>> Ledger::Unannounced() {
@@ -378,12 +507,14 @@ Result<std::vector<BatchRecord>> Ledger::OpenBatches() { return Batches("complet
 
 Status Ledger::LeaseChunk(const std::string& batch_id, int64_t chunk_index,
                           const std::string& event_json) {
-  // A chunk already done, or of an announced batch, needs no lease.
+  // Only a chunk of an open batch this aggregator admitted, not yet done, is
+  // leased: a forged process_chunk leaves no trace.
   return Statement(*statements_,
                    "INSERT OR IGNORE INTO leases(batch_id, chunk_index, event, leased_ms) "
                    "SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE "
-                   "batch_id=?1 AND chunk_index=?2) AND NOT EXISTS (SELECT 1 FROM batches WHERE "
-                   "batch_id=?1 AND announced=1)")
+                   "batch_id=?1 AND chunk_index=?2) AND EXISTS (SELECT 1 FROM batches WHERE "
+                   "batch_id=?1 AND complete_event IS NULL AND "
+                   "?2 < COALESCE(total_chunks, published_chunks + step_max_chunks))")
       .Bind(1, batch_id)
       .Bind(2, chunk_index)
       .Bind(3, event_json)
@@ -393,6 +524,7 @@ Status Ledger::LeaseChunk(const std::string& batch_id, int64_t chunk_index,
 
 Result<std::vector<Ledger::Lease>> Ledger::TakeExpiredLeases(int64_t max_age_ms) {
   Transaction tx(*statements_);
+  FANFLOW_BEGIN(tx);
   const int64_t now = NowMs();
   Statement q(*statements_,
               "SELECT l.batch_id, l.chunk_index, l.event, l.redrives FROM leases l "

@@ -30,6 +30,25 @@ struct ChunkOutcome {
   std::string error;
 };
 
+// One bounded step of a batch's fan-out: the aggregator hands the ventilator
+// "publish at most max_chunks chunks from cursor" and waits for its report.
+struct FanoutStepRecord {
+  enum class State { kIssued = 0, kWaiting = 1, kDone = 2 };
+  int64_t number = 0;
+  State state = State::kIssued;
+  nlohmann::json cursor = {{"offset", 0}, {"next_chunk", 0}, {"next_item", 0}};
+  int64_t max_chunks = 0;
+  int64_t issued_ms = 0;
+  int64_t first_chunk() const { return cursor.value("next_chunk", int64_t{0}); }
+};
+
+// What RecordChunk did with a chunk_done.
+enum class ChunkRecorded {
+  kCounted,    // first outcome of the chunk (or a success after a failure)
+  kDuplicate,  // the same outcome again, or a failure after a success
+  kConflict,   // another successful outcome than the one counted: kept out, counted as conflict
+};
+
 // A batch as the ledger knows it.
 struct BatchRecord {
   std::string batch_id;
@@ -41,9 +60,17 @@ struct BatchRecord {
   int64_t succeeded = 0;
   int64_t failed = 0;
   nlohmann::json result;
-  std::string started_at;               // RFC 3339 from the seal, if any
+  std::string started_at;               // RFC 3339, when the batch was admitted
   std::optional<std::string> complete;  // the batch_complete event, once decided
   bool announced = false;               // that event was published (confirmed)
+  // The admitted request (source, chunk_size, page_chunks, claim_check_bytes):
+  // the same batch id with another request is refused.
+  nlohmann::json request;
+  int64_t chunk_size = 0;
+  int64_t published_chunks = 0;  // chunks the ventilator reported published
+  int64_t published_items = 0;
+  int64_t conflicts = 0;  // chunk_done events refused for contradicting a counted one
+  FanoutStepRecord step;  // the fan-out step in progress (or the last one)
 };
 
 enum class Durability { kNormal, kFull };  // PRAGMA synchronous
@@ -56,15 +83,29 @@ class Ledger {
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
 
-  // Records a finished chunk. Returns false when it was already counted (a
-  // redelivery), true when this call counted it. A failed chunk that later
-  // succeeds (e.g. replayed from the DLQ) is counted as succeeded instead.
-  [[nodiscard]] Result<bool> RecordChunk(const ChunkOutcome& outcome);
+  // Records a new batch with its first fan-out step; false (and no change)
+  // when the batch id is known already.
+  [[nodiscard]] Result<bool> Admit(const BatchRecord& batch);
 
-  // Records the batch total once the ventilator has read the last page.
-  [[nodiscard]] Status Seal(const std::string& batch_id, const std::string& correlation_id,
-                            int64_t total_chunks, int64_t total_items,
-                            const std::string& started_at);
+  // Records a finished chunk of a known batch. A failed chunk that later
+  // succeeds (e.g. replayed from the DLQ) is counted as succeeded instead.
+  [[nodiscard]] Result<ChunkRecorded> RecordChunk(const ChunkOutcome& outcome);
+
+  // The ventilator's report of the current step: the chunks and items
+  // published so far and the cursor the next step starts from; `sealed`: the
+  // source is exhausted, these are the totals.
+  [[nodiscard]] Status RecordProgress(const std::string& batch_id, const nlohmann::json& cursor,
+                                      int64_t chunks, int64_t items, bool sealed);
+  // Makes `step` the batch's current step (issued now).
+  [[nodiscard]] Status IssueStep(const std::string& batch_id, const FanoutStepRecord& step);
+  // Starts the batch's fan-out again from its first chunk with a new step of
+  // `max_chunks`, due at once (the timer hands it out).
+  [[nodiscard]] Status RestartFanout(const std::string& batch_id, int64_t max_chunks);
+  // Restarts the clock of the current step (issued again).
+  [[nodiscard]] Status RenewStep(const std::string& batch_id);
+  // Open batches whose current step was issued more than `max_age_ms` ago
+  // with no report: the ventilator that took it died, or never got it.
+  [[nodiscard]] Result<std::vector<BatchRecord>> StalledSteps(int64_t max_age_ms);
 
   [[nodiscard]] Result<std::optional<BatchRecord>> Get(const std::string& batch_id);
 
@@ -111,8 +152,10 @@ class Ledger {
  private:
   explicit Ledger(sqlite3* db);
   Status Exec(const char* sql);
+  // Adds the columns a ledger made by an earlier fanflow lacks.
+  Status Migrate();
   // RecordChunk in one transaction opened with `begin`.
-  Result<bool> RecordChunkIn(const char* begin, const ChunkOutcome& c);
+  Result<ChunkRecorded> RecordChunkIn(const char* begin, const ChunkOutcome& c);
   // Rows matching `where`, which may use ?1 bound to *arg.
   Result<std::vector<BatchRecord>> Batches(const char* where, const std::string* arg);
 

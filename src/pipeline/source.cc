@@ -104,7 +104,34 @@ class JsonlSource final : public Source {
   int64_t stdin_offset_ = 0;
 };
 
+struct RangeSpec {
+  int64_t items = 0;
+  uint64_t seed = 0;
+};
+
+// `range:N[:SEED]`; `spec` starts with "range:".
+Result<RangeSpec> ParseRange(const std::string& spec) {
+  std::string rest = spec.substr(6);
+  auto colon = rest.find(':');
+  auto n = ParseCount(rest.substr(0, colon), "source " + spec + ": N");
+  if (!n.ok()) return n.status();
+  RangeSpec range{n.value(), 0};
+  if (colon != std::string::npos) {
+    auto s = ParseCount(rest.substr(colon + 1), "source " + spec + ": SEED");
+    if (!s.ok()) return s.status();
+    range.seed = static_cast<uint64_t>(s.value());
+  }
+  return range;
+}
+
 }  // namespace
+
+std::optional<int64_t> KnownItemCount(const std::string& spec) {
+  if (spec.rfind("range:", 0) != 0) return std::nullopt;
+  auto range = ParseRange(spec);
+  if (!range.ok()) return std::nullopt;
+  return range->items;
+}
 
 int64_t RangeItemValue(uint64_t seed, int64_t i) {
   // splitmix64: a well-mixed, portable hash of (seed, i).
@@ -126,17 +153,9 @@ Result<std::unique_ptr<Source>> OpenSource(const std::string& spec, int64_t clai
     return std::unique_ptr<Source>(new JsonlSource(path, claim_check_bytes));
   }
   if (spec.rfind("range:", 0) == 0) {
-    std::string rest = spec.substr(6);
-    auto colon = rest.find(':');
-    auto n = ParseCount(rest.substr(0, colon), "source " + spec + ": N");
-    if (!n.ok()) return n.status();
-    uint64_t seed = 0;
-    if (colon != std::string::npos) {
-      auto s = ParseCount(rest.substr(colon + 1), "source " + spec + ": SEED");
-      if (!s.ok()) return s.status();
-      seed = static_cast<uint64_t>(s.value());
-    }
-    return std::unique_ptr<Source>(new RangeSource(n.value(), seed));
+    auto range = ParseRange(spec);
+    if (!range.ok()) return range.status();
+    return std::unique_ptr<Source>(new RangeSource(range->items, range->seed));
   }
   return InvalidArgument("unknown source '" + spec +
                          "' (expected range:N[:SEED], jsonl:PATH, or - for JSONL on stdin)");

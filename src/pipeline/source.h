@@ -58,6 +58,9 @@ class Source {
 [[nodiscard]] Result<std::unique_ptr<Source>> OpenSource(const std::string& spec,
                                                          int64_t claim_check_bytes);
 
+// How many items `spec` has, where that is known without reading it (range:N).
+std::optional<int64_t> KnownItemCount(const std::string& spec);
+
 // The value of item `i` of `range:N:SEED`: 0..1000, the same on every machine.
 int64_t RangeItemValue(uint64_t seed, int64_t i);
 

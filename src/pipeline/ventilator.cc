@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "core/routes.h"
 
 namespace fanflow {
@@ -19,6 +21,18 @@ nlohmann::json ChunkData(Chunk&& c) {
   return d;
 }
 
+nlohmann::json CursorJson(const Cursor& c) {
+  return {{"offset", c.offset}, {"next_chunk", c.next_chunk}, {"next_item", c.next_item}};
+}
+
+// The report that tells the aggregator a step's source cannot be read.
+Message FailedReport(const Event& step, const std::string& error) {
+  return ToMessage(MakeEvent(kFanoutProgress,
+                             step.subject + "/progress/" + std::to_string(step.data["step"].get<int64_t>()),
+                             step.subject, step.correlation_id,
+                             {{"step", step.data["step"]}, {"cursor", step.data["cursor"]}, {"error", error}}));
+}
+
 }  // namespace
 
 Event MakeStartFanout(const std::string& batch_id, const std::string& correlation_id,
@@ -27,84 +41,99 @@ Event MakeStartFanout(const std::string& batch_id, const std::string& correlatio
                    {{"source", source}, {"chunk_size", chunk_size}});
 }
 
-Result<std::unique_ptr<Ventilator>> Ventilator::Start(EventBus& bus, int concurrency) {
-  std::unique_ptr<Ventilator> v(new Ventilator(bus));
-  auto sub = bus.Subscribe({routes::kVentilatorGroup, {kStartFanout}, concurrency},
+Result<std::unique_ptr<Ventilator>> Ventilator::Start(EventBus& bus, VentilatorOptions options) {
+  std::unique_ptr<Ventilator> v(new Ventilator(bus, std::move(options)));
+  auto sub = bus.Subscribe({routes::kVentilatorGroup, {kFanoutStep}, v->options_.concurrency},
                            [raw = v.get()](const Delivery& d) { return raw->Handle(d); });
   if (!sub.ok()) return sub.status();
   v->subscription_ = std::move(sub).value();
   return v;
 }
 
-Status Ventilator::FanOutStep(EventBus& bus, const Event& start, Source& source) {
-  const nlohmann::json& d = start.data;
+Status Ventilator::RunStep(const Event& step, Source& source) {
+  const nlohmann::json& d = step.data;
+  const int64_t number = d["step"].get<int64_t>();
   const int64_t chunk_size = d["chunk_size"].get<int64_t>();
   const int64_t page_chunks = d.value("page_chunks", kDefaultPageChunks);
-  const std::string started_at = d.value("started_at", start.time);
-  Cursor cursor;
-  if (d.contains("cursor")) {
-    cursor.offset = d["cursor"]["offset"].get<int64_t>();
-    cursor.next_chunk = d["cursor"]["next_chunk"].get<int64_t>();
-    cursor.next_item = d["cursor"]["next_item"].get<int64_t>();
-  } else {
-    spdlog::info("[batch {}] fanning out {} in chunks of {} (correlation {})", start.subject,
-                 d["source"].get<std::string>(), chunk_size, start.correlation_id);
-  }
+  const nlohmann::json& at = d["cursor"];
+  Cursor cursor{at["offset"].get<int64_t>(), at["next_chunk"].get<int64_t>(), at["next_item"].get<int64_t>()};
+  const int64_t last_chunk = cursor.next_chunk + d["max_chunks"].get<int64_t>();
+  if (number == 0)
+    spdlog::info("[batch {}] fanning out {} in chunks of {} (correlation {})", step.subject,
+                 d["source"].get<std::string>(), chunk_size, step.correlation_id);
   const auto step_ends = std::chrono::steady_clock::now() + kStepBudget;
-  while (true) {
-    auto page = source.ReadPage(cursor, chunk_size, page_chunks);
+  bool last = false;
+  do {
+    auto page = source.ReadPage(cursor, chunk_size, std::min(page_chunks, last_chunk - cursor.next_chunk));
     if (!page.ok()) return page.status();
     std::vector<Message> out;
-    out.reserve(page->chunks.size() + 1);
+    out.reserve(page->chunks.size());
     for (Chunk& c : page->chunks)
-      out.push_back(ToMessage(MakeEvent(kProcessChunk,
-                                        ChunkEventId(start.subject, c.index),
-                                        start.subject, start.correlation_id, ChunkData(std::move(c)))));
+      out.push_back(ToMessage(MakeEvent(kProcessChunk, ChunkEventId(step.subject, c.index), step.subject,
+                                        step.correlation_id, ChunkData(std::move(c)))));
     cursor = page->next;
-    const bool continue_here =
-        !page->last && (!source.resumable() || std::chrono::steady_clock::now() < step_ends);
-    if (page->last) {
-      spdlog::info("[batch {}] last page read: {} chunks, {} items", start.subject, cursor.next_chunk,
-                   cursor.next_item);
-      out.push_back(ToMessage(MakeEvent(kBatchSealed, start.subject + "/sealed", start.subject,
-                                        start.correlation_id,
-                                        {{"total_chunks", cursor.next_chunk},
-                                         {"total_items", cursor.next_item},
-                                         {"started_at", started_at}})));
-    } else if (!continue_here) {
-      nlohmann::json next = d;
-      next["cursor"] = {{"offset", cursor.offset},
-                        {"next_chunk", cursor.next_chunk},
-                        {"next_item", cursor.next_item}};
-      next["started_at"] = started_at;
-      out.push_back(ToMessage(MakeEvent(kStartFanout,
-                                        start.subject + "/page/" + std::to_string(cursor.next_chunk),
-                                        start.subject, start.correlation_id, next)));
-    }
-    if (Status s = bus.Publish(out); !s.ok()) return s;
-    if (!continue_here) return Status::Ok();
+    last = page->last;
+    if (Status s = bus_.Publish(out); !s.ok()) return s;
+  } while (!last && cursor.next_chunk < last_chunk &&
+           (!source.resumable() || std::chrono::steady_clock::now() < step_ends));
+  // Reported only once its chunks are confirmed: the aggregator takes a
+  // reported chunk as published.
+  Event report;
+  if (last) {
+    spdlog::info("[batch {}] last page read: {} chunks, {} items", step.subject, cursor.next_chunk,
+                 cursor.next_item);
+    report = MakeEvent(kBatchSealed, step.subject + "/sealed", step.subject, step.correlation_id,
+                       {{"total_chunks", cursor.next_chunk},
+                        {"total_items", cursor.next_item},
+                        {"step", number},
+                        {"started_at", d.value("started_at", step.time)}});
+  } else {
+    report = MakeEvent(kFanoutProgress, step.subject + "/progress/" + std::to_string(number), step.subject,
+                       step.correlation_id, {{"step", number}, {"cursor", CursorJson(cursor)}});
   }
+  Message m = ToMessage(report);
+  if (!source.resumable()) stdin_last_report_ = m;
+  return bus_.Publish(m);
+}
+
+Status Ventilator::RunStdinStep(const Event& step) {
+  std::lock_guard<std::mutex> lock(stdin_mu_);
+  const int64_t number = step.data["step"].get<int64_t>();
+  if (number < stdin_next_step_) return bus_.Publish(stdin_last_report_);  // handed out again
+  if (number > stdin_next_step_)
+    return InvalidArgument("data.step: stdin was read up to step " + std::to_string(stdin_next_step_));
+  if (!stdin_) {
+    auto source = OpenSource("-", step.data.value("claim_check_bytes", kDefaultClaimCheckBytes));
+    if (!source.ok()) return source.status();
+    stdin_ = std::move(source).value();
+  }
+  if (Status s = RunStep(step, *stdin_); !s.ok()) return s;
+  ++stdin_next_step_;
+  return Status::Ok();
 }
 
 Verdict Ventilator::Handle(const Delivery& delivery) {
-  auto start = DecodeEvent(delivery.message.body);
-  if (!start.ok()) return Verdict::DeadLetter(start.status().message());
-  if (start->type != kStartFanout)
-    return Verdict::DeadLetter("type: the ventilator does not consume '" + start->type + "'");
-  auto source = OpenSource(start->data["source"].get<std::string>(),
-                           start->data.value("claim_check_bytes", kDefaultClaimCheckBytes));
-  Status s = source.ok() ? FanOutStep(bus_, start.value(), *source.value()) : source.status();
+  auto step = DecodeEvent(delivery.message.body);
+  if (!step.ok()) return Verdict::DeadLetter(step.status().message());
+  if (step->type != kFanoutStep)
+    return Verdict::DeadLetter("type: the ventilator does not consume '" + step->type + "'");
+  const std::string spec = step->data["source"].get<std::string>();
+  Status s;
+  if (spec == "-" && step->subject == options_.stdin_batch) {
+    s = RunStdinStep(step.value());
+  } else if (spec == "-") {
+    s = InvalidArgument("data.source: '-' (stdin) is read only by the process that submitted it");
+  } else {
+    auto source = OpenSource(spec, step->data.value("claim_check_bytes", kDefaultClaimCheckBytes));
+    s = source.ok() ? RunStep(step.value(), *source.value()) : source.status();
+  }
   if (s.ok()) return Verdict::Ack();
   if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout)
     return Verdict::Retry(std::chrono::seconds(1), s.ToString());  // the bus, not the source
-  // The source itself is bad: tell whoever waits for the batch, keep the event.
-  spdlog::error("[batch {}] cannot fan out: {}", start->subject, s.message());
-  nlohmann::json data = {{"status", "failed"}, {"items", 0},       {"chunks", 0},
-                         {"succeeded", 0},     {"failed", 0},      {"failed_chunks", nlohmann::json::array()},
-                         {"result", nullptr},  {"error", s.message()}};
-  Event failed = MakeEvent(kBatchComplete, start->subject + "/complete", start->subject,
-                           start->correlation_id, data);
-  if (Status p = bus_.Publish(ToMessage(failed)); !p.ok())
+  // The source itself is bad: the aggregator decides the batch failed and
+  // tells whoever waits for it; the step is kept with the reason.
+  spdlog::error("[batch {}] cannot fan out: {}", step->subject, s.message());
+  if (Status p = bus_.Publish(FailedReport(step.value(), s.message())); !p.ok())
     return Verdict::Retry(std::chrono::seconds(1), p.ToString());
   return Verdict::DeadLetter(s.message());
 }

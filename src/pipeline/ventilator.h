@@ -1,14 +1,18 @@
-// The fan-out ventilator: turns a start_fanout into process_chunk events.
-// Each delivery publishes the source page by page for up to kStepBudget, then
-// a continuation (the same start_fanout with a cursor) with the last page, and
-// acknowledges: a ventilator killed mid-way resumes from the last continuation,
-// and the chunks it may publish twice carry the same ids, so they are counted
-// once. When the last page is read it publishes batch_sealed (the total).
-// Thread-safe: handlers share nothing but the bus.
+// The fan-out ventilator: turns fan-out steps into process_chunk events. The
+// aggregator admits each start_fanout and hands out one bounded step at a time
+// ("publish at most max_chunks chunks from this cursor"); the ventilator
+// publishes them page by page for up to kStepBudget, then reports how far it
+// got (fanout_progress, or batch_sealed with the totals once the source is
+// exhausted), and acknowledges. A step lost with a killed ventilator is handed
+// out again, and the chunks it may publish twice carry the same ids, so they
+// are counted once. Thread-safe: handlers share nothing but the bus and, for
+// `run --source -`, the stdin reader (guarded by stdin_mu_).
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "core/bus.h"
 #include "core/event.h"
@@ -18,26 +22,37 @@ namespace fanflow {
 
 inline constexpr int64_t kDefaultPageChunks = 100;
 inline constexpr int64_t kDefaultClaimCheckBytes = 256 * 1024;
-// How long one delivery goes on publishing pages before it hands the rest to a
-// continuation. A continuation per page cost a broker round trip per page,
-// which capped the fan-out at about 2,000 chunks/s on RabbitMQ; a second bounds
-// what a killed ventilator publishes again.
+// How long one step goes on publishing pages before it reports. A report per
+// page cost a broker round trip per page; a second bounds what a killed
+// ventilator publishes again.
 inline constexpr std::chrono::milliseconds kStepBudget{1000};
+
+struct VentilatorOptions {
+  int concurrency = 1;
+  // The one batch whose items this process reads from its own stdin (`fanflow
+  // run --source -`); any other batch naming source "-" is refused.
+  std::string stdin_batch;
+};
 
 class Ventilator {
  public:
-  // Consumes start_fanout as the `ventilator` group.
-  [[nodiscard]] static Result<std::unique_ptr<Ventilator>> Start(EventBus& bus, int concurrency);
-
-  // Handles one start_fanout (or continuation): publishes pages for up to
-  // kStepBudget, or the whole source if it cannot be resumed elsewhere (stdin).
-  [[nodiscard]] static Status FanOutStep(EventBus& bus, const Event& start, Source& source);
+  // Consumes fanout_step as the `ventilator` group.
+  [[nodiscard]] static Result<std::unique_ptr<Ventilator>> Start(EventBus& bus, VentilatorOptions options);
 
  private:
-  explicit Ventilator(EventBus& bus) : bus_(bus) {}
+  Ventilator(EventBus& bus, VentilatorOptions options) : bus_(bus), options_(std::move(options)) {}
   Verdict Handle(const Delivery& delivery);
+  // Publishes the pages of one step from `source`, then its report.
+  Status RunStep(const Event& step, Source& source);
+  // A step of the stdin batch: stdin can only be read forward, once.
+  Status RunStdinStep(const Event& step);
 
   EventBus& bus_;
+  const VentilatorOptions options_;
+  std::mutex stdin_mu_;
+  std::unique_ptr<Source> stdin_;  // guarded by stdin_mu_; opened by the first step
+  int64_t stdin_next_step_ = 0;    // guarded by stdin_mu_
+  Message stdin_last_report_;      // guarded by stdin_mu_: sent again for a repeated step
   std::unique_ptr<Subscription> subscription_;
 };
 

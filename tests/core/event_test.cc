@@ -180,7 +180,7 @@ TEST(EventCodec, EncodeDecodeRoundTripKeepsEveryAttribute) {
 
 TEST(EventCodec, AnEventWithoutTimeIsEncodedWithoutTime) {
   Event sent = MakeEvent(kBatchSealed, "b-7/sealed", "b-7", "corr-7",
-                         {{"total_chunks", 2}, {"total_items", 15}});
+                         {{"total_chunks", 2}, {"total_items", 15}, {"step", 0}});
   sent.time.clear();
   const json doc = json::parse(EncodeEvent(sent));
   EXPECT_FALSE(doc.contains("time")) << doc.dump();

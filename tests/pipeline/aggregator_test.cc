@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <set>
 
 #include "core/routes.h"
 #include "tests/pipeline/pipeline_test_util.h"
@@ -52,15 +54,35 @@ class AggregatorTest : public ::testing::Test {
     return a.ok() ? std::move(a).value() : nullptr;
   }
   void Publish(const Event& e) { ASSERT_TRUE(bus_->Publish(ToMessage(e)).ok()); }
+  // Admits batch `b` of `chunks` chunks of 10 items and reports it sealed, as
+  // the ventilator does once the aggregator has handed it the first step.
+  void Admit(const std::string& b, int64_t chunks) {
+    Publish(testing::Start(b, chunks));
+    ASSERT_TRUE(Eventually([&] { return StepsOf(b) > 0; })) << "no fan-out step for " << b;
+    Publish(Sealed(b, chunks));
+  }
+  int StepsOf(const std::string& b) {
+    std::lock_guard<std::mutex> l(steps_mu_);
+    return static_cast<int>(steps_.count(b));
+  }
 
   std::unique_ptr<EventBus> bus_ = testing::PrivateBus();
+  std::mutex steps_mu_;
+  std::multiset<std::string> steps_;  // guarded by steps_mu_: subjects of fan-out steps seen
+  std::unique_ptr<Subscription> ventilator_ =
+      bus_->Subscribe({routes::kVentilatorGroup, {kFanoutStep}, 1}, [this](const Delivery& d) {
+            auto e = DecodeEvent(d.message.body);
+            std::lock_guard<std::mutex> l(steps_mu_);
+            if (e.ok()) steps_.insert(e->subject);
+            return Verdict::Ack();
+          }).value();
   std::string state_ = testing::TempDir("aggregator") + "/ledger.db";
   CompletionLog log_{*bus_};
 };
 
 TEST_F(AggregatorTest, FiresOneBatchCompleteWithTheSumWhenEveryChunkIsIn) {
   auto agg = StartAggregator();
-  Publish(Sealed("b1", 3));
+  Admit("b1", 3);
   for (int i = 0; i < 3; ++i) Publish(ChunkDone("b1", i, 10 + i));
   ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
   const Event e = log_.events().front();
@@ -76,10 +98,10 @@ TEST_F(AggregatorTest, FiresOneBatchCompleteWithTheSumWhenEveryChunkIsIn) {
 
 TEST_F(AggregatorTest, CountsARedeliveredChunkDoneOnce) {
   auto agg = StartAggregator();
+  Admit("b2", 2);
   Publish(ChunkDone("b2", 0, 5));
   Publish(ChunkDone("b2", 0, 5));  // redelivered
   Publish(ChunkDone("b2", 0, 5));
-  Publish(Sealed("b2", 2));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_TRUE(log_.events().empty()) << "chunk 1 is still missing";
   Publish(ChunkDone("b2", 1, 7));
@@ -93,13 +115,14 @@ TEST_F(AggregatorTest, CountsARedeliveredChunkDoneOnce) {
 TEST_F(AggregatorTest, ARestartedAggregatorFinishesTheBatchFromItsLedger) {
   {
     auto first = StartAggregator();
-    Publish(Sealed("b3", 4));
+    Admit("b3", 4);
     Publish(ChunkDone("b3", 0, 1));
     Publish(ChunkDone("b3", 1, 2));
     ASSERT_TRUE(Eventually([&] {
       auto stats = bus_->Stats(routes::kAggregatorGroup);
-      return stats.ok() && stats->size() == 2 && stats->at(0).depth == 0 &&
-             stats->at(0).in_flight == 0 && stats->at(1).depth == 0 && stats->at(1).in_flight == 0;
+      return stats.ok() && std::all_of(stats->begin(), stats->end(), [](const QueueStats& q) {
+               return q.depth == 0 && q.in_flight == 0;
+             });
     }));
   }  // stopped: the second half arrives while no aggregator runs
   Publish(ChunkDone("b3", 1, 2));  // a redelivery of what the first one counted
@@ -113,7 +136,7 @@ TEST_F(AggregatorTest, ARestartedAggregatorFinishesTheBatchFromItsLedger) {
 
 TEST_F(AggregatorTest, ReportsPartialWithTheFailedChunkIndices) {
   auto agg = StartAggregator();
-  Publish(Sealed("b4", 3));
+  Admit("b4", 3);
   Publish(ChunkDone("b4", 0, 1));
   Publish(ChunkDone("b4", 1, 0, false));
   Publish(ChunkDone("b4", 2, 1));
@@ -131,7 +154,7 @@ TEST_F(AggregatorTest, ReportsFailedPastTheToleratedFailures) {
   o.tolerance = Tolerance::Parse("30%").value();
   auto agg = Aggregator::Start(*bus_, o);
   ASSERT_TRUE(agg.ok());
-  Publish(Sealed("b5", 3));
+  Admit("b5", 3);
   Publish(ChunkDone("b5", 0, 1));
   Publish(ChunkDone("b5", 1, 0, false));
   Publish(ChunkDone("b5", 2, 0, false));
@@ -155,7 +178,7 @@ TEST_F(AggregatorTest, ToleranceParsingNamesTheMistake) {
 TEST_F(AggregatorTest, DeadLettersAMalformedEventAndKeepsGoing) {
   auto agg = StartAggregator();
   ASSERT_TRUE(bus_->Publish(Message{kChunkDone, "", "{not json"}).ok());
-  Publish(Sealed("b6", 1));
+  Admit("b6", 1);
   Publish(ChunkDone("b6", 0, 3));
   ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
   auto dead = bus_->ListDeadLetters(routes::kAggregatorGroup);
@@ -180,7 +203,7 @@ TEST_F(AggregatorTest, RedrivesAChunkWhoseWorkerNeverFinishedIt) {
                           {{"chunk_index", 0}, {"first_item", 0}, {"item_count", 1},
                            {"items", {{{"value", 42}}}}});
   Publish(chunk);
-  Publish(Sealed("b7", 1));
+  Admit("b7", 1);
   ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
   EXPECT_EQ(deliveries.load(), 2);
   EXPECT_EQ(log_.events().front().data["result"], 42);

@@ -4,10 +4,12 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
+#include "tests/pipeline/ledger_test_util.h"
 #include "tests/support/subprocess.h"
 
 namespace fanflow {
@@ -15,10 +17,13 @@ namespace {
 
 class LedgerTest : public ::testing::Test {
  protected:
+  // The ledger, with batch "b1" (chunks of 10 items) admitted.
   std::unique_ptr<Ledger> OpenLedger() {
     auto l = Ledger::Open(path_, Durability::kNormal);
     EXPECT_TRUE(l.ok()) << l.status().ToString();
-    return l.ok() ? std::move(l).value() : nullptr;
+    if (!l.ok()) return nullptr;
+    testing::AdmitBatch(*l.value(), "b1", "c1");
+    return std::move(l).value();
   }
   static ChunkOutcome Done(int64_t index, int64_t value, bool ok = true) {
     ChunkOutcome c;
@@ -40,8 +45,8 @@ TEST_F(LedgerTest, CountsARedeliveredChunkOnce) {
   auto first = ledger->RecordChunk(Done(0, 5));
   auto again = ledger->RecordChunk(Done(0, 5));
   ASSERT_TRUE(first.ok() && again.ok());
-  EXPECT_TRUE(first.value());
-  EXPECT_FALSE(again.value());
+  EXPECT_EQ(first.value(), ChunkRecorded::kCounted);
+  EXPECT_EQ(again.value(), ChunkRecorded::kDuplicate);
   auto b = ledger->Get("b1");
   ASSERT_TRUE(b.ok() && b.value());
   EXPECT_EQ(b.value()->succeeded, 1);
@@ -53,13 +58,13 @@ TEST_F(LedgerTest, ContinuesFromTheFileAfterARestart) {
     auto ledger = OpenLedger();
     ASSERT_TRUE(ledger);
     ASSERT_TRUE(ledger->RecordChunk(Done(0, 5)).ok());
-    ASSERT_TRUE(ledger->Seal("b1", "c1", 2, 20, "t0").ok());
+    ASSERT_TRUE(ledger->RecordProgress("b1", nlohmann::json::object(), 2, 20, /*sealed=*/true).ok());
   }
   auto reopened = OpenLedger();
   ASSERT_TRUE(reopened);
   auto dup = reopened->RecordChunk(Done(0, 5));
   ASSERT_TRUE(dup.ok());
-  EXPECT_FALSE(dup.value()) << "the restart must remember chunk 0";
+  EXPECT_EQ(dup.value(), ChunkRecorded::kDuplicate) << "the restart must remember chunk 0";
   ASSERT_TRUE(reopened->RecordChunk(Done(1, 7)).ok());
   auto b = reopened->Get("b1");
   ASSERT_TRUE(b.ok() && b.value());
@@ -77,7 +82,7 @@ TEST_F(LedgerTest, AFailedChunkThatLaterSucceedsCountsAsSucceeded) {
   EXPECT_EQ(failed.value(), std::vector<int64_t>{3});
   auto upgraded = ledger->RecordChunk(Done(3, 9));
   ASSERT_TRUE(upgraded.ok());
-  EXPECT_TRUE(upgraded.value());
+  EXPECT_EQ(upgraded.value(), ChunkRecorded::kCounted);
   auto b = ledger->Get("b1");
   EXPECT_EQ(b.value()->failed, 0);
   EXPECT_EQ(b.value()->succeeded, 1);
@@ -136,11 +141,73 @@ TEST_F(LedgerTest, RecordsAChunkOnceAnotherWriterLetsGoOfTheFile) {
   release.join();
   sqlite3_close(other);
   ASSERT_TRUE(counted.ok()) << counted.status().ToString();
-  EXPECT_TRUE(counted.value());
+  EXPECT_EQ(counted.value(), ChunkRecorded::kCounted);
   auto b = ledger->Get("b1");
   ASSERT_TRUE(b.ok() && b.value());
   EXPECT_EQ(b.value()->succeeded, 2);
   EXPECT_EQ(b.value()->result, 12);
+}
+
+TEST_F(LedgerTest, KeepsTheFirstResultOfAChunkAndCountsAnotherOneAsAConflict) {
+  auto ledger = OpenLedger();
+  ASSERT_EQ(ledger->RecordChunk(Done(0, 5)).value(), ChunkRecorded::kCounted);
+  EXPECT_EQ(ledger->RecordChunk(Done(0, 6)).value(), ChunkRecorded::kConflict);
+  EXPECT_EQ(ledger->RecordChunk(Done(0, 6)).value(), ChunkRecorded::kConflict);
+  EXPECT_EQ(ledger->RecordChunk(Done(0, 0, false)).value(), ChunkRecorded::kDuplicate)
+      << "a failure after a success is a stale attempt, not a conflict";
+  auto b = ledger->Get("b1");
+  EXPECT_EQ(b.value()->result, 5);
+  EXPECT_EQ(b.value()->succeeded, 1);
+  EXPECT_EQ(b.value()->conflicts, 1) << "the same conflicting event again is one conflict";
+}
+
+TEST_F(LedgerTest, RefusesAChunkOfABatchItNeverAdmitted) {
+  auto ledger = OpenLedger();
+  ChunkOutcome c = Done(0, 5);
+  c.batch_id = "ghost";
+  auto r = ledger->RecordChunk(c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("subject"), std::string::npos);
+  EXPECT_FALSE(ledger->Get("ghost").value()) << "no ghost batch";
+}
+
+TEST_F(LedgerTest, AdmitsABatchIdOnce) {
+  auto ledger = OpenLedger();
+  BatchRecord again;
+  again.batch_id = "b1";
+  again.request = {{"source", "range:99"}};
+  auto admitted = ledger->Admit(again);
+  ASSERT_TRUE(admitted.ok());
+  EXPECT_FALSE(admitted.value());
+  EXPECT_EQ(ledger->Get("b1").value()->request["source"], "range:1000") << "the first request stands";
+}
+
+// A write lock held by another process past the busy timeout: the chunk is
+// refused as unavailable (to be retried) and nothing is written in autocommit.
+TEST_F(LedgerTest, WritesNothingWhenItCannotBeginATransaction) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger->RecordChunk(Done(0, 5)).ok());
+  const std::string log = testing::TempDir("ledger-holder") + "/holder.log";
+  testing::BackgroundProcess holder(
+      {"python3", "-c",
+       "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1], isolation_level=None); "
+       "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(8)",
+       path_},
+      log);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (holder.Log().find("locked") == std::string::npos && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_NE(holder.Log().find("locked"), std::string::npos) << holder.Log();
+  auto counted = ledger->RecordChunk(Done(1, 7));
+  ASSERT_FALSE(counted.ok());
+  EXPECT_EQ(counted.status().code(), StatusCode::kUnavailable) << counted.status().ToString();
+  holder.Signal(SIGKILL);
+  holder.Wait(std::chrono::seconds(5));
+  auto b = ledger->Get("b1");
+  ASSERT_TRUE(b.ok() && b.value());
+  EXPECT_EQ(b.value()->succeeded, 1) << "nothing of chunk 1 was written";
+  EXPECT_EQ(b.value()->result, 5);
+  ASSERT_TRUE(ledger->RecordChunk(Done(1, 7)).ok()) << "recorded once the lock is gone";
 }
 
 TEST_F(LedgerTest, RefusesAFileThatIsNotALedger) {

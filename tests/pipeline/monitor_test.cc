@@ -8,6 +8,7 @@
 
 #include "core/routes.h"
 #include "pipeline/metrics_server.h"
+#include "tests/pipeline/ledger_test_util.h"
 #include "tests/pipeline/metrics_scrape.h"
 #include "tests/pipeline/test_buses.h"
 #include "tests/support/subprocess.h"
@@ -122,7 +123,7 @@ TEST(MonitorBatchTest, RaisesAStalledBatchAlarmAndResolvesItWhenTheBatchMovesAga
   const std::string path = fanflow::testing::TempDir("stalled") + "/ledger.db";
   auto ledger = Ledger::Open(path, Durability::kNormal).value();
   ChunkOutcome c{"b-stall", "corr-stall", 0, true, 10, 1, 5, ""};
-  ASSERT_TRUE(ledger->Seal("b-stall", "corr-stall", 3, 30, "").ok());
+  fanflow::testing::AdmitBatch(*ledger, "b-stall", "corr-stall", 3);
   ASSERT_TRUE(ledger->RecordChunk(c).ok());
 
   auto bus = OpenBus("inproc://" + Unique("stall")).value();
@@ -173,7 +174,7 @@ TEST(MonitorBatchTest, RaisesAStalledBatchAlarmAndResolvesItWhenTheBatchMovesAga
 TEST(MonitorBatchTest, ShowsTheChunksOutstandingInTheLedgerAndTheAgeOfTheOldest) {
   const std::string path = fanflow::testing::TempDir("outstanding") + "/ledger.db";
   auto ledger = Ledger::Open(path, Durability::kNormal).value();
-  ASSERT_TRUE(ledger->Seal("b-out", "corr-out", 3, 30, "").ok());
+  fanflow::testing::AdmitBatch(*ledger, "b-out", "corr-out", 3);
   for (int64_t i = 0; i < 3; ++i) ASSERT_TRUE(ledger->LeaseChunk("b-out", i, "{}").ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(ledger->RecordChunk(ChunkOutcome{"b-out", "corr-out", 0, true, 10, 1, 5, ""}).ok());

@@ -34,9 +34,16 @@ inline Event ChunkDone(const std::string& batch, int64_t index, int64_t result, 
   return MakeEvent(kChunkDone, batch + "/done/" + std::to_string(index), batch, "corr-" + batch, d);
 }
 
+// The start of a batch of `chunks` chunks of 10 items, as a client sends it.
+inline Event Start(const std::string& batch, int64_t chunks) {
+  return MakeEvent(kStartFanout, batch + "/start", batch, "corr-" + batch,
+                   {{"source", "range:" + std::to_string(chunks * 10)}, {"chunk_size", 10}});
+}
+
+// The ventilator's report that the first fan-out step published all of it.
 inline Event Sealed(const std::string& batch, int64_t chunks) {
   return MakeEvent(kBatchSealed, batch + "/sealed", batch, "corr-" + batch,
-                   {{"total_chunks", chunks}, {"total_items", chunks * 10}});
+                   {{"total_chunks", chunks}, {"total_items", chunks * 10}, {"step", 0}});
 }
 
 template <typename Pred>
