@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 
+#include "core/routes.h"
 #include "core/event.h"
 #include "pipeline/source.h"
 #include "tests/amqp/amqp_test_env.h"
@@ -242,7 +243,7 @@ TEST(AmqpEndToEndTest, AmqpPublishStartsABatchAndItsMalformedMessageIsDeadLetter
   EXPECT_EQ(seen[0].data["result"], want);
   std::vector<DeadLetter> dead;
   ASSERT_TRUE(WaitFor([&] {
-    auto list = p.bus().ListDeadLetters("ventilator");
+    auto list = p.bus().ListDeadLetters(routes::kAggregatorGroup);
     if (list.ok()) dead = list.value();
     return dead.size() == 1;
   })) << dead.size();
@@ -251,7 +252,7 @@ TEST(AmqpEndToEndTest, AmqpPublishStartsABatchAndItsMalformedMessageIsDeadLetter
   EXPECT_FALSE(dead[0].reason.empty());
   EXPECT_EQ(dead[0].id.rfind("amqp-", 0), 0u)
       << "no message_id, no CloudEvents id: a hash of the body";
-  auto again = p.bus().ListDeadLetters("ventilator");
+  auto again = p.bus().ListDeadLetters(routes::kAggregatorGroup);
   ASSERT_TRUE(again.ok());
   ASSERT_EQ(again->size(), 1u);
   EXPECT_EQ(again->front().id, dead[0].id) << "the id is stable, so it can be replayed by id";

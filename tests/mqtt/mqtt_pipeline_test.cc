@@ -8,6 +8,7 @@
 #include <memory>
 #include <thread>
 
+#include "core/routes.h"
 #include "core/bus.h"
 #include "pipeline/source.h"
 #include "tests/mqtt/mqtt_test_env.h"
@@ -161,7 +162,7 @@ TEST_F(MqttPipeline, MosquittoClientsCanStartABatchAndSeePoisonDeadLettered) {
   std::vector<DeadLetter> dead;
   for (int i = 0; i < 100 && dead.empty(); ++i) {
     std::this_thread::sleep_for(100ms);
-    auto list = (*bus)->ListDeadLetters("ventilator");
+    auto list = (*bus)->ListDeadLetters(routes::kAggregatorGroup);
     ASSERT_TRUE(list.ok()) << list.status().ToString();
     dead = list.value();
   }
@@ -171,9 +172,9 @@ TEST_F(MqttPipeline, MosquittoClientsCanStartABatchAndSeePoisonDeadLettered) {
   EXPECT_FALSE(dead[0].reason.empty());
   // The same dead letter, as any MQTT client sees it.
   auto seen = RunProcess({"mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-V", "mqttv5", "-t",
-                          "fanflow/dlq/ventilator/#", "-F", "%t|%P|%p", "-W", "2"},
+                          "fanflow/dlq/aggregator/#", "-F", "%t|%P|%p", "-W", "2"},
                          10s);
-  EXPECT_NE(seen.out.find("fanflow/dlq/ventilator/start_fanout/"), std::string::npos) << seen.out;
+  EXPECT_NE(seen.out.find("fanflow/dlq/aggregator/start_fanout/"), std::string::npos) << seen.out;
   EXPECT_NE(seen.out.find("fanflow-reason:" + dead[0].reason), std::string::npos) << seen.out;
   EXPECT_NE(seen.out.find("|this is not json {"), std::string::npos) << seen.out;
 }
