@@ -27,8 +27,9 @@ Event MakeStartFanout(const std::string& batch_id, const std::string& correlatio
                    {{"source", source}, {"chunk_size", chunk_size}});
 }
 
-Result<std::unique_ptr<Ventilator>> Ventilator::Start(EventBus& bus, int concurrency) {
-  std::unique_ptr<Ventilator> v(new Ventilator(bus));
+Result<std::unique_ptr<Ventilator>> Ventilator::Start(EventBus& bus, VentilatorOptions options) {
+  const int concurrency = options.concurrency;
+  std::unique_ptr<Ventilator> v(new Ventilator(bus, std::move(options)));
   auto sub = bus.Subscribe({routes::kVentilatorGroup, {kStartFanout}, concurrency},
                            [raw = v.get()](const Delivery& d) { return raw->Handle(d); });
   if (!sub.ok()) return sub.status();
@@ -92,7 +93,8 @@ Verdict Ventilator::Handle(const Delivery& delivery) {
   if (start->type != kStartFanout)
     return Verdict::DeadLetter("type: the ventilator does not consume '" + start->type + "'");
   auto source = OpenSource(start->data["source"].get<std::string>(),
-                           start->data.value("claim_check_bytes", kDefaultClaimCheckBytes));
+                           start->data.value("claim_check_bytes", kDefaultClaimCheckBytes),
+                           options_.files);
   Status s = source.ok() ? FanOutStep(bus_, start.value(), *source.value()) : source.status();
   if (s.ok()) return Verdict::Ack();
   if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout)

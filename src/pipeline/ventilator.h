@@ -24,20 +24,26 @@ inline constexpr int64_t kDefaultClaimCheckBytes = 256 * 1024;
 // what a killed ventilator publishes again.
 inline constexpr std::chrono::milliseconds kStepBudget{1000};
 
+struct VentilatorOptions {
+  int concurrency = 1;  // batches fanned out at once
+  SourcePolicy files;   // what a start_fanout's source may read: no file, no stdin by default
+};
+
 class Ventilator {
  public:
   // Consumes start_fanout as the `ventilator` group.
-  [[nodiscard]] static Result<std::unique_ptr<Ventilator>> Start(EventBus& bus, int concurrency);
+  [[nodiscard]] static Result<std::unique_ptr<Ventilator>> Start(EventBus& bus, VentilatorOptions options);
 
   // Handles one start_fanout (or continuation): publishes pages for up to
   // kStepBudget, or the whole source if it cannot be resumed elsewhere (stdin).
   [[nodiscard]] static Status FanOutStep(EventBus& bus, const Event& start, Source& source);
 
  private:
-  explicit Ventilator(EventBus& bus) : bus_(bus) {}
+  Ventilator(EventBus& bus, VentilatorOptions options) : bus_(bus), options_(std::move(options)) {}
   Verdict Handle(const Delivery& delivery);
 
   EventBus& bus_;
+  const VentilatorOptions options_;
   std::unique_ptr<Subscription> subscription_;
 };
 
