@@ -81,7 +81,8 @@ Result<OpenedFile> OpenUnder(const SourcePolicy& policy, const std::string& path
   if (n <= 0 || n >= static_cast<ssize_t>(sizeof opened))
     return Internal(field + ": cannot check which file was opened (" + link +
                     " is unreadable: is /proc mounted?)");
-  if (!policy.Contains(fs::path(std::string(opened, static_cast<size_t>(n))))) return NotAllowed(field);
+  if (!policy.Contains(fs::path(std::string(opened, static_cast<size_t>(n)))))
+    return NotAllowed(field);
   if (!regular) return InvalidArgument(field + ": not a regular file: " + resolved.string());
   return file;
 }
@@ -135,7 +136,8 @@ Result<ParsedSpec> ParseSpec(const std::string& spec) {
   if (spec.rfind("jsonl:", 0) == 0) {
     p.kind = ParsedSpec::kJsonl;
     p.path = spec.substr(6);
-    if (p.path.empty()) return InvalidArgument("data.source: 'jsonl:' needs a path, e.g. jsonl:items.jsonl");
+    if (p.path.empty())
+      return InvalidArgument("data.source: 'jsonl:' needs a path, e.g. jsonl:items.jsonl");
     return p;
   }
   if (spec.rfind("range:", 0) == 0) {
@@ -207,7 +209,8 @@ class JsonlSource final : public Source {
       file_in.rdbuf(&*reader);
       in = &file_in;
     } else if (from.offset != stdin_offset_) {
-      return InvalidArgument("source -: stdin cannot be re-read from byte " + std::to_string(from.offset));
+      return InvalidArgument("source -: stdin cannot be re-read from byte " +
+                             std::to_string(from.offset));
     }
     Page page;
     page.next = from;
@@ -224,8 +227,9 @@ class JsonlSource final : public Source {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
         auto item = nlohmann::json::parse(line, nullptr, false);
         if (item.is_discarded() || !item.is_object())
-          return InvalidArgument("source " + Spec() + ": item " + std::to_string(page.next.next_item) +
-                                 " (byte " + std::to_string(line_start) + ") is not a JSON object");
+          return InvalidArgument("source " + Spec() + ": item " +
+                                 std::to_string(page.next.next_item) + " (byte " +
+                                 std::to_string(line_start) + ") is not a JSON object");
         c.items.push_back(std::move(item));
         ++c.item_count;
         ++page.next.next_item;
@@ -238,8 +242,9 @@ class JsonlSource final : public Source {
       const int64_t bytes = page.next.offset - chunk_start;
       if (claim_check_bytes_ > 0 && bytes > claim_check_bytes_ && !path_.empty()) {
         if (bytes > kMaxClaimCheckBytes)
-          return InvalidArgument("data.chunk_size: chunk " + std::to_string(c.index) + " of " + Spec() +
-                                 " is " + std::to_string(bytes) + " bytes, more than a claim check may carry (" +
+          return InvalidArgument("data.chunk_size: chunk " + std::to_string(c.index) + " of " +
+                                 Spec() + " is " + std::to_string(bytes) +
+                                 " bytes, more than a claim check may carry (" +
                                  std::to_string(kMaxClaimCheckBytes) + ")");
         c.ref = ClaimCheck{path_, chunk_start, bytes};
         c.items = nullptr;
@@ -270,7 +275,8 @@ Result<SourcePolicy> SourcePolicy::Make(const std::vector<std::string>& dirs, bo
     std::error_code ec;
     fs::path root = fs::canonical(dir, ec);
     if (ec) return InvalidArgument("--data-dir '" + dir + "': " + ec.message());
-    if (!fs::is_directory(root, ec)) return InvalidArgument("--data-dir '" + dir + "': not a directory");
+    if (!fs::is_directory(root, ec))
+      return InvalidArgument("--data-dir '" + dir + "': not a directory");
     policy.roots_.push_back(std::move(root));
   }
   return policy;
@@ -278,7 +284,8 @@ Result<SourcePolicy> SourcePolicy::Make(const std::vector<std::string>& dirs, bo
 
 bool SourcePolicy::Contains(const fs::path& resolved) const {
   return std::any_of(roots_.begin(), roots_.end(), [&](const fs::path& root) {
-    return std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end()).first == root.end();
+    return std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end()).first ==
+           root.end();
   });
 }
 
@@ -305,7 +312,8 @@ Result<std::unique_ptr<Source>> OpenSource(const std::string& spec, int64_t clai
     case ParsedSpec::kJsonl: {
       auto file = OpenUnder(policy, parsed->path, "data.source");
       if (!file.ok()) return file.status();
-      return std::unique_ptr<Source>(new JsonlSource(file->path().string(), claim_check_bytes, policy));
+      return std::unique_ptr<Source>(
+          new JsonlSource(file->path().string(), claim_check_bytes, policy));
     }
     case ParsedSpec::kRange:
       break;
@@ -316,7 +324,8 @@ Result<std::unique_ptr<Source>> OpenSource(const std::string& spec, int64_t clai
 Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref, const SourcePolicy& policy) {
   // Bounded before anything is opened or allocated.
   if (ref.length < 1 || ref.length > kMaxClaimCheckBytes)
-    return InvalidArgument("data.ref.length: must be 1 to " + std::to_string(kMaxClaimCheckBytes) + " bytes");
+    return InvalidArgument("data.ref.length: must be 1 to " + std::to_string(kMaxClaimCheckBytes) +
+                           " bytes");
   if (ref.offset < 0) return InvalidArgument("data.ref.offset: must be >= 0");
   auto file = OpenUnder(policy, ref.path, "data.ref.path");
   if (!file.ok()) return file.status();
@@ -342,7 +351,8 @@ Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref, const SourcePolicy&
     std::string_view line(bytes.data() + start, end - start);
     if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
       auto item = nlohmann::json::parse(line, nullptr, false);
-      if (item.is_discarded()) return InvalidArgument("data.ref: a line of " + where + " is not JSON");
+      if (item.is_discarded())
+        return InvalidArgument("data.ref: a line of " + where + " is not JSON");
       items.push_back(std::move(item));
     }
     start = end + 1;

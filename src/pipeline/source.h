@@ -4,11 +4,11 @@
 // allows.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <istream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,7 +32,8 @@ class SourcePolicy {
   SourcePolicy() = default;
   // Resolves each directory once; one that is missing or not a directory is an
   // error naming --data-dir.
-  [[nodiscard]] static Result<SourcePolicy> Make(const std::vector<std::string>& dirs, bool allow_stdin);
+  [[nodiscard]] static Result<SourcePolicy> Make(const std::vector<std::string>& dirs,
+                                                 bool allow_stdin);
 
   bool allows_stdin() const { return allow_stdin_; }
   const std::vector<std::filesystem::path>& roots() const { return roots_; }
@@ -63,8 +64,8 @@ struct Chunk {
   int64_t index = 0;
   int64_t first_item = 0;
   int64_t item_count = 0;
-  nlohmann::json items;            // an array, unless `ref` is set
-  std::optional<ClaimCheck> ref;   // set when the items are too large to travel
+  nlohmann::json items;           // an array, unless `ref` is set
+  std::optional<ClaimCheck> ref;  // set when the items are too large to travel
 };
 
 struct Page {
@@ -98,6 +99,7 @@ int64_t RangeItemValue(uint64_t seed, int64_t i);
 
 // Reads the items a claim check points at: at most kMaxClaimCheckBytes, inside
 // the file, under the policy's roots. Errors name data.ref.path / .offset / .length.
-[[nodiscard]] Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref, const SourcePolicy& policy);
+[[nodiscard]] Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref,
+                                                    const SourcePolicy& policy);
 
 }  // namespace fanflow

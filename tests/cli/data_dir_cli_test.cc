@@ -8,6 +8,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <thread>
 
 #include "core/event.h"
 #include "core/routes.h"
@@ -50,9 +52,11 @@ bool LogShows(const testing::BackgroundProcess& p, const std::string& text) {
 }
 
 // The reason `fanflow dlq list` gives for dead letter `id` of `group` ("" if none).
-std::string DeadLetterReason(const std::string& url, const std::string& group, const std::string& id) {
+std::string DeadLetterReason(const std::string& url, const std::string& group,
+                             const std::string& id) {
   for (int i = 0; i < 60; ++i) {
-    auto list = Fanflow({"dlq", "list", "--bus", url, "--group", group, "--json", "--log-level", "warn"});
+    auto list =
+        Fanflow({"dlq", "list", "--bus", url, "--group", group, "--json", "--log-level", "warn"});
     std::istringstream lines(list.out);
     for (std::string line; std::getline(lines, line);) {
       auto j = nlohmann::json::parse(line, nullptr, false);
@@ -66,7 +70,8 @@ std::string DeadLetterReason(const std::string& url, const std::string& group, c
 class DataDirCliTest : public testing::EveryBus {};
 
 TEST_P(DataDirCliTest, AServiceVentilatorReadsAJsonlSourceOnlyUnderItsDataDir) {
-  if (inproc()) GTEST_SKIP() << "services are separate processes; inproc:// cases are in file_policy_test";
+  if (inproc())
+    GTEST_SKIP() << "services are separate processes; inproc:// cases are in file_policy_test";
   const std::string dir = testing::TempDir("cli-data-dir");
   std::filesystem::create_directory(dir + "/data");
   const std::string items = dir + "/data/items.jsonl";
@@ -78,16 +83,20 @@ TEST_P(DataDirCliTest, AServiceVentilatorReadsAJsonlSourceOnlyUnderItsDataDir) {
 
   // Without --data-dir: refused, dead-lettered, answered; not one chunk.
   const std::string refused = Unique("cli-refused-");
-  testing::EventCollector chunks(*bus, kProcessChunk, [&](const Event& e) { return e.subject == refused; });
-  testing::EventCollector answer(*bus, kBatchComplete, [&](const Event& e) { return e.subject == refused; });
+  testing::EventCollector chunks(*bus, kProcessChunk,
+                                 [&](const Event& e) { return e.subject == refused; });
+  testing::EventCollector answer(*bus, kBatchComplete,
+                                 [&](const Event& e) { return e.subject == refused; });
   {
-    testing::BackgroundProcess ventilator({FanflowBinary(), "ventilator", "--bus", url()}, dir + "/v1.log");
+    testing::BackgroundProcess ventilator({FanflowBinary(), "ventilator", "--bus", url()},
+                                          dir + "/v1.log");
     ASSERT_TRUE(LogShows(ventilator, "ventilator ready")) << ventilator.Log();
     const Event start = MakeStartFanout(refused, refused, "jsonl:" + items, 10);
     ASSERT_TRUE(bus->Publish(Message{start.type, start.id, EncodeEvent(start)}).ok());
     ASSERT_TRUE(answer.WaitFor(1, std::chrono::seconds(60))) << ventilator.Log();
     EXPECT_EQ(answer.events()[0].data["status"], "failed");
-    EXPECT_EQ(answer.events()[0].data["error"], "data.source: path is not under an allowed --data-dir");
+    EXPECT_EQ(answer.events()[0].data["error"],
+              "data.source: path is not under an allowed --data-dir");
     EXPECT_EQ(DeadLetterReason(url(), routes::kVentilatorGroup, refused + "/start"),
               "data.source: path is not under an allowed --data-dir");
     ventilator.Signal(SIGTERM);
@@ -98,18 +107,22 @@ TEST_P(DataDirCliTest, AServiceVentilatorReadsAJsonlSourceOnlyUnderItsDataDir) {
   // With --data-dir on the ventilator and the worker: the batch runs, every
   // chunk a claim check the worker reads under its own --data-dir.
   testing::BackgroundProcess ventilator(
-      {FanflowBinary(), "ventilator", "--bus", url(), "--data-dir", dir + "/data"}, dir + "/v2.log");
-  testing::BackgroundProcess worker(
-      {FanflowBinary(), "worker", "--bus", url(), "--data-dir", dir + "/data", "--max-attempts", "5"},
-      dir + "/worker.log");
+      {FanflowBinary(), "ventilator", "--bus", url(), "--data-dir", dir + "/data"},
+      dir + "/v2.log");
+  testing::BackgroundProcess worker({FanflowBinary(), "worker", "--bus", url(), "--data-dir",
+                                     dir + "/data", "--max-attempts", "5"},
+                                    dir + "/worker.log");
   testing::BackgroundProcess aggregator(
-      {FanflowBinary(), "aggregator", "--bus", url(), "--state", dir + "/ledger.db"}, dir + "/agg.log");
-  for (auto* p : {&ventilator, &worker, &aggregator}) ASSERT_TRUE(LogShows(*p, " ready on ")) << p->Log();
+      {FanflowBinary(), "aggregator", "--bus", url(), "--state", dir + "/ledger.db"},
+      dir + "/agg.log");
+  for (auto* p : {&ventilator, &worker, &aggregator})
+    ASSERT_TRUE(LogShows(*p, " ready on ")) << p->Log();
   const std::string allowed = Unique("cli-allowed-");
-  testing::EventCollector refs(*bus, kProcessChunk, [&](const Event& e) { return e.subject == allowed; });
+  testing::EventCollector refs(*bus, kProcessChunk,
+                               [&](const Event& e) { return e.subject == allowed; });
   auto r = Fanflow({"submit", "--bus", url(), "--source", "jsonl:" + items, "--chunk-size", "10",
-                    "--claim-check-bytes", "64", "--batch-id", allowed, "--wait", "--json", "--timeout",
-                    "120", "--log-level", "warn"},
+                    "--claim-check-bytes", "64", "--batch-id", allowed, "--wait", "--json",
+                    "--timeout", "120", "--log-level", "warn"},
                    150);
   ASSERT_EQ(r.exit_code, 0) << r.err << ventilator.Log() << worker.Log() << aggregator.Log();
   EXPECT_EQ(LastJsonLine(r.out)["data"]["result"], sum);
@@ -117,24 +130,28 @@ TEST_P(DataDirCliTest, AServiceVentilatorReadsAJsonlSourceOnlyUnderItsDataDir) {
   for (const Event& e : refs.events()) EXPECT_TRUE(e.data.contains("ref")) << e.data.dump();
 
   // `submit -` still reads its own stdin and fans it out itself.
-  auto piped = Fanflow({"submit", "--bus", url(), "--source", "-", "--chunk-size", "7", "--wait", "--json",
-                        "--timeout", "120", "--log-level", "warn"},
+  auto piped = Fanflow({"submit", "--bus", url(), "--source", "-", "--chunk-size", "7", "--wait",
+                        "--json", "--timeout", "120", "--log-level", "warn"},
                        150, "{\"value\":3}\n{\"value\":4}\n");
   ASSERT_EQ(piped.exit_code, 0) << piped.err;
   EXPECT_EQ(LastJsonLine(piped.out)["data"]["result"], 7);
 
   // A forged claim check outside the worker's --data-dir: dead-lettered at once.
   const std::string forged = Unique("cli-forged-");
-  const Event chunk = MakeEvent(kProcessChunk, forged + "/chunk/0", forged, forged,
-                                {{"chunk_index", 0}, {"first_item", 0}, {"item_count", 1},
-                                 {"ref", {{"path", "/etc/passwd"}, {"offset", 0}, {"length", 100}}}});
+  const Event chunk =
+      MakeEvent(kProcessChunk, forged + "/chunk/0", forged, forged,
+                {{"chunk_index", 0},
+                 {"first_item", 0},
+                 {"item_count", 1},
+                 {"ref", {{"path", "/etc/passwd"}, {"offset", 0}, {"length", 100}}}});
   ASSERT_TRUE(bus->Publish(Message{chunk.type, chunk.id, EncodeEvent(chunk)}).ok());
   EXPECT_EQ(DeadLetterReason(url(), routes::kWorkerGroup, forged + "/chunk/0"),
             "data.ref.path: path is not under an allowed --data-dir")
       << worker.Log();
 
   for (auto* p : {&ventilator, &worker, &aggregator}) p->Signal(SIGTERM);
-  for (auto* p : {&ventilator, &worker, &aggregator}) EXPECT_EQ(p->Wait(std::chrono::seconds(30)), 0) << p->Log();
+  for (auto* p : {&ventilator, &worker, &aggregator})
+    EXPECT_EQ(p->Wait(std::chrono::seconds(30)), 0) << p->Log();
 }
 
 FANFLOW_ON_EVERY_BUS(DataDirCliTest);
@@ -149,9 +166,11 @@ TEST(DataDirCliConfigTest, ABadDataDirIsAUsageError) {
   for (const Case& c :
        {Case{{"ventilator", "--bus", "amqp://127.0.0.1:1/", "--data-dir", dir + "/missing"},
              "--data-dir '" + dir + "/missing': "},
-        Case{{"worker", "--bus", "amqp://127.0.0.1:1/", "--data-dir", dir, "--data-dir", dir + "/file"},
+        Case{{"worker", "--bus", "amqp://127.0.0.1:1/", "--data-dir", dir, "--data-dir",
+              dir + "/file"},
              "--data-dir '" + dir + "/file': not a directory"},
-        Case{{"run", "--source", "range:10", "--data-dir", dir + "/missing"}, "--data-dir '" + dir + "/missing': "}}) {
+        Case{{"run", "--source", "range:10", "--data-dir", dir + "/missing"},
+             "--data-dir '" + dir + "/missing': "}}) {
     auto r = Fanflow(c.args, 30);
     EXPECT_EQ(r.exit_code, 2) << c.args[0] << ": " << r.err;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args[0] << ": " << r.err;

@@ -22,11 +22,13 @@ using testing::ToMessage;
 // Every event of the given types, whatever the group.
 struct Seen {
   Seen(EventBus& bus, std::vector<std::string> types) {
-    sub = bus.Subscribe({"seen", std::move(types), 1}, [this](const Delivery& d) {
-            std::lock_guard<std::mutex> l(mu);
-            events.push_back(DecodeEvent(d.message.body).value());
-            return Verdict::Ack();
-          }).value();
+    sub = bus.Subscribe({"seen", std::move(types), 1},
+                        [this](const Delivery& d) {
+                          std::lock_guard<std::mutex> l(mu);
+                          events.push_back(DecodeEvent(d.message.body).value());
+                          return Verdict::Ack();
+                        })
+              .value();
   }
   std::vector<Event> Of(const std::string& type) {
     std::lock_guard<std::mutex> l(mu);
@@ -77,12 +79,14 @@ TEST_F(FilePolicyTest, TheVentilatorRefusesASourceOutsideItsRootsAndAnswersTheWa
     std::string batch, source, reason;
   };
   const std::string refused = "data.source: path is not under an allowed --data-dir";
-  for (const Case& c : {Case{"outside", "jsonl:" + outside_ + "/items.jsonl", refused},
-                        Case{"missing", "jsonl:" + outside_ + "/missing.jsonl", refused},
-                        Case{"escape", "jsonl:" + root_ + "/../data2/items.jsonl", refused},
-                        Case{"stdin", "-", "data.source: '-' (stdin) is read only by the submitting process"}}) {
+  for (const Case& c :
+       {Case{"outside", "jsonl:" + outside_ + "/items.jsonl", refused},
+        Case{"missing", "jsonl:" + outside_ + "/missing.jsonl", refused},
+        Case{"escape", "jsonl:" + root_ + "/../data2/items.jsonl", refused},
+        Case{"stdin", "-", "data.source: '-' (stdin) is read only by the submitting process"}}) {
     ASSERT_TRUE(bus->Publish(ToMessage(MakeStartFanout(c.batch, c.batch, c.source, 10))).ok());
-    EXPECT_EQ(DeadLetterReason(*bus, routes::kVentilatorGroup, c.batch + "/start"), c.reason) << c.batch;
+    EXPECT_EQ(DeadLetterReason(*bus, routes::kVentilatorGroup, c.batch + "/start"), c.reason)
+        << c.batch;
   }
   ASSERT_TRUE(Eventually([&] { return seen.Of(kBatchComplete).size() == 4; }));
   for (const Event& e : seen.Of(kBatchComplete)) {
@@ -90,15 +94,21 @@ TEST_F(FilePolicyTest, TheVentilatorRefusesASourceOutsideItsRootsAndAnswersTheWa
     EXPECT_EQ(e.data["error"].get<std::string>().rfind("data.source: ", 0), 0u) << e.subject;
   }
   // Inside the root the same ventilator fans out.
-  ASSERT_TRUE(bus->Publish(ToMessage(MakeStartFanout("inside", "inside", "jsonl:" + root_ + "/items.jsonl", 10))).ok());
+  ASSERT_TRUE(bus->Publish(ToMessage(MakeStartFanout("inside", "inside",
+                                                     "jsonl:" + root_ + "/items.jsonl", 10)))
+                  .ok());
   ASSERT_TRUE(Eventually([&] { return seen.Of(kProcessChunk).size() == 3; }));
-  for (const Event& e : seen.Of(kProcessChunk)) EXPECT_EQ(e.subject, "inside") << "nothing else was read";
+  for (const Event& e : seen.Of(kProcessChunk))
+    EXPECT_EQ(e.subject, "inside") << "nothing else was read";
 }
 
 // A process_chunk whose items are the claim check `ref`.
-Event ClaimCheckChunk(const std::string& batch, const std::string& path, int64_t offset, int64_t length) {
+Event ClaimCheckChunk(const std::string& batch, const std::string& path, int64_t offset,
+                      int64_t length) {
   return MakeEvent(kProcessChunk, batch + "/chunk/0", batch, batch,
-                   {{"chunk_index", 0}, {"first_item", 0}, {"item_count", 1},
+                   {{"chunk_index", 0},
+                    {"first_item", 0},
+                    {"item_count", 1},
                     {"ref", {{"path", path}, {"offset", offset}, {"length", length}}}});
 }
 
@@ -134,7 +144,8 @@ TEST_F(FilePolicyTest, AWorkerRefusesAClaimCheckOutsideItsRootsAtOnceNamingTheFi
     EXPECT_EQ(e.data["attempts"], 1) << "a refusal is not retried: " << e.subject;
   }
   // Inside the root, the first line: {"id":0,"value":0}\n is 19 bytes, the next one 19 too.
-  ASSERT_TRUE(bus->Publish(ToMessage(ClaimCheckChunk("inside", root_ + "/items.jsonl", 19, 19))).ok());
+  ASSERT_TRUE(
+      bus->Publish(ToMessage(ClaimCheckChunk("inside", root_ + "/items.jsonl", 19, 19))).ok());
   ASSERT_TRUE(Eventually([&] { return seen.Of(kChunkDone).size() == 6; }));
   const Event done = seen.Of(kChunkDone).back();
   EXPECT_EQ(done.subject, "inside");

@@ -1,7 +1,6 @@
 #include "pipeline/source.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <climits>
@@ -22,7 +21,9 @@ SourcePolicy Allow(const std::vector<std::string>& dirs, bool stdin_too = false)
 }
 
 // The directory a test's file lives in: what a test allows.
-SourcePolicy AllowDirOf(const std::string& path) { return Allow({fs::path(path).parent_path().string()}); }
+SourcePolicy AllowDirOf(const std::string& path) {
+  return Allow({fs::path(path).parent_path().string()});
+}
 
 // Walks a source page by page the way continuations do, reopening it for
 // every page as a restarted ventilator would.
@@ -30,7 +31,8 @@ std::vector<Chunk> WalkInPages(const std::string& spec, int64_t chunk_size, int6
                                int64_t claim_check_bytes = 0) {
   std::vector<Chunk> all;
   Cursor cursor;
-  const SourcePolicy policy = spec.rfind("jsonl:", 0) == 0 ? AllowDirOf(spec.substr(6)) : SourcePolicy();
+  const SourcePolicy policy =
+      spec.rfind("jsonl:", 0) == 0 ? AllowDirOf(spec.substr(6)) : SourcePolicy();
   for (int guard = 0; guard < 100000; ++guard) {
     auto source = OpenSource(spec, claim_check_bytes, policy);
     EXPECT_TRUE(source.ok()) << source.status().ToString();
@@ -131,7 +133,8 @@ TEST(SourceTest, BadSpecsAreRejectedWithTheExpectedForms) {
 // <base>/data2 and <base>/outside each holding a secret.jsonl.
 struct Tree {
   Tree() : base(testing::TempDir("policy")) {
-    for (const char* d : {"data", "data/sub", "data2", "outside"}) fs::create_directory(base + "/" + d);
+    for (const char* d : {"data", "data/sub", "data2", "outside"})
+      fs::create_directory(base + "/" + d);
     std::ofstream(base + "/data/items.jsonl") << "{\"value\":1}\n{\"value\":2}\n";
     std::ofstream(base + "/data2/secret.jsonl") << "{\"api_key\":\"x\"}\n";
     std::ofstream(base + "/outside/secret.jsonl") << "{\"api_key\":\"y\"}\n";
@@ -157,8 +160,9 @@ std::string LoadError(const ClaimCheck& ref, const SourcePolicy& policy) {
 TEST(SourcePolicyTest, AFileOutsideTheRootsIsRefusedWithOneErrorWhetherItExistsOrNot) {
   Tree t;
   for (const std::string& path :
-       {t.base + "/outside/secret.jsonl", t.base + "/outside/missing.jsonl", t.base + "/nowhere/x.jsonl",
-        std::string("/etc/passwd"), std::string("/etc/shadow"), std::string("/etc/no-such-file")})
+       {t.base + "/outside/secret.jsonl", t.base + "/outside/missing.jsonl",
+        t.base + "/nowhere/x.jsonl", std::string("/etc/passwd"), std::string("/etc/shadow"),
+        std::string("/etc/no-such-file")})
     EXPECT_EQ(OpenError("jsonl:" + path, t.policy()), kSourceRefused) << path;
   EXPECT_EQ(OpenError("jsonl:" + t.root() + "/items.jsonl", t.policy()), "opened");
 }
@@ -166,17 +170,20 @@ TEST(SourcePolicyTest, AFileOutsideTheRootsIsRefusedWithOneErrorWhetherItExistsO
 TEST(SourcePolicyTest, WithoutRootsNoFileAndNoStdinIsRead) {
   Tree t;
   EXPECT_EQ(OpenError("jsonl:" + t.root() + "/items.jsonl", SourcePolicy()), kSourceRefused);
-  EXPECT_EQ(OpenError("-", t.policy()), "data.source: '-' (stdin) is read only by the submitting process");
+  EXPECT_EQ(OpenError("-", t.policy()),
+            "data.source: '-' (stdin) is read only by the submitting process");
   EXPECT_EQ(OpenError("-", Allow({}, true)), "opened");
   EXPECT_EQ(OpenError("range:10", SourcePolicy()), "opened");
 }
 
 TEST(SourcePolicyTest, DotDotIsResolvedBeforeTheCheck) {
   Tree t;
-  EXPECT_EQ(OpenError("jsonl:" + t.root() + "/sub/../../outside/secret.jsonl", t.policy()), kSourceRefused);
+  EXPECT_EQ(OpenError("jsonl:" + t.root() + "/sub/../../outside/secret.jsonl", t.policy()),
+            kSourceRefused);
   EXPECT_EQ(OpenError("jsonl:" + t.root() + "/../data2/secret.jsonl", t.policy()), kSourceRefused);
   EXPECT_EQ(OpenError("jsonl:" + t.root() + "/sub/../items.jsonl", t.policy()), "opened");
-  const std::string nul = "jsonl:" + t.root() + "/items.jsonl" + std::string(1, '\0') + "/../../../outside/secret.jsonl";
+  const std::string nul = "jsonl:" + t.root() + "/items.jsonl" + std::string(1, '\0') +
+                          "/../../../outside/secret.jsonl";
   EXPECT_EQ(OpenError(nul, t.policy()), kSourceRefused) << "a NUL byte cuts no path short";
 }
 
@@ -189,7 +196,8 @@ TEST(SourcePolicyTest, ASymlinkInsideARootThatLeadsOutIsRefused) {
   fs::create_symlink(t.root() + "/items.jsonl", t.root() + "/inner-link.jsonl");
   for (const char* name : {"/file-link.jsonl", "/dir-link/secret.jsonl", "/dir-link/missing.jsonl",
                            "/dangling.jsonl", "/dangling-dir/x.jsonl"})
-    EXPECT_EQ(OpenError(std::string("jsonl:") + t.root() + name, t.policy()), kSourceRefused) << name;
+    EXPECT_EQ(OpenError(std::string("jsonl:") + t.root() + name, t.policy()), kSourceRefused)
+        << name;
   EXPECT_EQ(OpenError("jsonl:" + t.root() + "/inner-link.jsonl", t.policy()), "opened")
       << "a link that stays inside is fine";
 }
@@ -219,26 +227,31 @@ TEST(SourcePolicyTest, RootsAndRelativePathsAreResolvedToo) {
 
 TEST(SourcePolicyTest, ADataDirThatIsMissingOrNotADirectoryIsAnError) {
   Tree t;
-  for (const std::string& bad : {t.base + "/no-such-dir", t.root() + "/items.jsonl", std::string()}) {
+  for (const std::string& bad :
+       {t.base + "/no-such-dir", t.root() + "/items.jsonl", std::string()}) {
     auto p = SourcePolicy::Make({t.root(), bad}, false);
     ASSERT_FALSE(p.ok()) << bad;
     EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(p.status().message().rfind("--data-dir '" + bad + "': ", 0), 0u) << p.status().message();
+    EXPECT_EQ(p.status().message().rfind("--data-dir '" + bad + "': ", 0), 0u)
+        << p.status().message();
   }
 }
 
 TEST(SourcePolicyTest, OnlyRegularFilesAreRead) {
   Tree t;
   ASSERT_EQ(mkfifo((t.root() + "/fifo").c_str(), 0600), 0);
-  EXPECT_NE(OpenError("jsonl:" + t.root() + "/fifo", t.policy()).find("not a regular file"), std::string::npos);
-  EXPECT_NE(OpenError("jsonl:" + t.root() + "/sub", t.policy()).find("not a regular file"), std::string::npos);
+  EXPECT_NE(OpenError("jsonl:" + t.root() + "/fifo", t.policy()).find("not a regular file"),
+            std::string::npos);
+  EXPECT_NE(OpenError("jsonl:" + t.root() + "/sub", t.policy()).find("not a regular file"),
+            std::string::npos);
 }
 
 TEST(ClaimCheckTest, AClaimCheckOutsideTheRootsIsRefusedWithOneErrorWhetherTheFileExistsOrNot) {
   Tree t;
-  for (const std::string& path : {std::string("/etc/shadow"), std::string("/etc/passwd"),
-                                  std::string("/etc/no-such-file"), t.base + "/outside/secret.jsonl",
-                                  t.root() + "/../data2/secret.jsonl", t.base + "/outside/missing"}) {
+  for (const std::string& path :
+       {std::string("/etc/shadow"), std::string("/etc/passwd"), std::string("/etc/no-such-file"),
+        t.base + "/outside/secret.jsonl", t.root() + "/../data2/secret.jsonl",
+        t.base + "/outside/missing"}) {
     EXPECT_EQ(LoadError({path, 0, 10}, t.policy()), kRefRefused) << path;
     EXPECT_EQ(LoadError({path, 1000000, 10}, t.policy()), kRefRefused) << "no size leaks: " << path;
   }
@@ -259,11 +272,12 @@ TEST(ClaimCheckTest, LengthsAreBoundedAndMustLieInsideTheFile) {
   struct Case {
     int64_t offset, length;
   };
-  for (const Case& c : {Case{0, 1000000000000}, Case{0, kMaxClaimCheckBytes + 1}, Case{0, INT64_MAX},
-                        Case{INT64_MAX, INT64_MAX}, Case{INT64_MAX, 1}, Case{20, 5}, Case{24, 1},
-                        Case{0, 25}, Case{0, 0}})
+  for (const Case& c : {Case{0, 1000000000000}, Case{0, kMaxClaimCheckBytes + 1},
+                        Case{0, INT64_MAX}, Case{INT64_MAX, INT64_MAX}, Case{INT64_MAX, 1},
+                        Case{20, 5}, Case{24, 1}, Case{0, 25}, Case{0, 0}})
     EXPECT_EQ(LoadError({items, c.offset, c.length}, t.policy()).rfind("data.ref.length: ", 0), 0u)
-        << c.offset << "+" << c.length << ": " << LoadError({items, c.offset, c.length}, t.policy());
+        << c.offset << "+" << c.length << ": "
+        << LoadError({items, c.offset, c.length}, t.policy());
   EXPECT_EQ(LoadError({items, -1, 5}, t.policy()).rfind("data.ref.offset: ", 0), 0u);
 }
 
