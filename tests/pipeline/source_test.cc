@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "tests/support/subprocess.h"
 
@@ -200,6 +202,40 @@ TEST(SourcePolicyTest, ASymlinkInsideARootThatLeadsOutIsRefused) {
         << name;
   EXPECT_EQ(OpenError("jsonl:" + t.root() + "/inner-link.jsonl", t.policy()), "opened")
       << "a link that stays inside is fine";
+}
+
+TEST(SourcePolicyTest, ALinkSwappedInBetweenTheCheckAndTheOpenDoesNotLeadOut) {
+  Tree t;
+  // root/swap flips between a directory inside (value 1) and a link to outside (value 2).
+  fs::create_directory(t.root() + "/real");
+  std::ofstream(t.root() + "/real/items.jsonl") << "{\"value\":1}\n";
+  std::ofstream(t.base + "/outside/items.jsonl") << "{\"value\":2}\n";
+  fs::create_directory_symlink(t.base + "/outside", t.root() + "/link");
+  const std::string swap = t.root() + "/swap", real = t.root() + "/real", link = t.root() + "/link";
+  std::atomic<bool> stop{false};
+  std::thread flipper([&] {
+    while (!stop) {
+      std::rename(real.c_str(), swap.c_str());
+      std::rename(swap.c_str(), real.c_str());
+      std::rename(link.c_str(), swap.c_str());
+      std::rename(swap.c_str(), link.c_str());
+    }
+  });
+  const SourcePolicy policy = t.policy();
+  int inside = 0, outside = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (std::chrono::steady_clock::now() < until) {
+    auto source = OpenSource("jsonl:" + swap + "/items.jsonl", 0, policy);
+    if (!source.ok()) continue;
+    auto page = source.value()->ReadPage({}, 10, 1);
+    if (!page.ok() || page->chunks.empty()) continue;
+    (page->chunks[0].items[0]["value"] == 1 ? inside : outside)++;
+  }
+  stop = true;
+  flipper.join();
+  EXPECT_EQ(outside, 0) << "read outside the root " << outside << " times (and inside " << inside
+                        << ")";
+  EXPECT_GT(inside, 0) << "the swap never showed the directory inside";
 }
 
 TEST(SourcePolicyTest, RootsAreComparedByComponentsNotAsStringPrefixes) {
