@@ -134,7 +134,7 @@ Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, i
   worker_options.concurrency = concurrency;
   auto worker = Worker::Start(**worker_bus, std::move(processor).value(), worker_options);
   if (!worker.ok()) return worker.status();
-  auto ventilator = Ventilator::Start(**ventilator_bus, {1, ""});
+  auto ventilator = Ventilator::Start(**ventilator_bus, {});
   if (!ventilator.ok()) return ventilator.status();
   auto waiter = BatchWaiter::Start(**aggregator_bus, batch_id, false);
   if (!waiter.ok()) return waiter.status();

@@ -68,12 +68,16 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
 }
 
 // The start_fanout for the flags; jsonl paths become absolute so a ventilator
-// with another working directory finds the same file.
+// with another working directory finds the same file. Nothing is read here.
 Result<Event> BuildStart(const BatchFlags& f, std::string& batch_id) {
-  if (auto source = OpenSource(f.source, f.claim_check_bytes); !source.ok()) return source.status();
+  if (Status s = CheckSourceSpec(f.source); !s.ok()) return s;
   std::string source = f.source;
-  if (source.rfind("jsonl:", 0) == 0)
+  if (source.rfind("jsonl:", 0) == 0) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(source.substr(6), ec))
+      return NotFound("--source " + source + ": no such file");
     source = "jsonl:" + std::filesystem::absolute(source.substr(6)).lexically_normal().string();
+  }
   batch_id = f.batch_id.empty() ? NewBatchId() : f.batch_id;
   Event start = MakeStartFanout(batch_id, f.correlation_id.empty() ? batch_id : f.correlation_id,
                                 source, f.chunk_size);
@@ -112,6 +116,17 @@ int Report(Result<Event> complete, bool json, Clock::time_point started, bool pr
   return ExitCodeFor(complete.value());
 }
 
+// What a `run` reads: its own --source file's directory (the file resolved) and
+// --data-dir; stdin when the source is `-`.
+Result<SourcePolicy> RunFiles(const Event& start, std::vector<std::string> dirs) {
+  const std::string source = start.data["source"].get<std::string>();
+  if (source.rfind("jsonl:", 0) == 0) {
+    std::error_code ec;
+    dirs.push_back(std::filesystem::weakly_canonical(source.substr(6), ec).parent_path().string());
+  }
+  return SourcePolicy::Make(dirs, source == "-");
+}
+
 std::chrono::milliseconds TimeoutOf(const BatchFlags& f) {
   return std::chrono::milliseconds(static_cast<int64_t>(f.timeout_s * 1000));
 }
@@ -135,15 +150,18 @@ std::string MakeTemporaryLedgerPath() {
 }  // namespace
 
 int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerFlags& worker_flags,
-               const AggregatorFlags& aggregator_flags) {
+               const AggregatorFlags& aggregator_flags, const std::vector<std::string>& data_dirs) {
   const auto started = Clock::now();
   std::string batch_id;
   auto start = BuildStart(batch, batch_id);
   if (!start.ok()) return Fail(start.status());
+  auto files = RunFiles(start.value(), data_dirs);
+  if (!files.ok()) return Fail(files.status());
   auto processor = BuildProcessor(worker_flags);
   if (!processor.ok()) return Fail(processor.status());
   auto worker_options = ToWorkerOptions(worker_flags);
   if (!worker_options.ok()) return Fail(worker_options.status());
+  worker_options->files = files.value();
   TemporaryLedger temporary;
   if (aggregator_flags.state.empty()) temporary.path = MakeTemporaryLedgerPath();
   auto agg_options = ToAggregatorOptions(aggregator_flags, bus_flags.url, temporary.path);
@@ -157,7 +175,7 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   if (!aggregator.ok()) return Fail(aggregator.status());
   auto workers = Worker::Start(*bus.value(), processor.value(), worker_options.value());
   if (!workers.ok()) return Fail(workers.status());
-  auto ventilator = Ventilator::Start(*bus.value(), {1, batch.source == "-" ? batch_id : ""});
+  auto ventilator = Ventilator::Start(*bus.value(), {1, files.value(), batch.source == "-" ? batch_id : ""});
   if (!ventilator.ok()) return Fail(ventilator.status());
   auto progress = ProgressLine(batch_id, started);
   auto waiter = BatchWaiter::Start(*bus.value(), batch_id, progress != nullptr);
@@ -205,21 +223,28 @@ int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait)
   return Report(waiter->Wait(TimeoutOf(batch), progress), batch.json, started, progress != nullptr);
 }
 
-int VentilatorCommand(const BusFlags& bus_flags, int concurrency) {
+int VentilatorCommand(const BusFlags& bus_flags, int concurrency, const std::vector<std::string>& data_dirs) {
+  auto files = SourcePolicy::Make(data_dirs, false);
+  if (!files.ok()) return Fail(files.status());
   auto bus = OpenServiceBus(bus_flags.url, "ventilator", true);
   if (!bus.ok()) return Fail(bus.status());
-  auto ventilator = Ventilator::Start(*bus.value(), {concurrency, ""});
+  auto ventilator = Ventilator::Start(*bus.value(), {concurrency, files.value(), ""});
   if (!ventilator.ok()) return Fail(ventilator.status());
-  spdlog::info("ventilator ready on {} (concurrency {})", bus.value()->Describe(), concurrency);
+  spdlog::info("ventilator ready on {} (concurrency {}, {} --data-dir)", bus.value()->Describe(),
+               concurrency, files->roots().size());
   spdlog::info("ventilator stopping on {}", WaitForShutdownSignal());
   return kExitSucceeded;
 }
 
-int WorkerCommand(const BusFlags& bus_flags, const WorkerFlags& flags) {
+int WorkerCommand(const BusFlags& bus_flags, const WorkerFlags& flags,
+                  const std::vector<std::string>& data_dirs) {
   auto processor = BuildProcessor(flags);
   if (!processor.ok()) return Fail(processor.status());
   auto options = ToWorkerOptions(flags);
   if (!options.ok()) return Fail(options.status());
+  auto files = SourcePolicy::Make(data_dirs, false);
+  if (!files.ok()) return Fail(files.status());
+  options->files = files.value();
   auto bus = OpenServiceBus(bus_flags.url, "worker", true);
   if (!bus.ok()) return Fail(bus.status());
   auto worker = Worker::Start(*bus.value(), processor.value(), options.value());

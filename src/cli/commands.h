@@ -68,11 +68,13 @@ struct MonitorFlags {
   AlarmSpecs alarms;
 };
 
+// `data_dirs`: the --data-dir roots files may be read under (sources, claim checks).
 int RunCommand(const BusFlags& bus, const BatchFlags& batch, const WorkerFlags& worker,
-               const AggregatorFlags& aggregator);
+               const AggregatorFlags& aggregator, const std::vector<std::string>& data_dirs);
 int SubmitCommand(const BusFlags& bus, const BatchFlags& batch, bool wait);
-int VentilatorCommand(const BusFlags& bus, int concurrency);
-int WorkerCommand(const BusFlags& bus, const WorkerFlags& worker);
+int VentilatorCommand(const BusFlags& bus, int concurrency, const std::vector<std::string>& data_dirs);
+int WorkerCommand(const BusFlags& bus, const WorkerFlags& worker,
+                  const std::vector<std::string>& data_dirs);
 int AggregatorCommand(const BusFlags& bus, const AggregatorFlags& aggregator);
 int TopologyCommand(const BusFlags& bus);
 // action: list | show | replay | purge.

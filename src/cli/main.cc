@@ -55,6 +55,11 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
       ->capture_default_str();
 }
 
+void AddDataDirFlag(CLI::App* cmd, std::vector<std::string>& dirs, const std::string& help) {
+  cmd->add_option("--data-dir", dirs, help + "; symlinks and .. are resolved first; repeatable")
+      ->type_name("DIR");
+}
+
 void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& state_help) {
   cmd->add_option("--state", f.state, state_help);
   cmd->add_option("--sync", f.sync,
@@ -167,6 +172,7 @@ int main(int argc, char** argv) {
   AggregatorFlags aggregator;
   bool wait = false;
   int ventilator_concurrency = 1;
+  std::vector<std::string> data_dirs;
 
   auto* run = app.add_subcommand(
       "run", "ventilator + workers + aggregator in this process: fan a source out and in");
@@ -174,6 +180,9 @@ int main(int argc, char** argv) {
   AddBatchFlags(run, batch);
   AddWorkerFlags(run, worker);
   AddAggregatorFlags(run, aggregator, "ledger file (default: a temporary file, removed after)");
+  AddDataDirFlag(run, data_dirs,
+                 "one more directory the in-process ventilator and workers may read files under "
+                 "(the --source file's own directory always is)");
 
   auto* submit = app.add_subcommand("submit", "publish a start_fanout for a batch");
   AddBusFlags(submit, bus);
@@ -185,10 +194,16 @@ int main(int argc, char** argv) {
   ventilator->add_option("--concurrency", ventilator_concurrency, "batches fanned out at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  AddDataDirFlag(ventilator, data_dirs,
+                 "read a start_fanout's jsonl:PATH source only under this directory (default: none, "
+                 "so every jsonl: source is refused; '-' for stdin always is)");
 
   auto* worker_cmd = app.add_subcommand("worker", "service: process chunks with a concurrency cap");
   AddBusFlags(worker_cmd, bus);
   AddWorkerFlags(worker_cmd, worker);
+  AddDataDirFlag(worker_cmd, data_dirs,
+                 "read a process_chunk's claim check (data.ref.path) only under this directory "
+                 "(default: none, so every claim check is refused)");
 
   auto* aggregator_cmd = app.add_subcommand("aggregator", "service: count chunks, fire batch_complete");
   AddBusFlags(aggregator_cmd, bus);
@@ -229,10 +244,10 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kExitUsage;
   }
   SetUpLogging(bus.log_level);
-  if (*run) return RunCommand(bus, batch, worker, aggregator);
+  if (*run) return RunCommand(bus, batch, worker, aggregator, data_dirs);
   if (*submit) return SubmitCommand(bus, batch, wait);
-  if (*ventilator) return VentilatorCommand(bus, ventilator_concurrency);
-  if (*worker_cmd) return WorkerCommand(bus, worker);
+  if (*ventilator) return VentilatorCommand(bus, ventilator_concurrency, data_dirs);
+  if (*worker_cmd) return WorkerCommand(bus, worker, data_dirs);
   if (*aggregator_cmd) return AggregatorCommand(bus, aggregator);
   if (*topology) return TopologyCommand(bus);
   for (const auto& [sub, action] : dlq_actions)

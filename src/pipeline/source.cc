@@ -1,16 +1,160 @@
 #include "pipeline/source.h"
 
-#include <filesystem>
-#include <fstream>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
 #include <iostream>
+#include <streambuf>
+#include <utility>
 
 namespace fanflow {
 namespace {
+
+namespace fs = std::filesystem;
+
+Status NotAllowed(const std::string& field) {
+  return InvalidArgument(field + ": path is not under an allowed --data-dir");
+}
+
+// A file opened under a policy's roots, closed on destruction.
+class OpenedFile {
+ public:
+  OpenedFile(int fd, fs::path path, int64_t size) : fd_(fd), path_(std::move(path)), size_(size) {}
+  OpenedFile(OpenedFile&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), path_(std::move(o.path_)), size_(o.size_) {}
+  OpenedFile& operator=(OpenedFile&&) = delete;
+  ~OpenedFile() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int fd() const { return fd_; }
+  const fs::path& path() const { return path_; }
+  int64_t size() const { return size_; }
+
+ private:
+  int fd_;
+  fs::path path_;
+  int64_t size_;
+};
+
+// True when some component of `p` is a symlink. weakly_canonical leaves a
+// dangling link in place; where it points is unknown, maybe outside the roots.
+bool ThroughSymlink(const fs::path& p) {
+  fs::path prefix;
+  for (const fs::path& part : p) {
+    prefix /= part;
+    struct stat st;
+    if (lstat(prefix.c_str(), &st) != 0) return false;  // nothing exists below a missing part
+    if (S_ISLNK(st.st_mode)) return true;
+  }
+  return false;
+}
+
+// Opens `path` for reading if it resolves to a regular file under the roots.
+// Outside them every failure (missing, unreadable, a loop) reads the same.
+Result<OpenedFile> OpenUnder(const SourcePolicy& policy, const std::string& path,
+                             const std::string& field) {
+  if (path.find('\0') != std::string::npos) return NotAllowed(field);  // the OS would cut it there
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(path, ec);
+  const fs::path resolved = ec ? fs::path() : fs::weakly_canonical(absolute, ec);
+  if (ec || !policy.Contains(resolved)) return NotAllowed(field);
+  // `resolved` holds no link unless one was swapped in since: O_NOFOLLOW
+  // refuses one in the last place, the check of the opened file any other.
+  const int fd = open(resolved.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    if (ThroughSymlink(resolved)) return NotAllowed(field);
+    if (err == ENOENT) return NotFound(field + ": no such file: " + resolved.string());
+    return NotFound(field + ": cannot open " + resolved.string() + ": " + std::strerror(err));
+  }
+  struct stat st;
+  const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  OpenedFile file(fd, resolved, regular ? st.st_size : 0);
+  char opened[PATH_MAX];
+  const std::string link = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = readlink(link.c_str(), opened, sizeof opened);
+  if (n <= 0 || n >= static_cast<ssize_t>(sizeof opened))
+    return Internal(field + ": cannot check which file was opened (" + link +
+                    " is unreadable: is /proc mounted?)");
+  if (!policy.Contains(fs::path(std::string(opened, static_cast<size_t>(n)))))
+    return NotAllowed(field);
+  if (!regular) return InvalidArgument(field + ": not a regular file: " + resolved.string());
+  return file;
+}
+
+// Buffered reads from a descriptor, for std::getline. A read error ends the
+// stream like an end of file, and failed() tells them apart.
+class FdReader final : public std::streambuf {
+ public:
+  explicit FdReader(int fd) : fd_(fd) {}
+  bool failed() const { return failed_; }
+
+ protected:
+  int_type underflow() override {
+    ssize_t n;
+    do n = read(fd_, buf_, sizeof buf_);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      failed_ = n < 0;
+      return traits_type::eof();
+    }
+    setg(buf_, buf_, buf_ + n);
+    return traits_type::to_int_type(buf_[0]);
+  }
+
+ private:
+  const int fd_;
+  bool failed_ = false;
+  char buf_[1 << 16];
+};
 
 Result<int64_t> ParseCount(const std::string& text, const std::string& what) {
   if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
     return InvalidArgument(what + " must be a whole number, got '" + text + "'");
   return static_cast<int64_t>(std::stoll(text));
+}
+
+// A source spec taken apart.
+struct ParsedSpec {
+  enum Kind { kRange, kJsonl, kStdin } kind = kRange;
+  std::string path;  // kJsonl
+  int64_t n = 0;     // kRange
+  uint64_t seed = 0;
+};
+
+Result<ParsedSpec> ParseSpec(const std::string& spec) {
+  ParsedSpec p;
+  if (spec == "-") {
+    p.kind = ParsedSpec::kStdin;
+    return p;
+  }
+  if (spec.rfind("jsonl:", 0) == 0) {
+    p.kind = ParsedSpec::kJsonl;
+    p.path = spec.substr(6);
+    if (p.path.empty())
+      return InvalidArgument("data.source: 'jsonl:' needs a path, e.g. jsonl:items.jsonl");
+    return p;
+  }
+  if (spec.rfind("range:", 0) == 0) {
+    std::string rest = spec.substr(6);
+    auto colon = rest.find(':');
+    auto n = ParseCount(rest.substr(0, colon), "data.source: " + spec + ": N");
+    if (!n.ok()) return n.status();
+    p.n = n.value();
+    if (colon != std::string::npos) {
+      auto s = ParseCount(rest.substr(colon + 1), "data.source: " + spec + ": SEED");
+      if (!s.ok()) return s.status();
+      p.seed = static_cast<uint64_t>(s.value());
+    }
+    return p;
+  }
+  return InvalidArgument("data.source: unknown source '" + spec +
+                         "' (expected range:N[:SEED], jsonl:PATH, or - for JSONL on stdin)");
 }
 
 class RangeSource final : public Source {
@@ -41,22 +185,32 @@ class RangeSource final : public Source {
   const uint64_t seed_;
 };
 
-// JSONL from a file (resumable at a byte offset) or from stdin (a stream).
+// JSONL from a file (resumable at a byte offset, reopened under the policy for
+// every page) or from stdin (a stream).
 class JsonlSource final : public Source {
  public:
-  JsonlSource(std::string path, int64_t claim_check_bytes)
-      : path_(std::move(path)), claim_check_bytes_(claim_check_bytes) {}
+  // `path`: resolved under `policy`'s roots; empty: stdin.
+  JsonlSource(std::string path, int64_t claim_check_bytes, SourcePolicy policy)
+      : path_(std::move(path)), claim_check_bytes_(claim_check_bytes), policy_(std::move(policy)) {}
 
   Result<Page> ReadPage(const Cursor& from, int64_t chunk_size, int64_t max_chunks) override {
     std::istream* in = &std::cin;
-    std::ifstream file;
+    std::optional<OpenedFile> file;
+    std::optional<FdReader> reader;
+    std::istream file_in(nullptr);
     if (!path_.empty()) {
-      file.open(path_, std::ios::binary);
-      if (!file) return NotFound("source jsonl:" + path_ + ": cannot open the file");
-      file.seekg(from.offset);
-      in = &file;
+      auto opened = OpenUnder(policy_, path_, "data.source");
+      if (!opened.ok()) return opened.status();
+      file.emplace(std::move(opened).value());
+      if (lseek(file->fd(), from.offset, SEEK_SET) < 0)
+        return InvalidArgument("data.cursor.offset: cannot seek " + Spec() + " to byte " +
+                               std::to_string(from.offset));
+      reader.emplace(file->fd());
+      file_in.rdbuf(&*reader);
+      in = &file_in;
     } else if (from.offset != stdin_offset_) {
-      return InvalidArgument("source -: stdin cannot be re-read from byte " + std::to_string(from.offset));
+      return InvalidArgument("source -: stdin cannot be re-read from byte " +
+                             std::to_string(from.offset));
     }
     Page page;
     page.next = from;
@@ -73,19 +227,26 @@ class JsonlSource final : public Source {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
         auto item = nlohmann::json::parse(line, nullptr, false);
         if (item.is_discarded() || !item.is_object())
-          return InvalidArgument("source " + Spec() + ": item " + std::to_string(page.next.next_item) +
-                                 " (byte " + std::to_string(line_start) + ") is not a JSON object");
+          return InvalidArgument("source " + Spec() + ": item " +
+                                 std::to_string(page.next.next_item) + " (byte " +
+                                 std::to_string(line_start) + ") is not a JSON object");
         c.items.push_back(std::move(item));
         ++c.item_count;
         ++page.next.next_item;
       }
+      if (reader && reader->failed()) return Internal("source " + Spec() + ": read error");
       if (c.item_count == 0) {
         page.last = true;
         break;
       }
       const int64_t bytes = page.next.offset - chunk_start;
       if (claim_check_bytes_ > 0 && bytes > claim_check_bytes_ && !path_.empty()) {
-        c.ref = ClaimCheck{std::filesystem::absolute(path_).string(), chunk_start, bytes};
+        if (bytes > kMaxClaimCheckBytes)
+          return InvalidArgument("data.chunk_size: chunk " + std::to_string(c.index) + " of " +
+                                 Spec() + " is " + std::to_string(bytes) +
+                                 " bytes, more than a claim check may carry (" +
+                                 std::to_string(kMaxClaimCheckBytes) + ")");
+        c.ref = ClaimCheck{path_, chunk_start, bytes};
         c.items = nullptr;
       }
       ++page.next.next_chunk;
@@ -101,36 +262,31 @@ class JsonlSource final : public Source {
   std::string Spec() const { return path_.empty() ? "-" : "jsonl:" + path_; }
   const std::string path_;  // empty: stdin
   const int64_t claim_check_bytes_;
+  const SourcePolicy policy_;
   int64_t stdin_offset_ = 0;
 };
 
-struct RangeSpec {
-  int64_t items = 0;
-  uint64_t seed = 0;
-};
-
-// `range:N[:SEED]`; `spec` starts with "range:".
-Result<RangeSpec> ParseRange(const std::string& spec) {
-  std::string rest = spec.substr(6);
-  auto colon = rest.find(':');
-  auto n = ParseCount(rest.substr(0, colon), "source " + spec + ": N");
-  if (!n.ok()) return n.status();
-  RangeSpec range{n.value(), 0};
-  if (colon != std::string::npos) {
-    auto s = ParseCount(rest.substr(colon + 1), "source " + spec + ": SEED");
-    if (!s.ok()) return s.status();
-    range.seed = static_cast<uint64_t>(s.value());
-  }
-  return range;
-}
-
 }  // namespace
 
-std::optional<int64_t> KnownItemCount(const std::string& spec) {
-  if (spec.rfind("range:", 0) != 0) return std::nullopt;
-  auto range = ParseRange(spec);
-  if (!range.ok()) return std::nullopt;
-  return range->items;
+Result<SourcePolicy> SourcePolicy::Make(const std::vector<std::string>& dirs, bool allow_stdin) {
+  SourcePolicy policy;
+  policy.allow_stdin_ = allow_stdin;
+  for (const std::string& dir : dirs) {
+    std::error_code ec;
+    fs::path root = fs::canonical(dir, ec);
+    if (ec) return InvalidArgument("--data-dir '" + dir + "': " + ec.message());
+    if (!fs::is_directory(root, ec))
+      return InvalidArgument("--data-dir '" + dir + "': not a directory");
+    policy.roots_.push_back(std::move(root));
+  }
+  return policy;
+}
+
+bool SourcePolicy::Contains(const fs::path& resolved) const {
+  return std::any_of(roots_.begin(), roots_.end(), [&](const fs::path& root) {
+    return std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end()).first ==
+           root.end();
+  });
 }
 
 int64_t RangeItemValue(uint64_t seed, int64_t i) {
@@ -142,32 +298,57 @@ int64_t RangeItemValue(uint64_t seed, int64_t i) {
   return static_cast<int64_t>(z % 1001);
 }
 
-Result<std::unique_ptr<Source>> OpenSource(const std::string& spec, int64_t claim_check_bytes) {
-  if (spec == "-") return std::unique_ptr<Source>(new JsonlSource("", claim_check_bytes));
-  if (spec.rfind("jsonl:", 0) == 0) {
-    std::string path = spec.substr(6);
-    if (path.empty()) return InvalidArgument("source 'jsonl:' needs a path, e.g. jsonl:items.jsonl");
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec))
-      return NotFound("source " + spec + ": no such file");
-    return std::unique_ptr<Source>(new JsonlSource(path, claim_check_bytes));
-  }
-  if (spec.rfind("range:", 0) == 0) {
-    auto range = ParseRange(spec);
-    if (!range.ok()) return range.status();
-    return std::unique_ptr<Source>(new RangeSource(range->items, range->seed));
-  }
-  return InvalidArgument("unknown source '" + spec +
-                         "' (expected range:N[:SEED], jsonl:PATH, or - for JSONL on stdin)");
+Status CheckSourceSpec(const std::string& spec) { return ParseSpec(spec).status(); }
+
+std::optional<int64_t> KnownItemCount(const std::string& spec) {
+  auto parsed = ParseSpec(spec);
+  if (!parsed.ok() || parsed->kind != ParsedSpec::kRange) return std::nullopt;
+  return parsed->n;
 }
 
-Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref) {
-  std::ifstream file(ref.path, std::ios::binary);
-  if (!file) return NotFound("claim check " + ref.path + ": cannot open the file");
+Result<std::unique_ptr<Source>> OpenSource(const std::string& spec, int64_t claim_check_bytes,
+                                           const SourcePolicy& policy) {
+  auto parsed = ParseSpec(spec);
+  if (!parsed.ok()) return parsed.status();
+  switch (parsed->kind) {
+    case ParsedSpec::kStdin:
+      if (!policy.allows_stdin())
+        return InvalidArgument("data.source: '-' (stdin) is read only by the submitting process");
+      return std::unique_ptr<Source>(new JsonlSource("", claim_check_bytes, policy));
+    case ParsedSpec::kJsonl: {
+      auto file = OpenUnder(policy, parsed->path, "data.source");
+      if (!file.ok()) return file.status();
+      return std::unique_ptr<Source>(
+          new JsonlSource(file->path().string(), claim_check_bytes, policy));
+    }
+    case ParsedSpec::kRange:
+      break;
+  }
+  return std::unique_ptr<Source>(new RangeSource(parsed->n, parsed->seed));
+}
+
+Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref, const SourcePolicy& policy) {
+  // Bounded before anything is opened or allocated.
+  if (ref.length < 1 || ref.length > kMaxClaimCheckBytes)
+    return InvalidArgument("data.ref.length: must be 1 to " + std::to_string(kMaxClaimCheckBytes) +
+                           " bytes");
+  if (ref.offset < 0) return InvalidArgument("data.ref.offset: must be >= 0");
+  auto file = OpenUnder(policy, ref.path, "data.ref.path");
+  if (!file.ok()) return file.status();
+  const std::string where = file->path().string();
+  if (ref.offset > file->size() - ref.length)
+    return InvalidArgument("data.ref.length: bytes " + std::to_string(ref.offset) + " + " +
+                           std::to_string(ref.length) + " run past the end of " + where + " (" +
+                           std::to_string(file->size()) + " bytes)");
   std::string bytes(static_cast<size_t>(ref.length), '\0');
-  file.seekg(ref.offset);
-  if (!file.read(bytes.data(), ref.length))
-    return NotFound("claim check " + ref.path + ": file shorter than offset+length");
+  for (int64_t done = 0; done < ref.length;) {
+    const ssize_t n = pread(file->fd(), bytes.data() + done, static_cast<size_t>(ref.length - done),
+                            ref.offset + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Internal("data.ref.path: reading " + where + ": " + std::strerror(errno));
+    if (n == 0) return NotFound("data.ref.path: " + where + " became shorter while it was read");
+    done += n;
+  }
   nlohmann::json items = nlohmann::json::array();
   size_t start = 0;
   while (start < bytes.size()) {
@@ -176,7 +357,8 @@ Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref) {
     std::string_view line(bytes.data() + start, end - start);
     if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
       auto item = nlohmann::json::parse(line, nullptr, false);
-      if (item.is_discarded()) return InvalidArgument("claim check " + ref.path + ": malformed JSON line");
+      if (item.is_discarded())
+        return InvalidArgument("data.ref: a line of " + where + " is not JSON");
       items.push_back(std::move(item));
     }
     start = end + 1;

@@ -103,7 +103,8 @@ Status Ventilator::RunStdinStep(const Event& step) {
   if (number > stdin_next_step_)
     return InvalidArgument("data.step: stdin was read up to step " + std::to_string(stdin_next_step_));
   if (!stdin_) {
-    auto source = OpenSource("-", step.data.value("claim_check_bytes", kDefaultClaimCheckBytes));
+    auto source = OpenSource("-", step.data.value("claim_check_bytes", kDefaultClaimCheckBytes),
+                             SourcePolicy::Make({}, /*allow_stdin=*/true).value());
     if (!source.ok()) return source.status();
     stdin_ = std::move(source).value();
   }
@@ -122,9 +123,10 @@ Verdict Ventilator::Handle(const Delivery& delivery) {
   if (spec == "-" && step->subject == options_.stdin_batch) {
     s = RunStdinStep(step.value());
   } else if (spec == "-") {
-    s = InvalidArgument("data.source: '-' (stdin) is read only by the process that submitted it");
+    s = InvalidArgument("data.source: '-' (stdin) is read only by the submitting process");
   } else {
-    auto source = OpenSource(spec, step->data.value("claim_check_bytes", kDefaultClaimCheckBytes));
+    auto source = OpenSource(spec, step->data.value("claim_check_bytes", kDefaultClaimCheckBytes),
+                             options_.files);
     s = source.ok() ? RunStep(step.value(), *source.value()) : source.status();
   }
   if (s.ok()) return Verdict::Ack();

@@ -28,7 +28,8 @@ inline constexpr int64_t kDefaultClaimCheckBytes = 256 * 1024;
 inline constexpr std::chrono::milliseconds kStepBudget{1000};
 
 struct VentilatorOptions {
-  int concurrency = 1;
+  int concurrency = 1;  // batches fanned out at once
+  SourcePolicy files;   // what a step's source may read: no file, no stdin by default
   // The one batch whose items this process reads from its own stdin (`fanflow
   // run --source -`); any other batch naming source "-" is refused.
   std::string stdin_batch;

@@ -51,9 +51,13 @@ Verdict Worker::Handle(const Delivery& d) {
 
   const auto started = std::chrono::steady_clock::now();
   Result<nlohmann::json> result = InvalidArgument("no items");
+  bool retryable = true;
   if (e.data.contains("ref")) {
     const auto& r = e.data["ref"];
-    auto items = LoadClaimCheck({r["path"], r["offset"].get<int64_t>(), r["length"].get<int64_t>()});
+    auto items = LoadClaimCheck({r["path"], r["offset"].get<int64_t>(), r["length"].get<int64_t>()},
+                                options_.files);
+    // A claim check the policy or its bounds refuse is refused again on retry.
+    retryable = items.ok() || items.status().code() != StatusCode::kInvalidArgument;
     result = items.ok() ? processor_->Process({e.subject, index, items.value()}) : items.status();
   } else {
     result = processor_->Process({e.subject, index, e.data["items"]});
@@ -68,7 +72,7 @@ Verdict Worker::Handle(const Delivery& d) {
     done["result"] = result.value();
   } else {
     const std::string error = result.status().message();
-    if (d.attempt < options_.max_attempts) {
+    if (retryable && d.attempt < options_.max_attempts) {
       auto delay = Backoff(options_, d.attempt);
       spdlog::warn("[batch {}] chunk {} attempt {}/{} failed, retry in {} ms: {}", e.subject, index,
                    d.attempt, options_.max_attempts, delay.count(), error);
@@ -86,6 +90,10 @@ Verdict Worker::Handle(const Delivery& d) {
     return Verdict::Retry(std::chrono::seconds(1), s.ToString());
   }
   if (result.ok()) return Verdict::Ack();
+  if (!retryable) {
+    spdlog::error("[batch {}] chunk {} refused: {}", e.subject, index, result.status().message());
+    return Verdict::DeadLetter(result.status().message());
+  }
   spdlog::error("[batch {}] chunk {} failed after {} attempts: {}", e.subject, index, d.attempt,
                 result.status().message());
   return Verdict::DeadLetter("attempts exhausted (" + std::to_string(d.attempt) +

@@ -16,6 +16,7 @@
 #include "core/bus.h"
 #include "pipeline/processor.h"
 #include "pipeline/rate_limiter.h"
+#include "pipeline/source.h"
 
 namespace fanflow {
 
@@ -25,6 +26,7 @@ struct WorkerOptions {
   std::chrono::milliseconds backoff_base{200};
   std::chrono::milliseconds backoff_max{30000};
   RateLimit rate;  // unlimited by default
+  SourcePolicy files;  // where claim checks may be read: nowhere by default
 };
 
 class Worker {

@@ -60,7 +60,7 @@ class Pipeline {
     EXPECT_TRUE(sub.ok()) << sub.status().ToString();
     if (sub.ok()) observer_ = std::move(sub).value();
     Start("aggregator", {"aggregator", "--state", dir_ + "/ledger.db"});
-    Start("ventilator", {"ventilator"});
+    Start("ventilator", {"ventilator", "--data-dir", dir_});  // the tests' items files
     std::vector<std::string> worker = {"worker", "--concurrency", "4"};
     std::istringstream flags(worker_processor_flags);
     for (std::string f; flags >> f;) worker.push_back(f);
