@@ -396,11 +396,10 @@ Status Ledger::RenewStep(const std::string& batch_id) {
 }
 
 Result<std::vector<BatchRecord>> Ledger::StalledSteps(int64_t max_age_ms) {
+  // Bound, not spliced into the SQL: each distinct text would be a statement
+  // compiled and cached for good.
   const std::string before = std::to_string(NowMs() - max_age_ms);
-  const std::string where = "complete_event IS NULL AND step_state=" +
-                            std::to_string(static_cast<int>(FanoutStepRecord::State::kIssued)) +
-                            " AND step_ms < " + before;
-  return Batches(where.c_str(), nullptr);
+  return Batches("complete_event IS NULL AND step_state=0 AND step_ms < ?1", &before);
 }
 
 Result<std::vector<BatchRecord>> Ledger::Batches(const char* where, const std::string* arg) {

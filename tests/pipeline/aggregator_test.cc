@@ -200,10 +200,10 @@ TEST_F(AggregatorTest, RedrivesAChunkWhoseWorkerNeverFinishedIt) {
   });
   ASSERT_TRUE(worker.ok());
   Event chunk = MakeEvent(kProcessChunk, "b7/chunk/0", "b7", "corr-b7",
-                          {{"chunk_index", 0}, {"first_item", 0}, {"item_count", 1},
+                          {{"chunk_index", 0}, {"first_item", 0}, {"item_count", 10},
                            {"items", {{{"value", 42}}}}});
-  Publish(chunk);
   Admit("b7", 1);
+  Publish(chunk);
   ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
   EXPECT_EQ(deliveries.load(), 2);
   EXPECT_EQ(log_.events().front().data["result"], 42);
