@@ -248,8 +248,9 @@ Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
   if (!found.ok()) return Settled(found.status(), e.subject, e.id);
   if (!found.value())
     return Verdict::DeadLetter("subject: unknown batch '" + e.subject + "': this aggregator admitted no such batch");
+  // A decided batch still records what comes late (and refuses conflicts),
+  // but its batch_complete is final.
   const BatchRecord& b = *found.value();
-  if (b.complete) return Verdict::Ack();  // late: a decided batch changes no more
   const int64_t index = e.data["chunk_index"].get<int64_t>();
   const int64_t items = e.data["items"].get<int64_t>();
   const bool step_out = b.step.state == FanoutStepRecord::State::kIssued;

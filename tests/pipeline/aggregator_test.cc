@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <set>
 
 #include "core/routes.h"
 #include "tests/pipeline/pipeline_test_util.h"
@@ -61,19 +60,44 @@ class AggregatorTest : public ::testing::Test {
     ASSERT_TRUE(Eventually([&] { return StepsOf(b) > 0; })) << "no fan-out step for " << b;
     Publish(Sealed(b, chunks));
   }
-  int StepsOf(const std::string& b) {
+  int StepsOf(const std::string& b) { return static_cast<int>(Steps(b).size()); }
+  std::vector<Event> Steps(const std::string& b) {
     std::lock_guard<std::mutex> l(steps_mu_);
-    return static_cast<int>(steps_.count(b));
+    std::vector<Event> out;
+    for (const Event& e : steps_)
+      if (e.subject == b) out.push_back(e);
+    return out;
+  }
+  // The ventilator's report that step `step` of `b` published up to `chunks`.
+  void Report(const std::string& b, int64_t step, int64_t chunks) {
+    Publish(MakeEvent(kFanoutProgress, b + "/progress/" + std::to_string(step), b, "corr-" + b,
+                      {{"step", step},
+                       {"cursor", {{"offset", 0}, {"next_chunk", chunks}, {"next_item", chunks * 10}}}}));
+  }
+  std::vector<DeadLetter> DeadLetters() {
+    auto dead = bus_->ListDeadLetters(routes::kAggregatorGroup);
+    EXPECT_TRUE(dead.ok());
+    return dead.ok() ? dead.value() : std::vector<DeadLetter>();
+  }
+  // Waits for a dead letter of event `id` and returns its reason.
+  std::string DeadLetterReason(const std::string& id) {
+    std::string reason;
+    Eventually([&] {
+      for (const DeadLetter& d : DeadLetters())
+        if (d.id == id) reason = d.reason;
+      return !reason.empty();
+    });
+    return reason;
   }
 
   std::unique_ptr<EventBus> bus_ = testing::PrivateBus();
   std::mutex steps_mu_;
-  std::multiset<std::string> steps_;  // guarded by steps_mu_: subjects of fan-out steps seen
+  std::vector<Event> steps_;  // guarded by steps_mu_: the fan-out steps handed out
   std::unique_ptr<Subscription> ventilator_ =
       bus_->Subscribe({routes::kVentilatorGroup, {kFanoutStep}, 1}, [this](const Delivery& d) {
             auto e = DecodeEvent(d.message.body);
             std::lock_guard<std::mutex> l(steps_mu_);
-            if (e.ok()) steps_.insert(e->subject);
+            if (e.ok()) steps_.push_back(e.value());
             return Verdict::Ack();
           }).value();
   std::string state_ = testing::TempDir("aggregator") + "/ledger.db";
@@ -207,6 +231,111 @@ TEST_F(AggregatorTest, RedrivesAChunkWhoseWorkerNeverFinishedIt) {
   ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
   EXPECT_EQ(deliveries.load(), 2);
   EXPECT_EQ(log_.events().front().data["result"], 42);
+}
+
+TEST_F(AggregatorTest, DeadLettersChunkDoneItCannotPlaceAndStillGetsTheExactResult) {
+  auto agg = StartAggregator();
+  Publish(ChunkDone("ghost", 0, 1));
+  EXPECT_NE(DeadLetterReason("ghost/done/0").find("subject: unknown batch 'ghost'"), std::string::npos);
+  Admit("b8", 3);
+  Publish(ChunkDone("b8", 3, 1000));
+  Publish(ChunkDone("b8", 1'000'000'000'000'000, 1000));
+  Event short_chunk = ChunkDone("b8", 1, 1000);
+  short_chunk.id = "b8/short/1";
+  short_chunk.data["items"] = 7;
+  Publish(short_chunk);
+  EXPECT_NE(DeadLetterReason("b8/done/3").find("data.chunk_index"), std::string::npos);
+  EXPECT_NE(DeadLetterReason("b8/done/1000000000000000").find("data.chunk_index"), std::string::npos);
+  EXPECT_NE(DeadLetterReason("b8/short/1").find("data.items: 7"), std::string::npos);
+  for (int i = 0; i < 3; ++i) Publish(ChunkDone("b8", i, 1));
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
+  EXPECT_EQ(log_.events().front().data["status"], "succeeded");
+  EXPECT_EQ(log_.events().front().data["result"], 3);
+  EXPECT_EQ(log_.events().front().data["chunks"], 3);
+}
+
+TEST_F(AggregatorTest, KeepsTheFirstResultOfAChunkAndCountsTheConflict) {
+  auto agg = StartAggregator();
+  Admit("b9", 2);
+  Publish(ChunkDone("b9", 0, 5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // counted before the other arrives
+  Event other = ChunkDone("b9", 0, 6);
+  other.id = "b9/forged/0";
+  Publish(other);
+  EXPECT_NE(DeadLetterReason("b9/forged/0").find("conflict: chunk 0 of batch 'b9'"), std::string::npos);
+  Publish(ChunkDone("b9", 1, 7));
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
+  EXPECT_EQ(log_.events().front().data["result"], 12);
+  EXPECT_EQ(log_.events().front().data["conflicts"], 1);
+}
+
+TEST_F(AggregatorTest, TheSameRequestIsTheSameBatchAndAnotherOneIsRefused) {
+  auto agg = StartAggregator();
+  Admit("b10", 1);
+  Publish(ChunkDone("b10", 0, 4));
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
+  Publish(testing::Start("b10", 1));  // a client's retry: answered with the same event
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 2; }));
+  EXPECT_EQ(log_.events()[1].id, log_.events()[0].id);
+  EXPECT_EQ(log_.events()[1].data, log_.events()[0].data);
+  Event other = testing::Start("b10", 2);
+  other.id = "b10/other-start";
+  Publish(other);
+  EXPECT_NE(DeadLetterReason("b10/other-start").find("already exists with another request"), std::string::npos);
+  EXPECT_EQ(StepsOf("b10"), 1) << "neither fanned out again";
+}
+
+TEST_F(AggregatorTest, KeepsABatchWithinItsFanoutWindow) {
+  AggregatorOptions o;
+  o.state_path = state_;
+  o.fanout_window = 4;
+  auto agg = Aggregator::Start(*bus_, o);
+  ASSERT_TRUE(agg.ok());
+  Publish(testing::Start("b11", 10));
+  ASSERT_TRUE(Eventually([&] { return StepsOf("b11") == 1; }));
+  EXPECT_EQ(Steps("b11")[0].data["max_chunks"], 4);
+  Report("b11", 0, 4);  // four chunks out, none done: no room
+  Publish(ChunkDone("b11", 0, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(StepsOf("b11"), 1) << "3 of a window of 4 outstanding";
+  Publish(ChunkDone("b11", 1, 1));  // down to half: the next step, as large as the room
+  ASSERT_TRUE(Eventually([&] { return StepsOf("b11") == 2; }));
+  const Event next = Steps("b11")[1];
+  EXPECT_EQ(next.data["step"], 1);
+  EXPECT_EQ(next.data["max_chunks"], 2);
+  EXPECT_EQ(next.data["cursor"]["next_chunk"], 4);
+}
+
+TEST_F(AggregatorTest, HandsAStepOutAgainWhenItsVentilatorNeverReports) {
+  AggregatorOptions o;
+  o.state_path = state_;
+  o.step_lease = std::chrono::milliseconds(300);
+  auto agg = Aggregator::Start(*bus_, o);
+  ASSERT_TRUE(agg.ok());
+  Publish(testing::Start("b12", 2));
+  ASSERT_TRUE(Eventually([&] { return StepsOf("b12") == 2; }, std::chrono::seconds(5)));
+  const auto steps = Steps("b12");
+  EXPECT_EQ(steps[1].id, steps[0].id) << "the same step, so its chunks keep their ids";
+  EXPECT_EQ(steps[1].data, steps[0].data);
+  Publish(Sealed("b12", 2));
+  for (int i = 0; i < 2; ++i) Publish(ChunkDone("b12", i, 1));
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
+  EXPECT_EQ(log_.events().front().data["result"], 2);
+}
+
+TEST_F(AggregatorTest, RefusesABatchLargerThanItsLimit) {
+  AggregatorOptions o;
+  o.state_path = state_;
+  o.max_batch_chunks = 5;
+  auto agg = Aggregator::Start(*bus_, o);
+  ASSERT_TRUE(agg.ok());
+  Publish(testing::Start("b13", 6));
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
+  EXPECT_EQ(log_.events().front().data["status"], "failed");
+  EXPECT_NE(log_.events().front().data["error"].get<std::string>().find("--max-batch-chunks 5"),
+            std::string::npos);
+  EXPECT_NE(DeadLetterReason("b13/start").find("data.source"), std::string::npos);
+  EXPECT_EQ(StepsOf("b13"), 0);
 }
 
 }  // namespace
