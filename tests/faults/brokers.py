@@ -45,13 +45,18 @@ class Spy:
         self._done = {}  # batch id -> set of chunk indices
         self.errors = []
 
-    def record(self, body):
+    def record(self, body, redelivered):
+        """`redelivered`: the broker sends again what it may have sent this spy
+        (its ack or PUBACK lost in a restart); that copy is the spy's, not a
+        second announcement, once the spy has the event."""
         try:
             event = json.loads(body)
         except ValueError:
             return
         with self._mu:
             if event.get("type") == "fanflow.batch_complete.v1":
+                if redelivered and any(e.get("id") == event.get("id") for _, e in self._completes):
+                    return
                 self._completes.append((time.monotonic(), event))
             elif event.get("type") == "fanflow.chunk_done.v1":
                 index = (event.get("data") or {}).get("chunk_index")
@@ -176,7 +181,7 @@ class _AmqpSpy(Spy):
                     ch.queue_bind(self.QUEUE, "fanflow", routing_key=key)
 
                 def on_message(channel, method, _props, body):
-                    self.record(body)
+                    self.record(body, method.redelivered)
                     channel.basic_ack(method.delivery_tag)
 
                 ch.basic_qos(prefetch_count=200)
@@ -258,7 +263,7 @@ class _MqttSpy(Spy):
                                    protocol=paho.MQTTv5)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_args: self._ready.set()
-        self._client.on_message = lambda _c, _u, msg: self.record(msg.payload)
+        self._client.on_message = lambda _c, _u, msg: self.record(msg.payload, msg.dup)
         self._client.reconnect_delay_set(0.2, 1)
         self._client.connect("127.0.0.1", port, keepalive=5)
         self._client.loop_start()
