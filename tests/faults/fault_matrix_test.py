@@ -14,6 +14,7 @@ ctest runs each case as faults.<broker>.<case> (see CMakeLists.txt). Without a
 broker a case is skipped (exit 77), or fails when CI=true.
 """
 
+import functools
 import json
 import os
 import random
@@ -41,20 +42,20 @@ GRACE_S = 4  # after submit returns, for a duplicate batch_complete to show up
 DELAY_SLACK_S = 10  # case 2's bound: twice the baseline + 2 leases + this
 
 
-def _help_lists(role, flag, cache={}):
-    if (role, flag) not in cache:
-        r = subprocess.run([FANFLOW, role, "--help"], capture_output=True, text=True, timeout=30)
-        cache[(role, flag)] = flag in r.stdout
-    return cache[(role, flag)]
+@functools.lru_cache(maxsize=None)
+def _help_lists(role, flag):
+    r = subprocess.run([FANFLOW, role, "--help"], capture_output=True, text=True, timeout=30)
+    return flag in r.stdout
 
 
 class Proc:
-    """One fanflow process, its stdout and stderr in a log file; ended by pid."""
+    """One fanflow process, its stderr (and stdout, unless `out_path`) in a log
+    file; ended by pid."""
 
-    def __init__(self, name, argv, log_path):
+    def __init__(self, name, argv, log_path, out_path=None):
         self.name, self.log_path = name, log_path
-        with open(log_path, "ab") as log:
-            self.popen = brokers.spawn(argv, log, subprocess.STDOUT)
+        with open(log_path, "ab") as log, open(out_path or os.devnull, "wb") as out:
+            self.popen = brokers.spawn(argv, out if out_path else log, log)
 
     def alive(self):
         return self.popen.poll() is None
@@ -202,9 +203,7 @@ class FaultHarness(unittest.TestCase):
                            "--batch-id", batch_id, "--wait", "--json", "--timeout", str(DEADLINE_S + 30)]
                           + list(submit_args))
         out_path = os.path.join(self.dir, batch_id + ".out")
-        with open(out_path, "wb") as out, open(os.path.join(self.dir, batch_id + ".submit.log"), "ab") as err:
-            popen = brokers.spawn(argv, out, err)
-        self.submit = _Submit("submit " + batch_id, popen, err.name)
+        self.submit = Proc("submit " + batch_id, argv, os.path.join(self.dir, batch_id + ".submit.log"), out_path)
         self.procs[self.submit.name] = self.submit
         t0 = time.monotonic()
         self.note("submitted %s" % batch_id)
@@ -289,13 +288,6 @@ class FaultHarness(unittest.TestCase):
             lines.append(p.tail())
         lines.append("  logs in %s" % self.dir)
         return "\n".join(lines)
-
-
-class _Submit(Proc):
-    """`fanflow submit --wait`: started by run_batch, stderr in its own log."""
-
-    def __init__(self, name, popen, log_path):
-        self.name, self.log_path, self.popen = name, log_path, popen
 
 
 class Matrix:
