@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/event.h"
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow {
@@ -135,7 +136,7 @@ Status Aggregator::RecordOutcome(const ChunkOutcome& c) {
     spdlog::debug("[batch {}] chunk {} already counted; duplicate ignored", c.batch_id, c.chunk_index);
   } else if (!c.succeeded) {
     spdlog::warn("[batch {}] chunk {} failed after {} attempts: {}", c.batch_id, c.chunk_index,
-                 c.attempts, c.error);
+                 c.attempts, EscapeForLog(c.error));
   }
   // Even a duplicate may find the batch decided but not announced (crash).
   return CompleteIfDone(c.batch_id);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow {
@@ -48,7 +49,8 @@ Status Ventilator::FanOutStep(EventBus& bus, const Event& start, Source& source)
     cursor.next_item = d["cursor"]["next_item"].get<int64_t>();
   } else {
     spdlog::info("[batch {}] fanning out {} in chunks of {} (correlation {})", start.subject,
-                 d["source"].get<std::string>(), chunk_size, start.correlation_id);
+                 EscapeForLog(d["source"].get_ref<const std::string&>()), chunk_size,
+                 start.correlation_id);
   }
   const auto step_ends = std::chrono::steady_clock::now() + kStepBudget;
   while (true) {
@@ -98,7 +100,7 @@ Verdict Ventilator::Handle(const Delivery& delivery) {
   if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout)
     return Verdict::Retry(std::chrono::seconds(1), s.ToString());  // the bus, not the source
   // The source itself is bad: tell whoever waits for the batch, keep the event.
-  spdlog::error("[batch {}] cannot fan out: {}", start->subject, s.message());
+  spdlog::error("[batch {}] cannot fan out: {}", start->subject, EscapeForLog(s.message()));
   nlohmann::json data = {{"status", "failed"}, {"items", 0},       {"chunks", 0},
                          {"succeeded", 0},     {"failed", 0},      {"failed_chunks", nlohmann::json::array()},
                          {"result", nullptr},  {"error", s.message()}};
