@@ -15,6 +15,13 @@ namespace {
 
 constexpr size_t kMaxReasonBytes = 4096;
 
+// A reason may quote a processor's stderr: a control character in a property
+// makes Mosquitto drop the connection, so such a reason is escaped.
+std::string SafeReason(const std::string& reason) {
+  if (reason.size() <= kMaxReasonBytes && IsCleanText(reason)) return reason;
+  return EscapeForLog(reason, kMaxReasonBytes);
+}
+
 int64_t PropNumber(const Incoming& in, const char* name, int64_t fallback) {
   const std::string* v = in.Prop(name);
   int64_t out = 0;
@@ -78,17 +85,15 @@ OutMessage ToRetry(const std::string& group, const Envelope& e) {
 OutMessage ToDeadLetter(const std::string& group, const Envelope& e, const std::string& reason) {
   // Keyed by event id, so a redelivered poison event is listed once.
   std::string key = e.message.id.empty() ? BusMadeId() : e.message.id;
-  // A reason may quote a processor's stderr: escaped, since a control
-  // character in a property makes Mosquitto drop the connection.
   OutMessage out{DeadLetterEntryTopic(group, e.message.type, key), e.message.body,
                  {{kPropType, e.message.type},
                   {kPropId, key},
                   {kPropGroup, group},
-                  {kPropReason, EscapeForLog(reason, kMaxReasonBytes)},
+                  {kPropReason, SafeReason(reason)},
                   {kPropAttempt, std::to_string(e.attempt)},
                   {kPropDeadAt, NowRfc3339()}}};
   if (out.payload.empty()) {
-    out.payload = "-";
+    out.payload.push_back('-');
     out.props.emplace_back(kPropEmptyBody, "1");
   }
   out.retained = true;
