@@ -1,9 +1,24 @@
 #include "pipeline/result_merge.h"
 
+#include <cstdint>
 #include <utility>
 #include <vector>
 
 namespace fanflow {
+namespace {
+
+// False for a float or an integer beyond int64 (nlohmann keeps those unsigned).
+bool AsInt64(const nlohmann::json& j, int64_t& out) {
+  if (j.is_number_unsigned()) {
+    const uint64_t u = j.get<uint64_t>();
+    out = static_cast<int64_t>(u);
+    return u <= static_cast<uint64_t>(INT64_MAX);
+  }
+  out = j.is_number_integer() ? j.get<int64_t>() : 0;
+  return j.is_number_integer();
+}
+
+}  // namespace
 
 void MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
   // An explicit stack instead of recursion: the depth of a result is the
@@ -17,9 +32,11 @@ void MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
     if (a->is_null() || a->is_discarded()) {
       *a = *r;
     } else if (a->is_number() && r->is_number()) {
-      // Integers stay exact; a float anywhere makes the sum a float.
-      if (a->is_number_integer() && r->is_number_integer())
-        *a = a->get<int64_t>() + r->get<int64_t>();
+      // Integers stay exact; a float anywhere, or a sum beyond int64, makes
+      // the sum a float (never a wrapped, wrong integer).
+      int64_t x = 0, y = 0, sum = 0;
+      if (AsInt64(*a, x) && AsInt64(*r, y) && !__builtin_add_overflow(x, y, &sum))
+        *a = sum;
       else
         *a = a->get<double>() + r->get<double>();
     } else if (a->is_object() && r->is_object()) {
