@@ -30,7 +30,8 @@ class BoundedSax {
   bool start_array(size_t n) { return Element() && Open() && dom_.start_array(n); }
   bool end_object() { return Close() && dom_.end_object(); }
   bool end_array() { return Close() && dom_.end_array(); }
-  bool parse_error(size_t position, const std::string& token, const nlohmann::detail::exception& e) {
+  bool parse_error(size_t position, const std::string& token,
+                   const nlohmann::detail::exception& e) {
     syntax_error_at_ = position;
     // nlohmann's out_of_range.406: 1e999 would be infinity (dumped as null).
     if (e.id == 406) limit_error_ = "a JSON number beyond the range of a double";
@@ -85,7 +86,8 @@ Result<json> ParseBoundedJson(std::string_view text, std::string_view what) {
   BoundedSax sax(out);
   const bool ok = json::sax_parse(text, &sax, json::input_format_t::json, /*strict=*/true);
   if (ok) return out;
-  if (!sax.limit_error().empty()) return InvalidArgument(std::string(what) + ": " + sax.limit_error());
+  if (!sax.limit_error().empty())
+    return InvalidArgument(std::string(what) + ": " + sax.limit_error());
   return InvalidArgument("malformed JSON: " + std::string(what) +
                          " is not a JSON document (syntax error at byte " +
                          std::to_string(sax.syntax_error_at()) + ")");

@@ -4,17 +4,17 @@
 // built that deep, so nothing downstream (dump, copy, merge) recurses deeply.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "core/status.h"
 
 namespace fanflow {
 
-inline constexpr size_t kMaxEventBytes = 16 << 20;         // a whole message body
-inline constexpr int kMaxJsonDepth = 64;                     // nested arrays/objects
-inline constexpr size_t kMaxJsonStringBytes = 1 << 20;       // one string or key
+inline constexpr size_t kMaxEventBytes = 16 << 20;              // a whole message body
+inline constexpr int kMaxJsonDepth = 64;                        // nested arrays/objects
+inline constexpr size_t kMaxJsonStringBytes = 1 << 20;          // one string or key
 inline constexpr size_t kMaxJsonContainerElements = 1'000'000;  // one array or object
 
 // Parses `text` as one JSON document within the limits above. `what` names the

@@ -101,11 +101,23 @@ std::string EscapeForLog(std::string_view s, size_t max_bytes) {
     const size_t n = DecodeUtf8(s, i, cp);
     if (n == 0 || IsControl(cp) || IsNonCharacter(cp)) {
       const unsigned char c = static_cast<unsigned char>(s[i]);
-      if (c == '\n') out += "\\n";
-      else if (c == '\r') out += "\\r";
-      else if (c == '\t') out += "\\t";
-      else if (n == 0 || n == 1) std::snprintf(buf, sizeof buf, "\\x%02X", c), out += buf;
-      else std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(cp)), out += buf;
+      switch (c) {
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:  // a single byte as \xNN, a multi-byte character as \uNNNN
+          if (n <= 1)
+            std::snprintf(buf, sizeof buf, "\\x%02X", c);
+          else
+            std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(cp));
+          out += buf;
+      }
       i += n == 0 ? 1 : n;
       continue;
     }

@@ -40,7 +40,8 @@ void MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
       else
         *a = a->get<double>() + r->get<double>();
     } else if (a->is_object() && r->is_object()) {
-      for (auto it = r->begin(); it != r->end(); ++it) todo.emplace_back(&(*a)[it.key()], &it.value());
+      for (auto it = r->begin(); it != r->end(); ++it)
+        todo.emplace_back(&(*a)[it.key()], &it.value());
     }
   }
 }

@@ -14,8 +14,12 @@ namespace {
 using nlohmann::json;
 
 json ChunkDone() {
-  return {{"specversion", "1.0"}, {"id", "b-1/done/0"}, {"source", "fanflow"},
-          {"type", kChunkDone},   {"subject", "b-1"},   {"correlationid", "c-1"},
+  return {{"specversion", "1.0"},
+          {"id", "b-1/done/0"},
+          {"source", "fanflow"},
+          {"type", kChunkDone},
+          {"subject", "b-1"},
+          {"correlationid", "c-1"},
           {"data", {{"chunk_index", 0}, {"status", "succeeded"}, {"items", 1}, {"attempts", 1}}}};
 }
 
@@ -65,7 +69,8 @@ TEST(DecoderLimits, AStringLongerThanTheLimitIsRefused) {
 TEST(DecoderLimits, AnArrayOfMoreElementsThanTheLimitIsRefused) {
   std::string big = "[0";
   for (size_t i = 0; i < kMaxJsonContainerElements; ++i) big += ",0";
-  ExpectRefused(WithResult(big + "]"), "body: a JSON array or object of more than 1000000 elements");
+  ExpectRefused(WithResult(big + "]"),
+                "body: a JSON array or object of more than 1000000 elements");
 }
 
 TEST(DecoderLimits, ASyntaxErrorSaysMalformedJsonAndWhere) {
@@ -75,7 +80,8 @@ TEST(DecoderLimits, ASyntaxErrorSaysMalformedJsonAndWhere) {
 }
 
 TEST(DecoderLimits, HugeIntegersDecodeAndReencodeUnchanged) {
-  for (const char* n : {"123456789012345678901234567890", "18446744073709551615", "-9223372036854775808"}) {
+  for (const char* n :
+       {"123456789012345678901234567890", "18446744073709551615", "-9223372036854775808"}) {
     auto got = DecodeEvent(WithResult(n));
     ASSERT_TRUE(got.ok()) << n << ": " << got.status().ToString();
     auto again = DecodeEvent(EncodeEvent(*got));
@@ -102,7 +108,7 @@ TEST(DecoderLimits, ANumberTooBigForAnIndexIsRefusedNamingTheField) {
 TEST(EnvelopeNames, ControlCharactersInIdsAndSubjectAreRefusedNamingTheField) {
   for (const char* field : {"id", "subject", "correlationid", "source"}) {
     for (const std::string& bad : {std::string("b-1\nforged log line"), std::string("b\x7f"),
-                                  std::string("b\xc2\x85"), std::string("a\0b", 3)}) {
+                                   std::string("b\xc2\x85"), std::string("a\0b", 3)}) {
       json doc = ChunkDone();
       doc[field] = bad;
       ExpectRefused(doc.dump(), std::string(field) + ": must not contain control characters");
@@ -184,8 +190,9 @@ TEST(OptionalFields, AWrongTypedOptionalFieldIsRefusedNamingIt) {
   start_time["started_at"] = 5;
   start_big["chunk_size"] = 1000001;
   const json sealed = {{"total_chunks", 1}, {"total_items", 1}, {"started_at", {1, 2}}};
-  const json complete_base = {{"status", "succeeded"}, {"items", 1},        {"chunks", 1},
-                              {"succeeded", 1},        {"failed", 0},       {"failed_chunks", json::array()}};
+  const json complete_base = {{"status", "succeeded"}, {"items", 1},
+                              {"chunks", 1},           {"succeeded", 1},
+                              {"failed", 0},           {"failed_chunks", json::array()}};
   json c_error = complete_base, c_missing = complete_base, c_sealed = complete_base,
        c_deadline = complete_base, c_started = complete_base, c_completed = complete_base;
   c_error["error"] = json::object();
@@ -194,7 +201,8 @@ TEST(OptionalFields, AWrongTypedOptionalFieldIsRefusedNamingIt) {
   c_deadline["deadline_seconds"] = -1;
   c_started["started_at"] = 1;
   c_completed["completed_at"] = nullptr;
-  const json alarm = {{"alarm", "queue_depth"}, {"state", "raised"}, {"message", "m"}, {"raised_at", 7}};
+  const json alarm = {
+      {"alarm", "queue_depth"}, {"state", "raised"}, {"message", "m"}, {"raised_at", 7}};
   const Case cases[] = {
       {kChunkDone, done_error, "data.error"},
       {kChunkDone, done_duration, "data.duration_ms"},
@@ -252,9 +260,10 @@ TEST(Printable, Base64OfAnyBytes) {
 TEST(Printable, GroupNamesAreASafeCharset) {
   for (const char* ok : {"workers", "aggregator", "wait-123", "a.b_c-D9"})
     EXPECT_TRUE(CheckGroupName(ok).ok()) << ok;
-  for (const std::string& bad : {std::string(""), std::string("a/b"), std::string("a+"), std::string("#"),
-                                std::string("$share"), std::string("a b"), std::string("a\nb"),
-                                std::string("über"), std::string(kMaxGroupLength + 1, 'g')}) {
+  for (const std::string& bad :
+       {std::string(""), std::string("a/b"), std::string("a+"), std::string("#"),
+        std::string("$share"), std::string("a b"), std::string("a\nb"), std::string("über"),
+        std::string(kMaxGroupLength + 1, 'g')}) {
     Status s = CheckGroupName(bad);
     EXPECT_FALSE(s.ok()) << bad;
     EXPECT_EQ(s.message().rfind("group", 0), 0u) << s.message();

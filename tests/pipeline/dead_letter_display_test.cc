@@ -9,9 +9,11 @@
 namespace fanflow {
 namespace {
 
-DeadLetter Letter(std::string body, std::string reason = "malformed JSON: body is not a JSON document") {
-  return DeadLetter{"workers", "fanflow.process_chunk.v1", "id-1", std::move(body), std::move(reason),
-                    1, "2026-12-01T00:00:00.000Z"};
+DeadLetter Letter(std::string body,
+                  std::string reason = "malformed JSON: body is not a JSON document") {
+  return DeadLetter{
+      "workers", "fanflow.process_chunk.v1", "id-1", std::move(body), std::move(reason),
+      1,         "2026-12-01T00:00:00.000Z"};
 }
 
 TEST(DeadLetterDisplay, ABinaryBodyIsListedAsTextAndExactBase64WithoutThrowing) {
@@ -27,7 +29,8 @@ TEST(DeadLetterDisplay, ABinaryBodyIsListedAsTextAndExactBase64WithoutThrowing) 
 
 TEST(DeadLetterDisplay, AJsonBodyIsShownAsJsonWithItsBatchAndChunk) {
   nlohmann::json j = DeadLetterToJson(
-      Letter(R"({"subject":"b-1","data":{"chunk_index":4,"items":[1]}})", "data.x: is required"), true);
+      Letter(R"({"subject":"b-1","data":{"chunk_index":4,"items":[1]}})", "data.x: is required"),
+      true);
   EXPECT_EQ(j["batch_id"], "b-1");
   EXPECT_EQ(j["chunk_index"], 4);
   EXPECT_EQ(j["event"]["data"]["items"][0], 1);
@@ -37,7 +40,8 @@ TEST(DeadLetterDisplay, AJsonBodyIsShownAsJsonWithItsBatchAndChunk) {
 
 TEST(DeadLetterDisplay, ATooDeepBodyIsShownAsTextNotParsedIntoADeepTree) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  nlohmann::json j = DeadLetterToJson(Letter(deep, "body: JSON nested deeper than 64 levels"), true);
+  nlohmann::json j =
+      DeadLetterToJson(Letter(deep, "body: JSON nested deeper than 64 levels"), true);
   EXPECT_TRUE(j["event"].is_string());
   EXPECT_EQ(j["category"], "limits");
   EXPECT_NO_THROW(DumpForDisplay(j, 2));
