@@ -17,6 +17,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev
   librabbitmq-dev libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
   python3 python3-jsonschema
+  clang-14 libfuzzer-14-dev
 )
 if [ "$with_brokers" = 1 ]; then
   packages+=(rabbitmq-server mosquitto mosquitto-clients amqp-tools python3-pika

@@ -14,6 +14,7 @@
 #include "adapters/amqp/amqp_publisher.h"
 #include "adapters/amqp/amqp_topology.h"
 #include "core/event.h"
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow::amqp {
@@ -82,7 +83,7 @@ class AmqpBus final : public EventBus {
   }
 
   Status DeclareGroup(const std::string& group, const std::vector<std::string>& types) override {
-    if (group.empty()) return InvalidArgument("declare: a consumer group name is required");
+    if (Status s = CheckGroupName(group); !s.ok()) return s;
     Status s = Admin([&](Connection& c) {
       for (const auto& t : types)
         if (Status d = DeclareQueues(c, kChannel, config_, group, t, false); !d.ok()) return d;
@@ -94,8 +95,7 @@ class AmqpBus final : public EventBus {
 
   Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options,
                                                   Handler handler) override {
-    if (options.group.empty())
-      return InvalidArgument("subscribe: a consumer group name is required");
+    if (Status s = CheckGroupName(options.group); !s.ok()) return s;
     if (options.concurrency < 1) return InvalidArgument("subscribe: concurrency must be >= 1");
     if (options.event_types.empty()) return InvalidArgument("subscribe: no event types");
     auto sub = AmqpSubscription::Start(config_, publisher_, options, std::move(handler));

@@ -9,6 +9,8 @@
 #include "adapters/amqp/amqp_message.h"
 #include "adapters/amqp/amqp_topology.h"
 #include "core/event.h"
+#include "core/invoke_handler.h"
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow::amqp {
@@ -268,14 +270,7 @@ void AmqpSubscription::RunHandler() {
 
 AmqpSubscription::Settlement AmqpSubscription::Handle(const Work& w) {
   const Delivery& d = w.delivery;
-  Verdict v;
-  try {
-    v = handler_(d);
-  } catch (const std::exception& e) {
-    v = Verdict::DeadLetter(std::string("handler threw: ") + e.what());
-  } catch (...) {
-    v = Verdict::DeadLetter("handler threw a non-std exception");
-  }
+  Verdict v = InvokeHandler(handler_, d);
   Settlement ack{w.generation, w.tag, true}, requeue{w.generation, w.tag, false};
   if (v.kind == Verdict::Kind::kAck) return ack;
 
@@ -301,12 +296,12 @@ AmqpSubscription::Settlement AmqpSubscription::Handle(const Work& w) {
   if (Status s = publisher_->Publish({std::move(out)}); !s.ok()) {
     spdlog::error("amqp {}: could not {} '{}': {}; requeueing it", name_,
                   v.kind == Verdict::Kind::kRetry ? "schedule a retry of" : "dead-letter",
-                  d.message.id, s.message());
+                  EscapeForLog(d.message.id), s.message());
     return requeue;
   }
   if (v.kind == Verdict::Kind::kDeadLetter)
-    spdlog::warn("dead-lettered {} from group '{}' after {} attempt(s): {}", d.message.id,
-                 options_.group, d.attempt, v.reason);
+    spdlog::warn("dead-lettered {} from group '{}' after {} attempt(s): {}",
+                 EscapeForLog(d.message.id), options_.group, d.attempt, EscapeForLog(v.reason));
   return ack;
 }
 

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "core/bounded_json.h"
+
 namespace fanflow::amqp {
 namespace {
 
@@ -160,10 +162,10 @@ Incoming ReadIncoming(const amqp_basic_properties_t& props) {
 
 std::string DeadLetterId(const Incoming& in, std::string_view body) {
   if (!in.message_id.empty()) return in.message_id;
-  auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_object() && doc.contains("id") && doc["id"].is_string() &&
-      !doc["id"].get<std::string>().empty())
-    return doc["id"].get<std::string>();
+  auto doc = ParseBoundedJson(body, "body");
+  if (doc.ok() && doc->is_object() && doc->contains("id") && (*doc)["id"].is_string() &&
+      !(*doc)["id"].get_ref<const std::string&>().empty())
+    return (*doc)["id"].get<std::string>();
   uint64_t h = 1469598103934665603ULL;  // FNV-1a: stable across runs and builds
   for (unsigned char c : body) h = (h ^ c) * 1099511628211ULL;
   char buf[24];

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "core/event.h"
+#include "core/invoke_handler.h"
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow::inproc {
@@ -73,6 +75,7 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
   }
 
   Status DeclareGroup(const std::string& group, const std::vector<std::string>& types) override {
+    if (Status s = CheckGroupName(group); !s.ok()) return s;
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& t : types) QueueFor(group, t);
     return Status::Ok();
@@ -201,7 +204,8 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
         d.reason = v.reason;
         d.attempts = p.attempt;
         d.time = NowRfc3339();
-        spdlog::warn("dead-lettered {} from group '{}': {}", d.id, d.group, d.reason);
+        spdlog::warn("dead-lettered {} from group '{}': {}", EscapeForLog(d.id), d.group,
+                     EscapeForLog(d.reason));
         q->dead.push_back(std::move(d));
         return;
       }
@@ -286,7 +290,7 @@ class InprocSubscription final : public Subscription {
       bus_->space_.notify_all();
       Delivery d{p.message, q->group, p.attempt, p.redelivered};
       lock.unlock();
-      Verdict v = handler_(d);
+      Verdict v = InvokeHandler(handler_, d);
       lock.lock();
       bus_->Settle(q, std::move(p), v);
     }
@@ -314,7 +318,7 @@ class InprocSubscription final : public Subscription {
 
 Result<std::unique_ptr<Subscription>> InprocBus::Subscribe(const SubscribeOptions& options,
                                                             Handler handler) {
-  if (options.group.empty()) return InvalidArgument("subscribe: a consumer group name is required");
+  if (Status s = CheckGroupName(options.group); !s.ok()) return s;
   if (options.concurrency < 1) return InvalidArgument("subscribe: concurrency must be >= 1");
   // Held while the subscription registers with its queues; its threads start
   // waiting for mu_ and take deliveries once this returns.

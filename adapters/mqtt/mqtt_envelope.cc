@@ -5,11 +5,22 @@
 #include <charconv>
 #include <random>
 
+#include "core/bounded_json.h"
 #include "core/event.h"
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow::mqtt {
 namespace {
+
+constexpr size_t kMaxReasonBytes = 4096;
+
+// A reason may quote a processor's stderr: a control character in a property
+// makes Mosquitto drop the connection, so such a reason is escaped.
+std::string SafeReason(const std::string& reason) {
+  if (reason.size() <= kMaxReasonBytes && IsCleanText(reason)) return reason;
+  return EscapeForLog(reason, kMaxReasonBytes);
+}
 
 int64_t PropNumber(const Incoming& in, const char* name, int64_t fallback) {
   const std::string* v = in.Prop(name);
@@ -18,10 +29,15 @@ int64_t PropNumber(const Incoming& in, const char* name, int64_t fallback) {
   return out;
 }
 
+// The id becomes a property and a topic level of the dead letter: an id that
+// Mosquitto would refuse (control characters) is not taken.
 std::string IdFromBody(const std::string& body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_object() && j.contains("id") && j["id"].is_string()) return j["id"].get<std::string>();
-  return "";
+  auto j = ParseBoundedJson(body, "body");
+  if (!j.ok() || !j->is_object()) return "";
+  auto id = j->find("id");
+  if (id == j->end() || !id->is_string() || !CheckName(id->get_ref<const std::string&>(), "id", kMaxIdLength).ok())
+    return "";
+  return id->get<std::string>();
 }
 
 std::string BusMadeId() {
@@ -73,9 +89,13 @@ OutMessage ToDeadLetter(const std::string& group, const Envelope& e, const std::
                  {{kPropType, e.message.type},
                   {kPropId, key},
                   {kPropGroup, group},
-                  {kPropReason, reason},
+                  {kPropReason, SafeReason(reason)},
                   {kPropAttempt, std::to_string(e.attempt)},
                   {kPropDeadAt, NowRfc3339()}}};
+  if (out.payload.empty()) {
+    out.payload.push_back('-');
+    out.props.emplace_back(kPropEmptyBody, "1");
+  }
   out.retained = true;
   return out;
 }
@@ -85,7 +105,7 @@ std::optional<StoredDeadLetter> FromRetained(const Incoming& in) {
   StoredDeadLetter s;
   s.topic = in.topic;
   DeadLetter& d = s.letter;
-  d.body = in.payload;
+  d.body = in.Prop(kPropEmptyBody) ? std::string() : in.payload;
   auto prop = [&](const char* name) {
     const std::string* v = in.Prop(name);
     return v ? *v : std::string();

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <random>
 
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow::mqtt {
@@ -86,12 +87,8 @@ Result<MqttOptions> ParseOptions(const BusUrl& url) {
   return o;
 }
 
-Status ValidateGroup(const std::string& group) {
-  if (group.empty()) return InvalidArgument("a consumer group name is required");
-  if (group.find_first_of(std::string("/+#:$\0", 6)) != std::string::npos)
-    return InvalidArgument("group '" + group + "' must not contain / + # : $ (it becomes an MQTT topic level)");
-  return Status::Ok();
-}
+// Core's charset has none of / + # : $, so the name is one MQTT topic level.
+Status ValidateGroup(const std::string& group) { return CheckGroupName(group); }
 
 std::string RetryTopic(const std::string& group, const std::string& type) {
   return "fanflow/retry/" + group + "/" + routes::ShortName(type);

@@ -64,6 +64,9 @@ inline constexpr char kPropPublishedAt[] = "fanflow-published-at";  // ms since 
 inline constexpr char kPropGroup[] = "fanflow-group";
 inline constexpr char kPropReason[] = "fanflow-reason";
 inline constexpr char kPropDeadAt[] = "fanflow-dead-at";  // RFC 3339
+// Dead letter of an empty body: a zero-length retained publish would delete the
+// entry, so it is stored with a placeholder payload and this property.
+inline constexpr char kPropEmptyBody[] = "fanflow-empty-body";
 inline constexpr char kPropParked[] = "fanflow-parked";    // registry: "1" while a parked session holds it
 inline constexpr char kContentType[] = "application/cloudevents+json";
 

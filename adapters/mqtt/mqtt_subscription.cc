@@ -6,6 +6,8 @@
 #include <random>
 
 #include "adapters/mqtt/mqtt_parked.h"
+#include "core/invoke_handler.h"
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow::mqtt {
@@ -159,12 +161,7 @@ void MqttSubscription::RunHandlers() {
     ++running_[type];
     lock.unlock();
     Delivery d{e.message, options_.group, e.attempt, e.redelivered};
-    Verdict v;
-    try {
-      v = handler_(d);
-    } catch (const std::exception& ex) {
-      v = Verdict::Retry(kSettleBackoff, std::string("handler threw: ") + ex.what());
-    }
+    Verdict v = InvokeHandler(handler_, d);
     Settle(std::move(e), v);
     lock.lock();
     --running_[type];
@@ -183,13 +180,13 @@ void MqttSubscription::Settle(Envelope e, const Verdict& v) {
   } else {
     s = core_->publisher->Publish({ToDeadLetter(options_.group, e, v.reason)});
     if (s.ok())
-      spdlog::warn("mqtt: dead-lettered {} from group '{}' after {} attempt(s): {}", e.message.id,
-                   options_.group, e.attempt, v.reason);
+      spdlog::warn("mqtt: dead-lettered {} from group '{}' after {} attempt(s): {}",
+                   EscapeForLog(e.message.id), options_.group, e.attempt, EscapeForLog(v.reason));
   }
   if (s.ok()) return;
   // Not settled on the broker: keep it here and handle it again later.
   spdlog::error("mqtt: group '{}': could not settle {} ({}); handling it again", options_.group,
-                e.message.id, s.ToString());
+                EscapeForLog(e.message.id), s.ToString());
   if (v.kind == Verdict::Kind::kDeadLetter) e.not_before_ms = NowMillis() + kSettleBackoff.count() * 1000;
   Enqueue(std::move(e));
 }

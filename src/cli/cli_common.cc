@@ -8,6 +8,8 @@
 #include <iostream>
 #include <random>
 
+#include "core/printable.h"
+
 namespace fanflow::cli {
 
 void SetUpLogging(const std::string& level) {
@@ -89,7 +91,8 @@ std::string Summary(const Event& e, double seconds) {
                   "  duration " + rate + "\n";
   if (d.contains("failed_chunks") && !d["failed_chunks"].empty())
     s += "  failed chunks " + d["failed_chunks"].dump() + "\n";
-  if (d.contains("error")) s += "  error    " + d["error"].get<std::string>() + "\n";
+  // The error may quote a processor's stderr: escaped, one line, for a terminal.
+  if (d.contains("error")) s += "  error    " + EscapeForLog(d["error"].get<std::string>()) + "\n";
   return s;
 }
 

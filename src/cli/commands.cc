@@ -9,6 +9,7 @@
 
 #include "cli/cli_common.h"
 #include "core/bus_url.h"
+#include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/aggregator.h"
 #include "pipeline/batch_waiter.h"
@@ -79,10 +80,18 @@ Result<Event> BuildStart(const BatchFlags& f, std::string& batch_id) {
     source = "jsonl:" + std::filesystem::absolute(source.substr(6)).lexically_normal().string();
   }
   batch_id = f.batch_id.empty() ? NewBatchId() : f.batch_id;
+  // The ids travel in MQTT properties: one Mosquitto refuses would cost the
+  // connection, so they follow the decoder's rules for names.
+  if (Status s = CheckName(batch_id, "--batch-id", kMaxSubjectLength); !s.ok()) return s;
+  if (!f.correlation_id.empty())
+    if (Status s = CheckName(f.correlation_id, "--correlation-id", kMaxIdLength); !s.ok()) return s;
   Event start = MakeStartFanout(batch_id, f.correlation_id.empty() ? batch_id : f.correlation_id,
                                 source, f.chunk_size);
   start.data["page_chunks"] = f.page_chunks;
   start.data["claim_check_bytes"] = f.claim_check_bytes;
+  // Whatever else the decoder would refuse (e.g. --chunk-size past its limit)
+  // is a usage error here, not a dead letter later.
+  if (auto back = DecodeEvent(EncodeEvent(start)); !back.ok()) return back.status();
   return start;
 }
 

@@ -5,14 +5,19 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "core/bounded_json.h"
+#include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/dead_letters.h"
 
 namespace fanflow::cli {
 namespace {
 
-std::string Clip(const std::string& s, size_t width) {
-  return s.size() <= width ? s : s.substr(0, width - 3) + "...";
+// A cell of the table: escaped (a stranger's id or reason may hold a newline
+// or invalid UTF-8), then cut to its column.
+std::string Cell(const std::string& s, size_t width) {
+  std::string e = EscapeForLog(s, width);
+  return e.size() <= width ? e : e.substr(0, width - 3) + "...";
 }
 
 void PrintTable(const std::vector<DeadLetter>& letters) {
@@ -23,9 +28,10 @@ void PrintTable(const std::vector<DeadLetter>& letters) {
   std::printf("%-36s %-12s %-14s %8s  %-24s %s\n", "ID", "GROUP", "TYPE", "ATTEMPTS", "TIME",
               "REASON");
   for (const DeadLetter& d : letters)
-    std::printf("%-36s %-12s %-14s %8d  %-24s [%s] %s\n", Clip(d.id, 36).c_str(),
-                Clip(d.group, 12).c_str(), Clip(routes::ShortName(d.type), 14).c_str(), d.attempts,
-                d.time.c_str(), DeadLetterCategory(d.reason).c_str(), d.reason.c_str());
+    std::printf("%-36s %-12s %-14s %8d  %-24s [%s] %s\n", Cell(d.id, 36).c_str(),
+                Cell(d.group, 12).c_str(), Cell(routes::ShortName(d.type), 14).c_str(), d.attempts,
+                EscapeForLog(d.time, 40).c_str(), DeadLetterCategory(d.reason).c_str(),
+                EscapeForLog(d.reason).c_str());
   std::printf("%zu dead letter(s); `fanflow dlq show ID` prints one with its original event\n",
               letters.size());
 }
@@ -35,18 +41,25 @@ void PrintOne(const DeadLetter& d) {
   std::printf(
       "id        %s\ngroup     %s\ntype      %s\nattempts  %d\ntime      %s\nreason    %s\n"
       "category  %s\n",
-      d.id.c_str(), d.group.c_str(), d.type.c_str(), d.attempts, d.time.c_str(), d.reason.c_str(),
+      EscapeForLog(d.id).c_str(), EscapeForLog(d.group).c_str(), EscapeForLog(d.type).c_str(),
+      d.attempts, EscapeForLog(d.time).c_str(), EscapeForLog(d.reason).c_str(),
       j["category"].get<std::string>().c_str());
   if (j.contains("batch_id"))
-    std::printf("batch     %s\n", j["batch_id"].get<std::string>().c_str());
-  const nlohmann::json& event = j["event"];
-  std::printf("event\n%s\n",
-              event.is_string() ? event.get<std::string>().c_str() : event.dump(2).c_str());
+    std::printf("batch     %s\n", EscapeForLog(j["batch_id"].get<std::string>()).c_str());
+  if (j.contains("event_base64")) {
+    std::printf("event (not a JSON document; escaped, then base64)\n%s\n%s\n",
+                EscapeForLog(d.body, kMaxEventBytes).c_str(),
+                j["event_base64"].get<std::string>().c_str());
+  } else {
+    std::printf("event\n%s\n", DumpForDisplay(j["event"], 2).c_str());
+  }
 }
 
 }  // namespace
 
 int DlqCommand(const BusFlags& bus_flags, const std::string& action, const DlqFlags& f) {
+  if (!f.group.empty())
+    if (Status s = CheckGroupName(f.group); !s.ok()) return Fail(InvalidArgument("--group: " + s.message()));
   auto bus = OpenServiceBus(bus_flags.url, "dlq", true);
   if (!bus.ok()) return Fail(bus.status());
   EventBus& b = *bus.value();
@@ -60,7 +73,7 @@ int DlqCommand(const BusFlags& bus_flags, const std::string& action, const DlqFl
                            " (`fanflow dlq list` shows the ids)"));
     for (const DeadLetter& d : letters.value()) {
       if (f.json)
-        std::cout << DeadLetterToJson(d, true).dump() << "\n";
+        std::cout << DumpForDisplay(DeadLetterToJson(d, true)) << "\n";
       else if (action == "show")
         PrintOne(d);
     }

@@ -11,6 +11,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "core/printable.h"
 #include "pipeline/metrics_server.h"
 #include "pipeline/monitor.h"
 
@@ -43,7 +44,7 @@ std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
     std::string alarms;
     for (const auto& a : r.alarms) alarms += (alarms.empty() ? "" : ",") + a;
     std::snprintf(line, sizeof line, "%-40s %8lld %9s %5lld %8s %8s %9s %6lld %7lld  %s\n",
-                  q.queue.c_str(), static_cast<long long>(q.depth),
+                  EscapeForLog(q.queue, 120).c_str(), static_cast<long long>(q.depth),
                   q.in_flight < 0 ? "?" : std::to_string(q.in_flight).c_str(),
                   static_cast<long long>(q.consumers), Num(r.in_rate).c_str(),
                   Num(r.out_rate).c_str(), Num(q.oldest_age_seconds).c_str(),
@@ -69,7 +70,7 @@ std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
           b.total_chunks && *b.total_chunks > 0 ? double(done) / double(*b.total_chunks) : 0;
       std::string total = b.total_chunks ? std::to_string(*b.total_chunks) : "?";
       std::snprintf(line, sizeof line, "%-32s %-24s %4.0f%% %13s %7lld %9.1f %9.1f %11lld %9s\n",
-                    b.batch_id.c_str(), Bar(ratio, 22).c_str(), ratio * 100,
+                    EscapeForLog(b.batch_id, 120).c_str(), Bar(ratio, 22).c_str(), ratio * 100,
                     (std::to_string(done) + "/" + total).c_str(), static_cast<long long>(b.failed),
                     b.age_s, b.idle_s, static_cast<long long>(b.outstanding),
                     Num(b.oldest_outstanding_s).c_str());
@@ -80,13 +81,13 @@ std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
   out += "\n";
   if (s.alarms.empty()) out += "alarms: none raised\n";
   for (const Alarm& a : s.alarms)
-    out += "ALARM " + a.check.alarm + " since " + a.raised_at + ": " + a.check.message + "\n";
+    out += "ALARM " + a.check.alarm + " since " + a.raised_at + ": " + EscapeForLog(a.check.message) + "\n";
   return out;
 }
 
 void Print(const MonitorSnapshot& s, const MonitorFlags& f, bool tty) {
   if (f.json) {
-    std::cout << s.ToJson().dump() << std::endl;
+    std::cout << s.ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     return;
   }
   // On a terminal the table is redrawn in place; elsewhere frames follow each other.
@@ -108,6 +109,8 @@ bool ShutdownRequestedWithin(std::chrono::milliseconds d) {
 Result<MonitorOptions> ToMonitorOptions(const MonitorFlags& f) {
   if (!(f.interval_s > 0)) return InvalidArgument("--interval must be seconds > 0");
   if (!(f.rate_window_s > 0)) return InvalidArgument("--rate-window must be seconds > 0");
+  if (!f.group.empty())
+    if (Status s = CheckGroupName(f.group); !s.ok()) return InvalidArgument("--group: " + s.message());
   auto rules = AlarmRules::Parse(f.alarms);
   if (!rules.ok()) return rules.status();
   MonitorOptions o;

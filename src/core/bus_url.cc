@@ -19,6 +19,13 @@ std::string PercentDecode(const std::string& s) {
   return out;
 }
 
+// For an error about a URL that could not be parsed: whatever precedes an '@'
+// may be a user and password.
+std::string WithoutCredentials(const std::string& url) {
+  const auto at = url.rfind('@');
+  return at == std::string::npos ? url : "***" + url.substr(at);
+}
+
 }  // namespace
 
 std::string BusUrl::Redacted() const {
@@ -34,7 +41,8 @@ Result<BusUrl> ParseBusUrl(const std::string& url) {
   BusUrl u;
   auto sep = url.find("://");
   if (sep == std::string::npos || sep == 0)
-    return InvalidArgument("bus URL '" + url + "' has no scheme (expected e.g. inproc://, amqp://host, mqtt://host)");
+    return InvalidArgument("bus URL '" + WithoutCredentials(url) +
+                           "' has no scheme (expected e.g. inproc://, amqp://host, mqtt://host)");
   u.scheme = url.substr(0, sep);
   std::string rest = url.substr(sep + 3);
   if (auto q = rest.find('?'); q != std::string::npos) {

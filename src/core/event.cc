@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/bounded_json.h"
+#include "core/printable.h"
+
 namespace fanflow {
 namespace {
 
@@ -23,12 +26,51 @@ Status RequireNonEmptyString(const json& obj, const char* key, const std::string
 }
 
 Status CheckInteger(const json& obj, const char* key, const std::string& path, int64_t min,
-                    bool required) {
+                    bool required, int64_t max = INT64_MAX) {
   auto it = obj.find(key);
   if (it == obj.end()) return required ? Missing(path) : Status::Ok();
-  if (!it->is_number_integer() || it->get<int64_t>() < min)
-    return InvalidArgument(path + ": must be an integer >= " + std::to_string(min));
+  // An unsigned beyond INT64_MAX reads back negative, so `min` refuses it too.
+  if (!it->is_number_integer() || it->get<int64_t>() < min || it->get<int64_t>() > max)
+    return InvalidArgument(path + ": must be an integer >= " + std::to_string(min) +
+                           (max == INT64_MAX ? "" : " and <= " + std::to_string(max)));
   return Status::Ok();
+}
+
+// Every optional field a handler reads is typed here, so that a schema-valid
+// event never makes a handler throw.
+Status CheckOptional(const json& obj, const char* key, const std::string& path,
+                     bool (json::*is)() const noexcept, const char* what) {
+  auto it = obj.find(key);
+  if (it == obj.end() || ((*it).*is)()) return Status::Ok();
+  return InvalidArgument(path + ": must be " + what);
+}
+
+// A timestamp is not parsed (nothing computes with it), but it is printed and
+// copied onto other events: a short string without control characters.
+constexpr size_t kMaxTimeLength = 64;
+Status CheckOptionalTime(const json& obj, const char* key, const std::string& path) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return Status::Ok();
+  if (!it->is_string() || !IsCleanText(it->get_ref<const std::string&>()) ||
+      CodePoints(it->get_ref<const std::string&>()) > kMaxTimeLength)
+    return InvalidArgument(path + ": must be an RFC 3339 string of at most " +
+                           std::to_string(kMaxTimeLength) + " characters");
+  return Status::Ok();
+}
+
+Status CheckIndexArray(const json& obj, const char* key, const std::string& path, bool required) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return required ? Missing(path) : Status::Ok();
+  bool ok = it->is_array();
+  for (size_t i = 0; ok && i < it->size(); ++i)
+    ok = (*it)[i].is_number_integer() && (*it)[i].get<int64_t>() >= 0;
+  return ok ? Status::Ok() : InvalidArgument(path + ": must be an array of chunk indices");
+}
+
+Status CheckNonNegativeNumber(const json& obj, const char* key, const std::string& path) {
+  auto it = obj.find(key);
+  if (it == obj.end() || (it->is_number() && it->get<double>() >= 0)) return Status::Ok();
+  return InvalidArgument(path + ": must be a number >= 0");
 }
 
 Status CheckEnum(const json& obj, const char* key, const std::string& path,
@@ -49,12 +91,6 @@ Status CheckEnum(const json& obj, const char* key, const std::string& path,
     if (!s_.ok()) return s_;       \
   } while (0)
 
-Status CheckOptionalString(const json& obj, const char* key, const std::string& path) {
-  auto it = obj.find(key);
-  if (it != obj.end() && !it->is_string()) return InvalidArgument(path + ": must be a string");
-  return Status::Ok();
-}
-
 Status CheckCursor(const json& d, bool required) {
   auto it = d.find("cursor");
   if (it == d.end()) return required ? Missing("data.cursor") : Status::Ok();
@@ -69,10 +105,12 @@ Status CheckCursor(const json& d, bool required) {
 // every fanout_step.
 Status ValidateRequest(const json& d) {
   FANFLOW_CHECK(RequireNonEmptyString(d, "source", "data.source"));
-  FANFLOW_CHECK(CheckInteger(d, "chunk_size", "data.chunk_size", 1, true));
+  // A chunk's items are one array, so a chunk holds at most that many.
+  FANFLOW_CHECK(CheckInteger(d, "chunk_size", "data.chunk_size", 1, true,
+                             static_cast<int64_t>(kMaxJsonContainerElements)));
   FANFLOW_CHECK(CheckInteger(d, "page_chunks", "data.page_chunks", 1, false));
   FANFLOW_CHECK(CheckInteger(d, "claim_check_bytes", "data.claim_check_bytes", 0, false));
-  return CheckOptionalString(d, "started_at", "data.started_at");
+  return CheckOptionalTime(d, "started_at", "data.started_at");
 }
 
 Status ValidateStartFanout(const json& d) { return ValidateRequest(d); }
@@ -115,6 +153,8 @@ Status ValidateChunkDone(const json& d) {
   FANFLOW_CHECK(CheckInteger(d, "items", "data.items", 0, true));
   FANFLOW_CHECK(CheckInteger(d, "attempts", "data.attempts", 1, true));
   if (d["status"] == "failed") FANFLOW_CHECK(RequireNonEmptyString(d, "error", "data.error"));
+  FANFLOW_CHECK(CheckOptional(d, "error", "data.error", &json::is_string, "a string"));
+  FANFLOW_CHECK(CheckNonNegativeNumber(d, "duration_ms", "data.duration_ms"));
   return Status::Ok();
 }
 
@@ -122,19 +162,20 @@ Status ValidateBatchSealed(const json& d) {
   FANFLOW_CHECK(CheckInteger(d, "total_chunks", "data.total_chunks", 0, true));
   FANFLOW_CHECK(CheckInteger(d, "total_items", "data.total_items", 0, true));
   FANFLOW_CHECK(CheckInteger(d, "step", "data.step", 0, true));
-  return CheckOptionalString(d, "started_at", "data.started_at");
+  return CheckOptionalTime(d, "started_at", "data.started_at");
 }
 
 Status ValidateBatchComplete(const json& d) {
   FANFLOW_CHECK(CheckEnum(d, "status", "data.status", {"succeeded", "partial", "failed", "timed_out"}));
   for (const char* k : {"items", "chunks", "succeeded", "failed"})
     FANFLOW_CHECK(CheckInteger(d, k, std::string("data.") + k, 0, true));
-  auto it = d.find("failed_chunks");
-  if (it == d.end()) return Missing("data.failed_chunks");
-  if (!it->is_array()) return InvalidArgument("data.failed_chunks: must be an array of chunk indices");
-  for (const json& v : *it)
-    if (!v.is_number_integer() || v.get<int64_t>() < 0)
-      return InvalidArgument("data.failed_chunks: must be an array of chunk indices");
+  FANFLOW_CHECK(CheckIndexArray(d, "failed_chunks", "data.failed_chunks", true));
+  FANFLOW_CHECK(CheckIndexArray(d, "missing_chunks", "data.missing_chunks", false));
+  FANFLOW_CHECK(CheckOptional(d, "error", "data.error", &json::is_string, "a string"));
+  FANFLOW_CHECK(CheckOptionalTime(d, "started_at", "data.started_at"));
+  FANFLOW_CHECK(CheckOptionalTime(d, "completed_at", "data.completed_at"));
+  FANFLOW_CHECK(CheckOptional(d, "sealed", "data.sealed", &json::is_boolean, "a boolean"));
+  FANFLOW_CHECK(CheckNonNegativeNumber(d, "deadline_seconds", "data.deadline_seconds"));
   return Status::Ok();
 }
 
@@ -142,11 +183,9 @@ Status ValidateAlarm(const json& d) {
   FANFLOW_CHECK(RequireNonEmptyString(d, "alarm", "data.alarm"));
   FANFLOW_CHECK(CheckEnum(d, "state", "data.state", {"raised", "resolved"}));
   FANFLOW_CHECK(RequireNonEmptyString(d, "message", "data.message"));
-  for (const char* k : {"value", "threshold"}) {
-    auto it = d.find(k);
-    if (it != d.end() && !it->is_number())
-      return InvalidArgument(std::string("data.") + k + ": must be a number");
-  }
+  for (const char* k : {"value", "threshold"})
+    FANFLOW_CHECK(CheckOptional(d, k, std::string("data.") + k, &json::is_number, "a number"));
+  FANFLOW_CHECK(CheckOptionalTime(d, "raised_at", "data.raised_at"));
   return Status::Ok();
 }
 
@@ -216,10 +255,13 @@ std::string EncodeEvent(const Event& e) {
   if (!e.time.empty()) j["time"] = e.time;
   // `data` is written after the envelope rather than copied into it: for a
   // chunk, copying its items was most of the cost of encoding.
-  std::string out = j.dump();
+  // Strings that did not come through DecodeEvent (a processor's error text,
+  // a file's bytes) may hold invalid UTF-8: replaced, never a throw.
+  constexpr auto kReplace = json::error_handler_t::replace;
+  std::string out = j.dump(-1, ' ', false, kReplace);
   out.back() = ',';
   out += "\"data\":";
-  out += e.data.dump();
+  out += e.data.dump(-1, ' ', false, kReplace);
   out += '}';
   return out;
 }
@@ -234,33 +276,41 @@ Status ValidateEventData(const std::string& type, const json& data) {
   if (type == kFanoutProgress) return ValidateFanoutProgress(data);
   if (type == kBatchComplete) return ValidateBatchComplete(data);
   if (type == kAlarm) return ValidateAlarm(data);
-  return InvalidArgument("type: unknown event type '" + type + "'");
+  return InvalidArgument("type: unknown event type '" + EscapeForLog(type, kMaxIdLength) + "'");
 }
 
 Result<Event> DecodeEvent(std::string_view body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidArgument("malformed JSON: the message body is not a JSON document");
+  auto parsed = ParseBoundedJson(body, "body");
+  if (!parsed.ok()) return parsed.status();
+  json& j = parsed.value();
   if (!j.is_object()) return InvalidArgument("malformed event: the message body must be a JSON object");
   auto spec = j.find("specversion");
   if (spec == j.end()) return Missing("specversion");
   if (*spec != "1.0") return InvalidArgument("specversion: must be \"1.0\"");
-  for (const char* k : {"id", "source", "type", "subject", "correlationid"})
-    FANFLOW_CHECK(RequireNonEmptyString(j, k, k));
-  if (auto it = j.find("time"); it != j.end() && !it->is_string())
-    return InvalidArgument("time: must be an RFC 3339 string");
+  // Ids and the subject end up in MQTT topics and properties, queue headers and
+  // log lines: bounded, clean UTF-8 (see core/printable.h).
+  for (auto [key, max] : {std::pair<const char*, size_t>{"id", kMaxIdLength},
+                          {"source", kMaxIdLength},
+                          {"type", kMaxIdLength},
+                          {"subject", kMaxSubjectLength},
+                          {"correlationid", kMaxIdLength}}) {
+    FANFLOW_CHECK(RequireNonEmptyString(j, key, key));
+    FANFLOW_CHECK(CheckName(j[key].get_ref<const std::string&>(), key, max));
+  }
+  FANFLOW_CHECK(CheckOptionalTime(j, "time", "time"));
   if (auto it = j.find("datacontenttype"); it != j.end() && *it != "application/json")
     return InvalidArgument("datacontenttype: must be \"application/json\"");
   auto data = j.find("data");
   if (data == j.end()) return Missing("data");
 
   Event e;
-  e.type = j["type"].get<std::string>();
+  e.type = std::move(j["type"].get_ref<std::string&>());
   FANFLOW_CHECK(ValidateEventData(e.type, *data));
-  e.id = j["id"].get<std::string>();
-  e.source = j["source"].get<std::string>();
-  e.subject = j["subject"].get<std::string>();
-  e.correlation_id = j["correlationid"].get<std::string>();
-  if (j.contains("time")) e.time = j["time"].get<std::string>();
+  e.id = std::move(j["id"].get_ref<std::string&>());
+  e.source = std::move(j["source"].get_ref<std::string&>());
+  e.subject = std::move(j["subject"].get_ref<std::string&>());
+  e.correlation_id = std::move(j["correlationid"].get_ref<std::string&>());
+  if (auto it = j.find("time"); it != j.end()) e.time = std::move(it->get_ref<std::string&>());
   e.data = std::move(*data);
   return e;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/event.h"
+#include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/source.h"
 #include "pipeline/ventilator.h"
@@ -208,7 +209,7 @@ Verdict Aggregator::HandleProgress(const Event& e) {
                                "' was never handed out (the current step is " +
                                std::to_string(b.step.number) + ")");
   if (auto error = e.data.find("error"); error != e.data.end()) {
-    spdlog::error("[batch {}] cannot fan out: {}", e.subject, error->get<std::string>());
+    spdlog::error("[batch {}] cannot fan out: {}", e.subject, EscapeForLog(error->get<std::string>()));
     return Settled(Decide(b, "failed", {{"error", *error}}), e.subject, e.id);
   }
   const bool sealed = e.type == kBatchSealed;
@@ -294,7 +295,7 @@ Status Aggregator::RecordOutcome(const ChunkOutcome& c, ChunkRecorded recorded) 
     spdlog::debug("[batch {}] chunk {} already counted; duplicate ignored", c.batch_id, c.chunk_index);
   } else if (!c.succeeded) {
     spdlog::warn("[batch {}] chunk {} failed after {} attempts: {}", c.batch_id, c.chunk_index,
-                 c.attempts, c.error);
+                 c.attempts, EscapeForLog(c.error));
   }
   if (Status s = NextStepIfRoom(c.batch_id); !s.ok()) return s;
   // Even a duplicate may find the batch decided but not announced (crash).

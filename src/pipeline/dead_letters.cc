@@ -1,6 +1,8 @@
 #include "pipeline/dead_letters.h"
 
+#include "core/bounded_json.h"
 #include "core/event.h"
+#include "core/printable.h"
 
 namespace fanflow {
 namespace {
@@ -12,6 +14,7 @@ bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefi
 std::string DeadLetterCategory(const std::string& r) {
   if (StartsWith(r, "malformed JSON") || StartsWith(r, "malformed event")) return "malformed_json";
   if (StartsWith(r, "attempts exhausted")) return "attempts_exhausted";
+  if (StartsWith(r, "body: ")) return "limits";  // core/bounded_json.h
   if (StartsWith(r, "type: ")) return "unknown_type";
   if (r.find("expired") != std::string::npos) return "expired";
   // DecodeEvent names the offending field first: "data.chunk_size: ...".
@@ -31,14 +34,27 @@ nlohmann::json DeadLetterToJson(const DeadLetter& d, bool with_event) {
                       {"time", d.time},
                       {"reason", d.reason},
                       {"category", DeadLetterCategory(d.reason)}};
-  nlohmann::json body = nlohmann::json::parse(d.body, nullptr, /*allow_exceptions=*/false);
+  // The body is a stranger's bytes: parsed within the decoder's limits, else
+  // kept as text (invalid UTF-8 is replaced when dumped) plus exact base64.
+  auto parsed = ParseBoundedJson(d.body, "body");
+  static const nlohmann::json kNotJson;
+  const nlohmann::json& body = parsed.ok() ? parsed.value() : kNotJson;
   if (body.is_object()) {
     if (body.contains("subject") && body["subject"].is_string()) j["batch_id"] = body["subject"];
     if (body.contains("data") && body["data"].is_object() && body["data"].contains("chunk_index"))
       j["chunk_index"] = body["data"]["chunk_index"];
   }
-  if (with_event) j["event"] = body.is_discarded() ? nlohmann::json(d.body) : body;
+  if (with_event && parsed.ok()) {
+    j["event"] = std::move(parsed).value();
+  } else if (with_event) {
+    j["event"] = d.body;
+    j["event_base64"] = Base64(d.body);
+  }
   return j;
+}
+
+std::string DumpForDisplay(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result<std::vector<DeadLetter>> FindDeadLetters(EventBus& bus, const std::string& group,

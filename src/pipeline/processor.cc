@@ -7,9 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
+
+#include "core/bounded_json.h"
 
 extern char** environ;
 
@@ -131,11 +134,16 @@ class ExecProcessor final : public Processor {
         stderr_text.pop_back();
       return Internal("exec: '" + command_ + "' " + why + (stderr_text.empty() ? "" : ": " + stderr_text));
     }
-    if (stdout_text.find_first_not_of(" \t\r\n") == std::string::npos) return nlohmann::json();
-    auto result = nlohmann::json::parse(stdout_text, nullptr, false);
-    if (result.is_discarded())
-      return InvalidArgument("exec: '" + command_ + "' printed something that is not one JSON document");
-    return result;
+    // Past the limit the text was cut (Pump): too large, even if what was kept is blank.
+    if (stdout_text.size() <= kMaxEventBytes &&
+        stdout_text.find_first_not_of(" \t\r\n") == std::string::npos)
+      return nlohmann::json();
+    // The same limits as a message body: the result travels in a chunk_done.
+    auto result = ParseBoundedJson(stdout_text, "output");
+    if (!result.ok())
+      return InvalidArgument("exec: '" + command_ + "' printed an unusable result: " +
+                             result.status().message());
+    return std::move(result).value();
   }
 
  private:
@@ -174,7 +182,15 @@ class ExecProcessor final : public Processor {
         char buf[65536];
         ssize_t n = read(fd, buf, sizeof buf);
         if (n > 0) {
-          (i == 1 ? out : err).append(buf, static_cast<size_t>(n));
+          // Drained to the end, kept bounded: one byte past the body limit is
+          // enough for the parser to refuse it; of stderr only the tail is shown.
+          if (i == 1) {
+            const size_t room = kMaxEventBytes + 1 - std::min(out.size(), kMaxEventBytes + 1);
+            out.append(buf, std::min(static_cast<size_t>(n), room));
+          } else {
+            err.append(buf, static_cast<size_t>(n));
+            if (err.size() > kMaxStderrBytes) err.erase(0, err.size() - kMaxStderrBytes);
+          }
         } else if (n == 0 || errno != EINTR) {
           close(fd);
           fd = -1;
@@ -185,6 +201,8 @@ class ExecProcessor final : public Processor {
       if (fd >= 0) close(fd);
     return timed_out;
   }
+
+  static constexpr size_t kMaxStderrBytes = 64 << 10;
 
   const std::string command_;
   const std::chrono::milliseconds timeout_;

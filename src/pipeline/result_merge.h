@@ -1,5 +1,5 @@
 // How chunk results consolidate into a batch result: numbers add up, objects
-// merge field by field (recursively), anything else is kept from the first
+// merge field by field (at any depth, without recursion), anything else is kept from the first
 // chunk that had it. The `sum` processor's totals therefore add to the batch sum.
 #pragma once
 

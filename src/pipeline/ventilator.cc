@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/printable.h"
 #include "core/routes.h"
 
 namespace fanflow {
@@ -60,7 +61,8 @@ Status Ventilator::RunStep(const Event& step, Source& source) {
   const int64_t last_chunk = cursor.next_chunk + d["max_chunks"].get<int64_t>();
   if (number == 0)
     spdlog::info("[batch {}] fanning out {} in chunks of {} (correlation {})", step.subject,
-                 d["source"].get<std::string>(), chunk_size, step.correlation_id);
+                 EscapeForLog(d["source"].get_ref<const std::string&>()), chunk_size,
+                 step.correlation_id);
   const auto step_ends = std::chrono::steady_clock::now() + kStepBudget;
   bool last = false;
   do {
@@ -134,7 +136,7 @@ Verdict Ventilator::Handle(const Delivery& delivery) {
     return Verdict::Retry(std::chrono::seconds(1), s.ToString());  // the bus, not the source
   // The source itself is bad: the aggregator decides the batch failed and
   // tells whoever waits for it; the step is kept with the reason.
-  spdlog::error("[batch {}] cannot fan out: {}", step->subject, s.message());
+  spdlog::error("[batch {}] cannot fan out: {}", step->subject, EscapeForLog(s.message()));
   if (Status p = bus_.Publish(FailedReport(step.value(), s.message())); !p.ok())
     return Verdict::Retry(std::chrono::seconds(1), p.ToString());
   return Verdict::DeadLetter(s.message());

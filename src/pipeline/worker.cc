@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/event.h"
+#include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/source.h"
 
@@ -75,7 +76,7 @@ Verdict Worker::Handle(const Delivery& d) {
     if (retryable && d.attempt < options_.max_attempts) {
       auto delay = Backoff(options_, d.attempt);
       spdlog::warn("[batch {}] chunk {} attempt {}/{} failed, retry in {} ms: {}", e.subject, index,
-                   d.attempt, options_.max_attempts, delay.count(), error);
+                   d.attempt, options_.max_attempts, delay.count(), EscapeForLog(error));
       return Verdict::Retry(delay, error);
     }
     done["status"] = "failed";
@@ -95,7 +96,7 @@ Verdict Worker::Handle(const Delivery& d) {
     return Verdict::DeadLetter(result.status().message());
   }
   spdlog::error("[batch {}] chunk {} failed after {} attempts: {}", e.subject, index, d.attempt,
-                result.status().message());
+                EscapeForLog(result.status().message()));
   return Verdict::DeadLetter("attempts exhausted (" + std::to_string(d.attempt) +
                              "): " + result.status().message());
 }

@@ -6,8 +6,11 @@
 
 #include <fstream>
 #include <regex>
+#include <sstream>
+#include <thread>
 
 #include "core/event.h"
+#include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/source.h"
 #include "tests/pipeline/concurrency_recorder.h"
@@ -158,6 +161,47 @@ TEST_P(OpsCliTest, DlqListsShowsReplaysAndPurgesAcrossProcesses) {
   EXPECT_EQ(empty.out.find(batch), std::string::npos);
 }
 
+// The tool must survive what it exists to show: a foreign client's binary,
+// invalid-UTF-8 body, dead-lettered by a worker, is listed as JSON (text with
+// replacements plus the exact bytes in base64) and shown escaped.
+TEST_P(OpsCliTest, DlqListsAndShowsABinaryBodyWithoutDying) {
+  if (inproc())
+    GTEST_SKIP() << "inproc:// lives in one process; its dead letters are tested in pipeline_test";
+  const std::string id = Unique("cli-dlq-bin-");
+  const std::string body("\xff\xfe" "\x00" "binary\nbody\xc3", 15);
+  auto bus = Open();
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->DeclareGroup(routes::kWorkerGroup, {kProcessChunk}).ok());
+  ASSERT_TRUE(bus->Publish(Message{kProcessChunk, id, body}).ok());
+  testing::BackgroundProcess worker(
+      {FanflowBinary(), "worker", "--bus", url(), "--processor", "sum"},
+      fanflow::testing::TempDir("cli-dlq-bin-worker") + "/log");
+  nlohmann::json mine;
+  for (int i = 0; i < 100 && !mine.is_object(); ++i) {
+    auto list = Fanflow({"dlq", "list", "--bus", url(), "--group", "workers", "--json"});
+    ASSERT_EQ(list.exit_code, 0) << list.err;
+    std::istringstream lines(list.out);
+    for (std::string line; std::getline(lines, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << "not one JSON document per line: " << line;
+      if (j["id"] == id) mine = j;
+    }
+    if (!mine.is_object()) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  ASSERT_TRUE(mine.is_object()) << worker.Log();
+  EXPECT_EQ(mine["category"], "malformed_json");
+  EXPECT_EQ(mine["event_base64"], Base64(body));
+  auto show = Fanflow({"dlq", "show", id, "--bus", url(), "--group", "workers"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("\\xFF\\xFE\\x00binary\\nbody\\xC3"), std::string::npos) << show.out;
+  auto table = Fanflow({"dlq", "list", "--bus", url()});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find(id), std::string::npos) << table.out;
+  worker.Signal(SIGTERM);
+  EXPECT_EQ(worker.Wait(std::chrono::seconds(30)), 0) << worker.Log();
+  EXPECT_TRUE(Fanflow({"dlq", "purge", "--bus", url(), "--group", "workers"}).exit_code == 0);
+}
+
 TEST_P(OpsCliTest, MonitorPrintsASnapshotAndServesMetricsThatPromtoolAccepts) {
   if (inproc())
     GTEST_SKIP() << "inproc:// lives in one process; the monitor is tested in ops_test there";
@@ -249,6 +293,23 @@ TEST(OpsCliConfigTest, BadValuesExitNonZeroWithAClearMessage) {
        2,
        "--rate-unit 'bytes': unknown unit"},
       {{"run", "--source", "range:10", "--deadline", "-1"}, 2, "--deadline"},
+      {{"run", "--source", "range:10", "--batch-id", "b\nINFO forged"},
+       2,
+       "--batch-id: must not contain control characters"},
+      {{"run", "--source", "range:10", "--batch-id", std::string(201, 'b')},
+       2,
+       "--batch-id: must be at most 200 characters"},
+      {{"run", "--source", "range:10", "--correlation-id", "c\x7f"},
+       2,
+       "--correlation-id: must not contain control characters"},
+      {{"run", "--source", "range:10", "--chunk-size", "2000000"},
+       2,
+       "data.chunk_size: must be an integer >= 1 and <= 1000000"},
+      {{"dlq", "list", "--bus", "amqp://127.0.0.1:1/", "--group", "a/b"},
+       2,
+       "--group: group 'a/b': must be 1..64 characters of A-Z a-z 0-9 . _ -"},
+      {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--group", "g#"}, 2, "--group: group 'g#'"},
+      {{"dlq", "list", "--bus", "guest:hunter2@localhost"}, 2, "has no scheme"},
       {{"monitor", "--bus", "amqp://127.0.0.1:1/", "--alarm-depth", "-5"},
        2,
        "--alarm-depth '-5': the value must be a number > 0"},

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "core/bus.h"
@@ -188,6 +189,97 @@ TEST_P(BusConformance, DeadLetterKeepsBodyAndReasonAndReplaySendsItBack) {
     auto list = bus->ListDeadLetters(group);
     return list.ok() && list->empty();
   }));
+}
+
+// A handler that throws means "dead-letter with the reason" on every bus: never
+// retried forever, never the end of the process, and the group keeps going.
+TEST_P(BusConformance, AThrowingHandlerDeadLettersTheMessageAndLaterOnesAreStillDelivered) {
+  auto bus = Open(GetParam());
+  ASSERT_TRUE(bus);
+  const std::string type = TestType("throws"), group = Unique("g");
+  std::atomic<int> std_throws{0}, other_throws{0};
+  Received got;
+  Handler ack = got.Acking();
+  auto sub = bus->Subscribe({group, {type}, 2}, [&](const Delivery& d) {
+    if (d.message.body == "std") {
+      ++std_throws;
+      throw std::runtime_error("boom\nforged line");
+    }
+    if (d.message.body == "other") {
+      ++other_throws;
+      throw 42;
+    }
+    return ack(d);
+  });
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  std::vector<Message> msgs = {Message{type, "throws-std", "std"}, Message{type, "throws-other", "other"}};
+  for (Message& m : Numbered(type, 20)) msgs.push_back(std::move(m));
+  ASSERT_TRUE(bus->Publish(msgs).ok());
+  std::vector<DeadLetter> dead;
+  ASSERT_TRUE(WaitFor([&] {
+    auto list = bus->ListDeadLetters(group);
+    if (list.ok()) dead = list.value();
+    return dead.size() == 2 && got.size() == 20;
+  })) << dead.size() << " dead letters, " << got.size() << " delivered";
+  std::map<std::string, DeadLetter> by_id;
+  for (DeadLetter& d : dead) by_id[d.id] = d;
+  ASSERT_EQ(by_id.count("throws-std"), 1u);
+  ASSERT_EQ(by_id.count("throws-other"), 1u);
+  // Escaped: the reason is one line, whatever the exception said.
+  EXPECT_EQ(by_id["throws-std"].reason, "handler threw: boom\\nforged line");
+  EXPECT_EQ(by_id["throws-std"].body, "std");
+  EXPECT_EQ(by_id["throws-other"].reason, "handler threw a non-std exception");
+  std::this_thread::sleep_for(1500ms);  // a retry would come back by now
+  EXPECT_EQ(std_throws.load(), 1);
+  EXPECT_EQ(other_throws.load(), 1);
+}
+
+// On MQTT a zero-length retained publish deletes; the dead letter of an empty
+// body must still be stored and listed, and replay gives back the empty body.
+TEST_P(BusConformance, TheDeadLetterOfAnEmptyBodyIsListedAndReplayedEmpty) {
+  auto bus = Open(GetParam());
+  ASSERT_TRUE(bus);
+  const std::string type = TestType("empty"), group = Unique("g");
+  std::atomic<int> deliveries{0};
+  std::mutex mu;
+  std::vector<std::string> bodies;
+  auto sub = bus->Subscribe({group, {type}, 1}, [&](const Delivery& d) {
+    std::lock_guard<std::mutex> l(mu);
+    bodies.push_back(d.message.body);
+    return ++deliveries == 1 ? Verdict::DeadLetter("malformed JSON: empty body") : Verdict::Ack();
+  });
+  ASSERT_TRUE(sub.ok());
+  ASSERT_TRUE(bus->Publish(Message{type, "empty-1", ""}).ok());
+  std::vector<DeadLetter> dead;
+  ASSERT_TRUE(WaitFor([&] {
+    auto list = bus->ListDeadLetters(group);
+    if (list.ok()) dead = list.value();
+    return dead.size() == 1;
+  }));
+  EXPECT_EQ(dead[0].body, "");
+  EXPECT_EQ(dead[0].reason, "malformed JSON: empty body");
+  auto replayed = bus->ReplayDeadLetters(group, "");
+  ASSERT_TRUE(replayed.ok()) << replayed.status().ToString();
+  EXPECT_EQ(replayed.value(), 1);
+  ASSERT_TRUE(WaitFor([&] { return deliveries.load() == 2; }));
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(bodies, (std::vector<std::string>{"", ""}));
+}
+
+// A group name becomes a queue name and an MQTT topic level.
+TEST_P(BusConformance, RefusesGroupNamesOutsideTheSafeCharset) {
+  auto bus = Open(GetParam());
+  ASSERT_TRUE(bus);
+  const std::string type = TestType("badgroup");
+  for (const std::string& bad : {std::string("a/b"), std::string("g#"), std::string("g+"),
+                                std::string("g\nx"), std::string("$share"), std::string("")}) {
+    SCOPED_TRACE(bad);
+    auto sub = bus->Subscribe({bad, {type}, 1}, [](const Delivery&) { return Verdict::Ack(); });
+    ASSERT_FALSE(sub.ok());
+    EXPECT_EQ(sub.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(sub.status().message().rfind("group", 0), 0u) << sub.status().message();
+    EXPECT_FALSE(bus->DeclareGroup(bad, {type}).ok());
+  }
 }
 
 TEST_P(BusConformance, PurgeEmptiesTheDeadLetters) {

@@ -24,6 +24,14 @@ TEST(BusUrl, RedactedFormNeverShowsThePassword) {
   EXPECT_EQ(u->Redacted(), "amqp://guest:***@localhost:5672/vh");
 }
 
+TEST(BusUrl, AnErrorAboutASchemelessUrlNeverShowsThePassword) {
+  auto u = ParseBusUrl("guest:hunter2@localhost:5672");
+  ASSERT_FALSE(u.ok());
+  EXPECT_EQ(u.status().message().find("hunter2"), std::string::npos) << u.status().message();
+  EXPECT_EQ(u.status().message().find("guest"), std::string::npos) << u.status().message();
+  EXPECT_NE(u.status().message().find("no scheme"), std::string::npos);
+}
+
 TEST(BusUrl, InprocNeedsNoHost) {
   auto u = ParseBusUrl("inproc://");
   ASSERT_TRUE(u.ok());

@@ -66,6 +66,37 @@ TEST(ProcessorTest, ExecPastItsTimeoutIsKilledAndFails) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
 }
 
+// The segfault: a processor's output is parsed within the decoder's
+// limits, so a 100,000-deep result is a failed attempt that names the limit.
+TEST(ProcessorTest, ExecPrintingAResultNestedTooDeepIsAFailedAttemptNamingTheLimit) {
+  ProcessorOptions o;
+  o.command = "python3 -c 'print(\"[\" * 100000 + \"]\" * 100000)'";
+  auto r = Make(o)->Process({"b", 0, kItems});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("output: JSON nested deeper than 64 levels"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(ProcessorTest, ExecPrintingMoreThanTheBodyLimitIsAFailedAttempt) {
+  ProcessorOptions o;
+  o.command = "head -c 20000000 /dev/zero | tr '\\0' ' '; echo 1";
+  auto r = Make(o)->Process({"b", 0, kItems});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("is larger than the limit of 16777216"), std::string::npos)
+      << r.status().message();
+}
+
+TEST(ProcessorTest, ExecPrintingSomethingThatIsNotJsonSaysSo) {
+  ProcessorOptions o;
+  o.command = "echo 'not json'";
+  auto r = Make(o)->Process({"b", 0, kItems});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("malformed JSON: output is not a JSON document"),
+            std::string::npos)
+      << r.status().message();
+}
+
 TEST(ProcessorTest, UnknownProcessorOrMissingCommandIsAClearError) {
   auto unknown = MakeProcessor(Named("frobnicate"));
   ASSERT_FALSE(unknown.ok());

@@ -1,0 +1,14 @@
+// How every adapter calls a subscription's handler: the one place that decides
+// what a throwing handler means, so it is the same on every bus.
+#pragma once
+
+#include "core/bus.h"
+
+namespace fanflow {
+
+// Runs `handler` on `delivery`. A handler that throws dead-letters the message
+// with the reason "handler threw: <what>" (escaped): a retry would only throw
+// again, forever on buses that redeliver, and nothing may end the process.
+Verdict InvokeHandler(const Handler& handler, const Delivery& delivery);
+
+}  // namespace fanflow
