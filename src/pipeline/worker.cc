@@ -28,6 +28,11 @@ Worker::~Worker() {
   subscription_.reset();
 }
 
+void Worker::Interrupt() {
+  interrupt_.request_stop();
+  if (limiter_) limiter_->Cancel();
+}
+
 std::chrono::milliseconds Worker::Backoff(const WorkerOptions& o, int attempt) {
   thread_local std::mt19937_64 rng(std::random_device{}());
   double full = static_cast<double>(o.backoff_base.count()) * std::pow(2.0, std::max(0, attempt - 1));
@@ -54,10 +59,13 @@ Verdict Worker::Handle(const Delivery& d) {
   if (e.data.contains("ref")) {
     const auto& r = e.data["ref"];
     auto items = LoadClaimCheck({r["path"], r["offset"].get<int64_t>(), r["length"].get<int64_t>()});
-    result = items.ok() ? processor_->Process({e.subject, index, items.value()}) : items.status();
+    result = items.ok() ? processor_->Process({e.subject, index, items.value(), interrupt_.get_token()})
+                        : items.status();
   } else {
-    result = processor_->Process({e.subject, index, e.data["items"]});
+    result = processor_->Process({e.subject, index, e.data["items"], interrupt_.get_token()});
   }
+  if (!result.ok() && interrupt_.stop_requested())
+    return Verdict::Retry(std::chrono::milliseconds(0), "worker interrupted mid-chunk");
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
 
