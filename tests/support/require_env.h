@@ -25,15 +25,14 @@ inline std::string EnvOr(const char* name) {
 }  // namespace fanflow::testing
 
 // Returns from the calling function (a test body, SetUp, an Environment's
-// SetUp) unless `cond` holds: a failure under CI=true, else a skip. `why` may
+// SetUp) unless `cond` holds: a fatal failure under CI=true (a fixture's test
+// body does not run then), else a skip. `why` may
 // be a stream expression: FANFLOW_REQUIRE_OR_SKIP(!url.empty(), var << " is unset").
 #define FANFLOW_REQUIRE_OR_SKIP(cond, why)                              \
   do {                                                                  \
     if (!(cond)) {                                                      \
-      if (::fanflow::testing::InCi()) {                                 \
-        ADD_FAILURE() << why << " (CI=true: a test that cannot run fails)"; \
-        return;                                                         \
-      }                                                                 \
+      if (::fanflow::testing::InCi())                                   \
+        GTEST_FAIL() << why << " (CI=true: a test that cannot run fails)"; \
       GTEST_SKIP() << why;                                              \
     }                                                                   \
   } while (0)
