@@ -29,8 +29,13 @@ sigset_t ShutdownSignals() {
 }  // namespace
 
 void BlockShutdownSignals() {
+  // A script's shell starts a background command with SIGINT ignored, and an
+  // ignored signal is discarded before sigwait could take it: `kill -INT` must
+  // stop fanflow however it was started.
   sigset_t set = ShutdownSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
 }
 
 std::string WaitForShutdownSignal() {

@@ -18,11 +18,13 @@ using testing::SignalAndWait;
 
 // A run whose chunks take about 50 s each (sleep: value * 10 ms per item), so
 // chunks are in flight whenever the signal comes. TMPDIR is its own, so what
-// the run leaves behind there can be seen.
+// the run leaves behind there can be seen. Started with SIGINT ignored, as a
+// script's shell starts a background command.
 struct SlowRun {
   explicit SlowRun(std::vector<std::string> extra) : dir(testing::TempDir("interrupt")) {
     std::filesystem::create_directories(dir + "/tmp");
-    std::vector<std::string> argv = {"/usr/bin/env", "TMPDIR=" + dir + "/tmp", FanflowBinary(),
+    std::vector<std::string> argv = {"/bin/sh", "-c", "trap '' INT; exec \"$0\" \"$@\"",
+                                     "/usr/bin/env", "TMPDIR=" + dir + "/tmp", FanflowBinary(),
                                      "run", "--source", "range:200:3", "--chunk-size", "10",
                                      "--concurrency", "2"};
     argv.insert(argv.end(), extra.begin(), extra.end());
