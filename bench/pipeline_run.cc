@@ -98,6 +98,7 @@ class TimingBus final : public EventBus {
     return inner_->PurgeDeadLetters(group);
   }
   std::string Describe() const override { return inner_->Describe(); }
+  BusCapabilities Capabilities() const override { return inner_->Capabilities(); }
 
  private:
   const std::unique_ptr<EventBus> inner_;
@@ -124,7 +125,7 @@ Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, i
   if (!ventilator_bus.ok()) return ventilator_bus.status();
   const std::string batch_id = "bench-" + std::to_string(std::random_device{}());
   AggregatorOptions agg_options;
-  agg_options.lease = DefaultLease(bus_url);  // as `fanflow aggregator` does by default
+  agg_options.lease = DefaultLease(**aggregator_bus);  // as `fanflow aggregator` does by default
   agg_options.state_path = (std::filesystem::temp_directory_path() / (batch_id + ".db")).string();
   auto aggregator = Aggregator::Start(**aggregator_bus, agg_options);
   if (!aggregator.ok()) return aggregator.status();

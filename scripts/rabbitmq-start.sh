@@ -2,7 +2,11 @@
 # Starts a private RabbitMQ node for fanflow's tests on loopback only:
 #   AMQP 127.0.0.1:${FANFLOW_AMQP_PORT:-5673}, TLS 127.0.0.1:${FANFLOW_AMQPS_PORT:-5674},
 #   Erlang distribution 127.0.0.1:${FANFLOW_RABBITMQ_DIST_PORT:-25673} and its own epmd on
-#   127.0.0.1:${FANFLOW_RABBITMQ_EPMD_PORT:-24369}; node name fanflow-test@localhost.
+#   127.0.0.1:${FANFLOW_RABBITMQ_EPMD_PORT:-24369}; node name fanflow-test@127.0.0.1.
+# An address, not a name: a minimal root has no /etc/hosts, and `x@localhost`
+# then fails (epmd: nxdomain). A node name whose host part has a dot (an
+# address) is an Erlang long name, so the node and every rabbitmqctl call run
+# with RABBITMQ_USE_LONGNAME=true.
 # Everything (data, logs, Erlang cookie, a self-made TLS CA) lives under
 # ${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}/rabbitmq, so it never touches a system
 # RabbitMQ (5672, node rabbit@host) if the Debian package started one.
@@ -18,7 +22,9 @@ AMQP_PORT="${FANFLOW_AMQP_PORT:-5673}"
 AMQPS_PORT="${FANFLOW_AMQPS_PORT:-5674}"
 DIST_PORT="${FANFLOW_RABBITMQ_DIST_PORT:-25673}"
 EPMD_PORT="${FANFLOW_RABBITMQ_EPMD_PORT:-24369}"
-NODE="${FANFLOW_RABBITMQ_NODE:-fanflow-test@localhost}"
+NODE="${FANFLOW_RABBITMQ_NODE:-fanflow-test@127.0.0.1}"
+LONGNAME=false
+[[ "${NODE#*@}" == *.* ]] && LONGNAME=true
 READY_TIMEOUT="${FANFLOW_RABBITMQ_READY_TIMEOUT:-90}"  # seconds
 SBIN=/usr/lib/rabbitmq/bin
 
@@ -35,7 +41,8 @@ alive() {
 # The environment every rabbitmq-server / rabbitmqctl call of this node needs.
 node_env() {
   export HOME="$DIR/home"  # the Erlang cookie lives here, not in /root or /var/lib/rabbitmq
-  export RABBITMQ_NODENAME="$NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$AMQP_PORT"
+  export RABBITMQ_NODENAME="$NODE" RABBITMQ_USE_LONGNAME="$LONGNAME"
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$AMQP_PORT"
   export RABBITMQ_DIST_PORT="$DIST_PORT" ERL_EPMD_PORT="$EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1
   export RABBITMQ_CONF_ENV_FILE="$DIR/rabbitmq-env.conf" RABBITMQ_CONFIG_FILE="$DIR/rabbitmq.conf"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/enabled_plugins"
@@ -44,19 +51,23 @@ node_env() {
 }
 
 print_env() {
+  # TLS by name where the name resolves: rabbitmq-c 0.11 checks a certificate's
+  # DNS names, not its IP addresses. Where localhost does not resolve (no
+  # /etc/hosts entry) the address is used and only the chain is verified.
+  local amqps_url="amqps://localhost:$AMQPS_PORT/"
+  getent hosts localhost >/dev/null 2>&1 || amqps_url="amqps://127.0.0.1:$AMQPS_PORT/?verify_hostname=false"
   cat >"$DIR/env" <<EOF
 # No credentials in the URLs (test names and logs print them): guest/guest is
 # the adapter's default, FANFLOW_AMQP_USER / FANFLOW_AMQP_PASSWORD override it.
 export FANFLOW_TEST_AMQP_URL='amqp://127.0.0.1:$AMQP_PORT/'
-# TLS by name: rabbitmq-c 0.11 checks the certificate's DNS names, not IP addresses.
-export FANFLOW_TEST_AMQPS_URL='amqps://localhost:$AMQPS_PORT/'
+export FANFLOW_TEST_AMQPS_URL='$amqps_url'
 export FANFLOW_TEST_AMQP_CACERT='$DIR/tls/ca.pem'
 export FANFLOW_TEST_AMQP_CLIENT_CERT='$DIR/tls/client.pem'
 export FANFLOW_TEST_AMQP_CLIENT_KEY='$DIR/tls/client.key'
 export FANFLOW_TEST_RABBITMQ_NODE='$NODE'
 export FANFLOW_TEST_RABBITMQ_PID_FILE='$DIR/beam.pid'
 # A command prefix that reaches this node, e.g. \$FANFLOW_TEST_RABBITMQCTL close_all_connections x
-export FANFLOW_TEST_RABBITMQCTL='env HOME=$DIR/home ERL_EPMD_PORT=$EPMD_PORT $SBIN/rabbitmqctl -n $NODE'
+export FANFLOW_TEST_RABBITMQCTL='env HOME=$DIR/home ERL_EPMD_PORT=$EPMD_PORT RABBITMQ_USE_LONGNAME=$LONGNAME $SBIN/rabbitmqctl -n $NODE'
 EOF
   cat "$DIR/env"
 }

@@ -7,7 +7,9 @@ set -uo pipefail
 
 RUN_DIR="${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}"
 DIR="$RUN_DIR/rabbitmq"
-NODE="${FANFLOW_RABBITMQ_NODE:-fanflow-test@localhost}"
+NODE="${FANFLOW_RABBITMQ_NODE:-fanflow-test@127.0.0.1}"
+LONGNAME=false
+[[ "${NODE#*@}" == *.* ]] && LONGNAME=true  # as rabbitmq-start.sh decides
 EPMD_PORT="${FANFLOW_RABBITMQ_EPMD_PORT:-24369}"
 TIMEOUT="${FANFLOW_RABBITMQ_STOP_TIMEOUT:-30}"
 
@@ -40,7 +42,7 @@ wrapper="$(pid_of wrapper.pid rabbitmq-server)"
 epmd_pid="$(pid_of epmd.pid "epmd -port $EPMD_PORT")"
 if alive "$beam"; then
   log "stopping $NODE (pid $beam)"
-  HOME="$DIR/home" ERL_EPMD_PORT="$EPMD_PORT" timeout "$TIMEOUT" \
+  HOME="$DIR/home" ERL_EPMD_PORT="$EPMD_PORT" RABBITMQ_USE_LONGNAME="$LONGNAME" timeout "$TIMEOUT" \
     /usr/lib/rabbitmq/bin/rabbitmqctl -n "$NODE" -q stop "$DIR/beam.pid" >/dev/null 2>&1 ||
     log "rabbitmqctl stop failed; stopping by pid"
 fi

@@ -14,8 +14,12 @@ stop_brokers() {
   bash "$root/scripts/rabbitmq-stop.sh" || true
 }
 trap stop_brokers EXIT
-eval "$(bash scripts/rabbitmq-start.sh)"
-eval "$(bash scripts/mosquitto-start.sh)"
+# Captured first: `eval "$(...)"` would swallow a start script's failure, and
+# every broker test would then skip instead of run.
+rabbitmq_env="$(bash scripts/rabbitmq-start.sh)" || { echo "test.sh: RabbitMQ did not start" >&2; exit 1; }
+eval "$rabbitmq_env"
+mosquitto_env="$(bash scripts/mosquitto-start.sh)" || { echo "test.sh: Mosquitto did not start" >&2; exit 1; }
+eval "$mosquitto_env"
 
 # Serial: some broker tests restart their broker, which others must not see.
 cd build

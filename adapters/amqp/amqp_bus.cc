@@ -205,6 +205,16 @@ class AmqpBus final : public EventBus {
 
   std::string Describe() const override { return config_.redacted_url; }
 
+  BusCapabilities Capabilities() const override {
+    BusCapabilities c;
+    c.message_ttl = true;  // x-message-ttl, dead-lettered through the DLX
+    // delayed_retry stays false: the consumer holds the delivery unacked, in
+    // its handler slot, until the delay is over (amqp_consumer.cc).
+    c.shared_between_processes = true;
+    c.counts_all_consumers = true;  // queue.declare's consumer_count
+    return c;
+  }
+
   // Opens the admin connection now, so NewAmqpBus reports a bad URL or login.
   Status Probe() {
     return Admin([](Connection&) { return Status::Ok(); });

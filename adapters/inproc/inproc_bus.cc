@@ -145,6 +145,13 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
 
   std::string Describe() const override { return "inproc://"; }
 
+  BusCapabilities Capabilities() const override {
+    BusCapabilities c;
+    c.delayed_retry = true;         // the retry timer holds them
+    c.counts_all_consumers = true;  // every consumer is in this process
+    return c;
+  }
+
  private:
   friend class InprocSubscription;
 
@@ -351,6 +358,7 @@ class InprocHandle final : public EventBus {
   }
   Result<int> PurgeDeadLetters(const std::string& g) override { return bus_->PurgeDeadLetters(g); }
   std::string Describe() const override { return bus_->Describe(); }
+  BusCapabilities Capabilities() const override { return bus_->Capabilities(); }
 
  private:
   const std::shared_ptr<InprocBus> bus_;

@@ -97,6 +97,16 @@ class MqttBus final : public EventBus {
 
   std::string Describe() const override { return core_->options.described; }
 
+  BusCapabilities Capabilities() const override {
+    BusCapabilities c;
+    c.acks_on_receipt = true;  // paho sends PUBACK before the handler runs
+    c.delayed_retry = true;    // the subscription keeps delayed envelopes aside
+    c.shared_between_processes = true;
+    // counts_all_consumers stays false: Mosquitto does not say who else holds a
+    // shared subscription, so Stats counts only this bus's subscriptions.
+    return c;
+  }
+
  private:
   // Mosquitto does not tell how many messages a session holds: count those of
   // the parked session by taking them and handing them straight back (to the

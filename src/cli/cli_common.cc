@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <random>
 
@@ -30,8 +31,13 @@ sigset_t ShutdownSignals() {
 }  // namespace
 
 void BlockShutdownSignals() {
+  // A script's shell starts a background command with SIGINT ignored, and an
+  // ignored signal is discarded before sigwait could take it: `kill -INT` must
+  // stop fanflow however it was started.
   sigset_t set = ShutdownSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
 }
 
 std::string WaitForShutdownSignal() {
@@ -41,14 +47,55 @@ std::string WaitForShutdownSignal() {
   return sig == SIGINT ? "SIGINT" : "SIGTERM";
 }
 
+InterruptWatch::InterruptWatch(std::chrono::milliseconds grace, std::function<void()> last_words)
+    : grace_(grace), last_words_(std::move(last_words)), thread_([this] { Run(); }) {}
+
+InterruptWatch::~InterruptWatch() {
+  bool in_sigwait;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    returning_ = true;
+    in_sigwait = signal_ == 0;
+  }
+  returned_.notify_all();
+  // Wakes the thread's sigwait; a signal sent to one thread dies with it.
+  if (in_sigwait) pthread_kill(thread_.native_handle(), SIGTERM);
+  thread_.join();
+}
+
+void InterruptWatch::Run() {
+  sigset_t set = ShutdownSignals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (returning_) return;
+  signal_ = sig;
+  stop_.request_stop();
+  if (returned_.wait_for(lock, grace_, [&] { return returning_; })) return;
+  if (last_words_) last_words_();
+  std::_Exit(128 + sig);
+}
+
+std::string InterruptWatch::SignalName() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return signal_ == SIGINT ? "SIGINT" : signal_ == SIGTERM ? "SIGTERM" : "";
+}
+
+int InterruptWatch::ExitCode() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return 128 + signal_;
+}
+
 Result<std::unique_ptr<EventBus>> OpenServiceBus(const std::string& url, const std::string& command,
                                                  bool needs_shared_bus) {
-  if (needs_shared_bus && url.rfind("inproc:", 0) == 0)
-    return InvalidArgument("`fanflow " + command +
-                           "` talks to other processes, but inproc:// only connects code inside "
-                           "one process: pass --bus amqp://... or --bus mqtt://..., or use `fanflow run`");
   auto bus = OpenBus(url);
-  if (bus.ok()) spdlog::debug("bus: {}", bus.value()->Describe());
+  if (!bus.ok()) return bus;
+  if (needs_shared_bus && !bus.value()->Capabilities().shared_between_processes)
+    return InvalidArgument("`fanflow " + command + "` talks to other processes, but " +
+                           bus.value()->Describe() +
+                           " only connects code inside one process: pass --bus amqp://... or "
+                           "--bus mqtt://..., or use `fanflow run`");
+  spdlog::debug("bus: {}", bus.value()->Describe());
   return bus;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "cli/cli_common.h"
 #include "core/bus_url.h"
@@ -20,6 +21,11 @@ namespace fanflow::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// How long roles and broker calls get to let go after SIGINT/SIGTERM.
+constexpr std::chrono::milliseconds kStopGrace{1000};
+// When `submit --wait` asks the bus whether anything takes its start_fanout.
+constexpr std::chrono::milliseconds kPickupCheckAfter{3000};
 
 Result<std::shared_ptr<Processor>> BuildProcessor(const WorkerFlags& f) {
   ProcessorOptions o;
@@ -43,8 +49,8 @@ Result<WorkerOptions> ToWorkerOptions(const WorkerFlags& f) {
   return o;
 }
 
-Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const std::string& bus_url,
-                                              const std::string& default_state) {
+// With --lease auto, o.lease is left for ResolveLease, once the bus is open.
+Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const std::string& default_state) {
   AggregatorOptions o;
   o.state_path = f.state.empty() ? default_state : f.state;
   o.durability = f.sync == "full" ? Durability::kFull : Durability::kNormal;
@@ -56,9 +62,7 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
   o.max_batch_chunks = f.max_batch_chunks;
   o.max_batch_items = f.max_batch_items;
   o.step_lease = std::chrono::milliseconds(static_cast<int64_t>(f.step_lease_s * 1000));
-  if (f.lease == "auto") {
-    o.lease = DefaultLease(bus_url);
-  } else {
+  if (f.lease != "auto") {
     char* end = nullptr;
     double seconds = std::strtod(f.lease.c_str(), &end);
     if (f.lease.empty() || *end != '\0' || seconds < 0)
@@ -66,6 +70,11 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
     o.lease = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   }
   return o;
+}
+
+// --lease auto: whatever the bus needs (see DefaultLease).
+void ResolveLease(const AggregatorFlags& f, const EventBus& bus, AggregatorOptions& o) {
+  if (f.lease == "auto") o.lease = DefaultLease(bus);
 }
 
 // The start_fanout for the flags; jsonl paths become absolute so a ventilator
@@ -143,11 +152,32 @@ std::chrono::milliseconds TimeoutOf(const BatchFlags& f) {
 // Removes a temporary ledger and its WAL files on scope exit.
 struct TemporaryLedger {
   std::string path;
-  ~TemporaryLedger() {
+  ~TemporaryLedger() { Remove(); }
+  void Remove() const {
     if (path.empty()) return;
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
   }
 };
+
+// After kPickupCheckAfter with no sign of the batch (no batch_sealed, no
+// chunk_done), warns once on stderr if the bus says nothing takes its
+// start_fanout; the wait goes on. Stops with the returned thread.
+std::jthread WarnIfNotPickedUp(EventBus& bus, BatchWaiter& waiter, const std::string& batch_id,
+                               bool progress_shown) {
+  return std::jthread([&bus, &waiter, batch_id, progress_shown](std::stop_token stop) {
+    if (waiter.Wait(kPickupCheckAfter, nullptr, stop).status().code() != StatusCode::kTimeout) return;
+    BatchProgress p = waiter.Progress();
+    if (p.total_chunks || p.chunks_done + p.chunks_failed > 0) return;
+    auto why = WhyStartsAreNotTaken(bus);
+    if (!why.ok()) {
+      spdlog::warn("[batch {}] could not ask the bus whether a ventilator takes the batch: {}", batch_id,
+                   why.status().ToString());
+    } else if (why.value()) {
+      std::cerr << (progress_shown ? "\n" : "") << "fanflow: warning: nothing has picked up batch " << batch_id
+                << " yet: " << *why.value() << "; still waiting\n";
+    }
+  });
+}
 
 std::string MakeTemporaryLedgerPath() {
   std::string pattern = (std::filesystem::temp_directory_path() / "fanflow-run-XXXXXX").string();
@@ -173,13 +203,18 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   worker_options->files = files.value();
   TemporaryLedger temporary;
   if (aggregator_flags.state.empty()) temporary.path = MakeTemporaryLedgerPath();
-  auto agg_options = ToAggregatorOptions(aggregator_flags, bus_flags.url, temporary.path);
+  auto agg_options = ToAggregatorOptions(aggregator_flags, temporary.path);
   if (!agg_options.ok()) return Fail(agg_options.status());
-  // An in-process bus starts empty: a rerun of an unfinished batch publishes it again.
-  agg_options->refan_open_batches = bus_flags.url.rfind("inproc:", 0) == 0;
+  InterruptWatch watch(kStopGrace, [&temporary] {
+    std::fputs("fanflow: the run's roles did not stop within 1 s; exiting without them\n", stderr);
+    temporary.Remove();
+  });
 
   auto bus = OpenBus(bus_flags.url);
   if (!bus.ok()) return Fail(bus.status());
+  ResolveLease(aggregator_flags, *bus.value(), agg_options.value());
+  // A bus of this process alone starts empty: a rerun of an unfinished batch publishes it again.
+  agg_options->refan_open_batches = !bus.value()->Capabilities().shared_between_processes;
   auto aggregator = Aggregator::Start(*bus.value(), agg_options.value());
   if (!aggregator.ok()) return Fail(aggregator.status());
   auto workers = Worker::Start(*bus.value(), processor.value(), worker_options.value());
@@ -198,8 +233,24 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   // one is answered again, an unfinished one goes on where it stood.
   const Event& s = start.value();
   if (Status p = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)}); !p.ok()) return Fail(p);
-  auto complete = waiter.value()->Wait(TimeoutOf(batch), progress);
-  return Report(std::move(complete), batch.json, started, progress != nullptr);
+  auto complete = waiter.value()->Wait(TimeoutOf(batch), progress, watch.token());
+  if (!watch.interrupted()) return Report(std::move(complete), batch.json, started, progress != nullptr);
+
+  std::cerr << (progress ? "\n" : "") << "fanflow: " << watch.SignalName() << ": stopping the run of batch "
+            << batch_id << ": ventilator, workers (their chunks in flight go back to the bus), aggregator\n";
+  ventilator.value().reset();
+  workers.value()->Interrupt();
+  workers.value().reset();
+  aggregator.value().reset();
+  if (!temporary.path.empty()) {
+    temporary.Remove();
+    std::cerr << "fanflow: stopped; its temporary ledger is removed\n";
+  } else {
+    std::cerr << "fanflow: stopped; the ledger " << agg_options->state_path
+              << " keeps what was counted: the same command with --batch-id " << batch_id
+              << " goes on from there\n";
+  }
+  return watch.ExitCode();
 }
 
 int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait) {
@@ -212,6 +263,10 @@ int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait)
   std::string batch_id;
   auto start = BuildStart(batch, batch_id);
   if (!start.ok()) return Fail(start.status());
+  InterruptWatch watch(kStopGrace, [&batch_id] {
+    std::cerr << "fanflow: the bus did not let go within 1 s; whether batch " << batch_id
+              << " was submitted is unknown\n";
+  });
   auto bus = OpenServiceBus(bus_flags.url, "submit", true);
   if (!bus.ok()) return Fail(bus.status());
 
@@ -229,7 +284,13 @@ int SubmitCommand(const BusFlags& bus_flags, const BatchFlags& batch, bool wait)
     std::cout << (batch.json ? EncodeEvent(s) : batch_id) << std::endl;
     return kExitSucceeded;
   }
-  return Report(waiter->Wait(TimeoutOf(batch), progress), batch.json, started, progress != nullptr);
+  std::jthread pickup = WarnIfNotPickedUp(*bus.value(), *waiter, batch_id, progress != nullptr);
+  auto complete = waiter->Wait(TimeoutOf(batch), progress, watch.token());
+  if (!watch.interrupted()) return Report(std::move(complete), batch.json, started, progress != nullptr);
+  std::cerr << (progress ? "\n" : "") << "fanflow: " << watch.SignalName() << ": stopped waiting; batch "
+            << batch_id << " goes on on the bus: follow it with `fanflow monitor --state LEDGER` "
+            << "(the aggregator's ledger), or read its batch_complete (topics/README.md)\n";
+  return watch.ExitCode();
 }
 
 int VentilatorCommand(const BusFlags& bus_flags, int concurrency, const std::vector<std::string>& data_dirs) {
@@ -266,10 +327,11 @@ int WorkerCommand(const BusFlags& bus_flags, const WorkerFlags& flags,
 }
 
 int AggregatorCommand(const BusFlags& bus_flags, const AggregatorFlags& flags) {
-  auto options = ToAggregatorOptions(flags, bus_flags.url, "fanflow-ledger.db");
+  auto options = ToAggregatorOptions(flags, "fanflow-ledger.db");
   if (!options.ok()) return Fail(options.status());
   auto bus = OpenServiceBus(bus_flags.url, "aggregator", true);
   if (!bus.ok()) return Fail(bus.status());
+  ResolveLease(flags, *bus.value(), options.value());
   auto aggregator = Aggregator::Start(*bus.value(), options.value());
   if (!aggregator.ok()) return Fail(aggregator.status());
   spdlog::info("aggregator ready on {} (lease {} ms)", bus.value()->Describe(), options->lease.count());
@@ -283,11 +345,12 @@ int TopologyCommand(const BusFlags& bus_flags) {
   for (const std::string& type : KnownEventTypes())
     for (const std::string& group : routes::DefaultGroups(type))
       if (Status s = bus.value()->DeclareGroup(group, {type}); !s.ok()) return Fail(s);
-  // There the aggregator leases every chunk it sees published (--lease auto):
+  // Where clients acknowledge on receipt, the aggregator leases every chunk it
+  // sees published (--lease auto):
   // its group must keep process_chunk events from the first one on, even those
   // published before it starts, or a chunk lost with a killed worker is never
   // redriven.
-  if (AcksOnReceipt(bus.value()->Describe()))
+  if (bus.value()->Capabilities().acks_on_receipt)
     if (Status s = bus.value()->DeclareGroup(routes::kAggregatorGroup, {kProcessChunk}); !s.ok())
       return Fail(s);
   auto stats = bus.value()->Stats("");

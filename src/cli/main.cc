@@ -163,7 +163,8 @@ int main(int argc, char** argv) {
       "fanflow: fan-out / fan-in batch processing over an event bus.\n"
       "A start_fanout is split into process_chunk events, workers process them with a\n"
       "concurrency cap, and an aggregator fires one batch_complete when every chunk is done.\n"
-      "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out."};
+      "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out,\n"
+      "130/143 stopped by SIGINT/SIGTERM (run and submit stop within a second and say what goes on)."};
   app.require_subcommand(1);
 
   BusFlags bus;
@@ -187,7 +188,13 @@ int main(int argc, char** argv) {
   auto* submit = app.add_subcommand("submit", "publish a start_fanout for a batch");
   AddBusFlags(submit, bus);
   AddBatchFlags(submit, batch);
-  submit->add_flag("--wait", wait, "block until the batch_complete arrives (progress on a terminal)");
+  submit->add_flag("--wait", wait,
+                   "block until the batch_complete arrives (progress on a terminal). SIGINT/SIGTERM stop "
+                   "the wait, not the batch (exit 130/143). After 3 s without a sign of the batch, warns "
+                   "once if the bus says nothing takes start_fanout: on AMQP, no queue or no consumer in "
+                   "its group; on MQTT, whose broker does not tell about other clients' subscriptions, "
+                   "only no group declared for it, or starts waiting in a parked session no consumer "
+                   "took over (a ventilator that died keeps its session: that it cannot tell)");
 
   auto* ventilator = app.add_subcommand("ventilator", "service: turn start_fanout into chunks");
   AddBusFlags(ventilator, bus);

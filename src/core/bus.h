@@ -97,9 +97,34 @@ struct DeadLetter {
   std::string time;  // RFC 3339, when it was dead-lettered
 };
 
+// What an adapter does beyond the promises every adapter keeps (those the
+// conformance suite pins: dead-lettering one message with its reason, retry
+// with a delay, declared groups, stats). The pipeline asks the bus for these;
+// it never guesses them from a URL.
+struct BusCapabilities {
+  // The client acknowledges a delivery as it receives it, before the handler
+  // has run (paho on MQTT): what a consumer killed mid-handler held is gone from
+  // the broker, so the pipeline must redrive it (the aggregator's lease).
+  bool acks_on_receipt = false;
+  // Queues can expire messages past a retention and dead-letter them as
+  // expired (AMQP's message_ttl_ms).
+  bool message_ttl = false;
+  // A Retry's delay is waited out by the bus, off the handler slots; false:
+  // the slot (and the unacknowledged message) waits it out (AMQP).
+  bool delayed_retry = false;
+  // Other processes reach the same queues (false: inproc://, one process).
+  bool shared_between_processes = false;
+  // Stats().consumers counts the consumers of every process; false: only this
+  // bus's own subscriptions (MQTT brokers do not tell about other clients').
+  bool counts_all_consumers = false;
+};
+
 class EventBus {
  public:
   virtual ~EventBus() = default;
+
+  // Fixed for the life of the bus. Thread-safe.
+  virtual BusCapabilities Capabilities() const = 0;
 
   // Returns once the bus has durably accepted every message (broker confirm /
   // PUBACK); a message with no queue bound for it is accepted and dropped, as

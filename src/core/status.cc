@@ -11,6 +11,7 @@ std::string Status::ToString() const {
     case StatusCode::kTimeout: return "timeout: " + message_;
     case StatusCode::kRejected: return "rejected: " + message_;
     case StatusCode::kInternal: return "internal: " + message_;
+    case StatusCode::kCancelled: return "cancelled: " + message_;
   }
   return message_;
 }

@@ -17,6 +17,7 @@ enum class StatusCode {
   kTimeout,
   kRejected,  // broker nacked or returned a publish
   kInternal,
+  kCancelled,  // stopped on request (a signal), not failed
 };
 
 class [[nodiscard]] Status {
@@ -41,6 +42,7 @@ inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std
 inline Status Timeout(std::string m) { return {StatusCode::kTimeout, std::move(m)}; }
 inline Status Rejected(std::string m) { return {StatusCode::kRejected, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 
 // A value or the Status that explains why there is none.
 template <typename T>

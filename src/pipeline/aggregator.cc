@@ -113,10 +113,8 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
   return agg;
 }
 
-bool AcksOnReceipt(const std::string& bus_url) { return bus_url.rfind("mqtt", 0) == 0; }
-
-std::chrono::milliseconds DefaultLease(const std::string& bus_url) {
-  return std::chrono::milliseconds(AcksOnReceipt(bus_url) ? 30000 : 0);
+std::chrono::milliseconds DefaultLease(const EventBus& bus) {
+  return std::chrono::milliseconds(bus.Capabilities().acks_on_receipt ? 30000 : 0);
 }
 
 Aggregator::~Aggregator() {

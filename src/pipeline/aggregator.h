@@ -37,12 +37,11 @@ struct Tolerance {
   bool Exceeded(int64_t failed, int64_t total) const;
 };
 
-// Whether clients of the bus at `bus_url` acknowledge a message on receipt,
-// before it is handled (MQTT): there the aggregator leases every chunk it sees
-// published, and redrives those a dead worker took.
-bool AcksOnReceipt(const std::string& bus_url);
-// The lease `fanflow aggregator --lease auto` picks: 30 s on such a bus, else none.
-std::chrono::milliseconds DefaultLease(const std::string& bus_url);
+// The lease `fanflow aggregator --lease auto` picks: 30 s on a bus whose
+// clients acknowledge on receipt, before a message is handled (MQTT), where the
+// aggregator leases every chunk it sees published and redrives those a dead
+// worker took; none elsewhere.
+std::chrono::milliseconds DefaultLease(const EventBus& bus);
 
 struct AggregatorOptions {
   std::string state_path = "fanflow-ledger.db";

@@ -9,8 +9,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
-#include <thread>
+#include <mutex>
 
 #include "core/bounded_json.h"
 
@@ -20,6 +21,18 @@ namespace fanflow {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Sleeps for `d` unless `stop` is requested first; returns false then.
+template <typename Duration>
+bool SleepUnlessStopped(Duration d, const std::stop_token& stop) {
+  std::mutex mu;
+  std::condition_variable_any cv;
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait_for(lock, stop, d, [] { return false; });
+  return !stop.stop_requested();
+}
+
+Status Interrupted(const std::string& what) { return Cancelled(what + ": interrupted, worker stopping"); }
 
 Result<double> ItemValue(const nlohmann::json& item, size_t i) {
   auto it = item.find("value");
@@ -61,10 +74,11 @@ class SleepProcessor final : public Processor {
       total_ms += v.value() * scale_;
     }
     if (timeout_.count() > 0 && total_ms > static_cast<double>(timeout_.count())) {
-      std::this_thread::sleep_for(timeout_);
+      if (!SleepUnlessStopped(timeout_, chunk.stop)) return Interrupted("sleep");
       return Timeout("chunk took longer than " + std::to_string(timeout_.count()) + " ms");
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(total_ms * 1000)));
+    if (!SleepUnlessStopped(std::chrono::microseconds(static_cast<int64_t>(total_ms * 1000)), chunk.stop))
+      return Interrupted("sleep");
     return nlohmann::json({{"slept_ms", total_ms}});
   }
 
@@ -119,10 +133,16 @@ class ExecProcessor final : public Processor {
       return Internal("exec: cannot start /bin/sh: " + std::string(strerror(rc)));
     }
     std::string stdout_text, stderr_text;
-    bool timed_out = Pump(in[1], out[0], err[0], input, stdout_text, stderr_text);
-    if (timed_out) kill(-pid, SIGKILL);
+    bool timed_out = false;
+    {
+      // Ends before waitpid, so it never signals a process group id reused since.
+      std::stop_callback kill_on_stop(chunk.stop, [pid] { kill(-pid, SIGKILL); });
+      timed_out = Pump(in[1], out[0], err[0], input, stdout_text, stderr_text);
+      if (timed_out) kill(-pid, SIGKILL);
+    }
     int wstatus = 0;
     waitpid(pid, &wstatus, 0);
+    if (chunk.stop.stop_requested()) return Interrupted("exec: '" + command_ + "'");
     if (timed_out)
       return Timeout("exec: '" + command_ + "' ran longer than " + std::to_string(timeout_.count()) +
                      " ms and was killed");

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <chrono>
 #include <memory>
+#include <stop_token>
 #include <string>
 
 #include "core/status.h"
@@ -17,6 +18,8 @@ struct ChunkInput {
   std::string batch_id;
   int64_t chunk_index = 0;
   const nlohmann::json& items;  // an array of items
+  // Asked to stop (the worker is interrupted): Process returns Cancelled soon.
+  std::stop_token stop = {};
 };
 
 class Processor {

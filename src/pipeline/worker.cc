@@ -29,6 +29,11 @@ Worker::~Worker() {
   subscription_.reset();
 }
 
+void Worker::Interrupt() {
+  interrupt_.request_stop();
+  if (limiter_) limiter_->Cancel();
+}
+
 std::chrono::milliseconds Worker::Backoff(const WorkerOptions& o, int attempt) {
   thread_local std::mt19937_64 rng(std::random_device{}());
   double full = static_cast<double>(o.backoff_base.count()) * std::pow(2.0, std::max(0, attempt - 1));
@@ -59,10 +64,13 @@ Verdict Worker::Handle(const Delivery& d) {
                                 options_.files);
     // A claim check the policy or its bounds refuse is refused again on retry.
     retryable = items.ok() || items.status().code() != StatusCode::kInvalidArgument;
-    result = items.ok() ? processor_->Process({e.subject, index, items.value()}) : items.status();
+    result = items.ok() ? processor_->Process({e.subject, index, items.value(), interrupt_.get_token()})
+                        : items.status();
   } else {
-    result = processor_->Process({e.subject, index, e.data["items"]});
+    result = processor_->Process({e.subject, index, e.data["items"], interrupt_.get_token()});
   }
+  if (!result.ok() && interrupt_.stop_requested())
+    return Verdict::Retry(std::chrono::milliseconds(0), "worker interrupted mid-chunk");
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
 

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <memory>
+#include <stop_token>
 
 #include "core/bus.h"
 #include "pipeline/processor.h"
@@ -36,6 +37,11 @@ class Worker {
                                                              WorkerOptions options);
   ~Worker();
 
+  // Ends the chunks in flight now instead of letting them finish: processors
+  // are asked to stop (sleep returns, an --exec command's process group is
+  // killed) and each chunk goes back to the bus as a retry. Then destroy it.
+  void Interrupt();
+
   // The delay before attempt `attempt + 1`: base * 2^(attempt-1), capped, with
   // jitter in [delay/2, delay] so retries of a burst spread out.
   static std::chrono::milliseconds Backoff(const WorkerOptions& options, int attempt);
@@ -51,6 +57,7 @@ class Worker {
   const std::shared_ptr<Processor> processor_;
   const WorkerOptions options_;
   std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
+  std::stop_source interrupt_;
   std::unique_ptr<Subscription> subscription_;
 };
 

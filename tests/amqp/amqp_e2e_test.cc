@@ -40,12 +40,7 @@ int64_t WriteItems(const std::string& path, int n) {
 class Pipeline {
  public:
   explicit Pipeline(const std::string& worker_processor_flags)
-      : vhost_(Unique("fanflow-e2e")), dir_(ft::TempDir("amqp-e2e")) {
-    EXPECT_EQ(RabbitmqCtl("add_vhost " + vhost_), 0);
-    EXPECT_EQ(RabbitmqCtl("set_permissions -p " + vhost_ + " guest '.*' '.*' '.*'"), 0);
-    std::string base = AmqpUrl();
-    base = base.substr(0, base.find('/', base.find("://") + 3));  // scheme://host:port
-    url_ = base + "/" + vhost_;
+      : vhost_("fanflow-e2e"), dir_(ft::TempDir("amqp-e2e")), url_(vhost_.url()) {
     auto topology = Fanflow({"topology"});
     EXPECT_EQ(topology.exit_code, 0) << topology.err;
     observer_bus_ = MustOpen(url_);
@@ -73,7 +68,6 @@ class Pipeline {
     for (auto& [name, p] : services_) p->Wait(std::chrono::seconds(20));
     observer_.reset();
     observer_bus_.reset();
-    RabbitmqCtl("delete_vhost " + vhost_);
   }
 
   ft::ProcessResult Fanflow(std::vector<std::string> args,
@@ -123,8 +117,8 @@ class Pipeline {
     services_[name] = std::make_unique<ft::BackgroundProcess>(args, dir_ + "/" + name + ".log");
   }
 
-  const std::string vhost_, dir_;
-  std::string url_;
+  const ScratchVhost vhost_;
+  const std::string dir_, url_;
   std::map<std::string, std::unique_ptr<ft::BackgroundProcess>> services_;
   std::unique_ptr<EventBus> observer_bus_;
   std::unique_ptr<Subscription> observer_;
@@ -132,14 +126,8 @@ class Pipeline {
   std::map<std::string, std::vector<Event>> completions_;
 };
 
-void RequireCtl() {
-  if (!Env("FANFLOW_TEST_RABBITMQCTL").empty()) return;
-  if (Env("CI") == "true") FAIL() << "FANFLOW_TEST_RABBITMQCTL unset";
-  GTEST_SKIP() << "FANFLOW_TEST_RABBITMQCTL unset (set by scripts/rabbitmq-start.sh)";
-}
-
 TEST(AmqpEndToEndTest, AHundredThousandItemsAcrossProcessesSumRight) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   Pipeline p("--processor sum");
   const std::string batch = Unique("b-e2e");
   auto r = p.Submit("range:100000:7", batch);
@@ -173,7 +161,7 @@ void ExpectSleptTotal(const nlohmann::json& e, int64_t sum) {
 }
 
 TEST(AmqpEndToEndTest, AWorkerKilledMidChunkStillEndsInOneRightBatchComplete) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   Pipeline p("--processor sleep --sleep-scale " + std::to_string(kSleepScale));
   const std::string items = p.dir() + "/items.jsonl";
   const int64_t sum = WriteItems(items, kSleepItems);
@@ -193,7 +181,7 @@ TEST(AmqpEndToEndTest, AWorkerKilledMidChunkStillEndsInOneRightBatchComplete) {
 }
 
 TEST(AmqpEndToEndTest, TheBrokerRestartedMidBatchStillEndsRight) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   Pipeline p("--processor sleep --sleep-scale " + std::to_string(kSleepScale));
   const std::string items = p.dir() + "/items.jsonl";
   const int64_t sum = WriteItems(items, kSleepItems);
@@ -217,7 +205,7 @@ TEST(AmqpEndToEndTest, TheBrokerRestartedMidBatchStillEndsRight) {
 }
 
 TEST(AmqpEndToEndTest, AmqpPublishStartsABatchAndItsMalformedMessageIsDeadLettered) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   Pipeline p("--processor sum");
   auto publish = [&](const std::string& body) {
     return ft::RunProcess({"amqp-publish", "--url", p.url(), "-e", "fanflow", "-r", "start_fanout",

@@ -13,12 +13,6 @@
 namespace fanflow::amqp::testing {
 namespace {
 
-void RequireCtl() {
-  if (!Env("FANFLOW_TEST_RABBITMQCTL").empty()) return;
-  if (Env("CI") == "true") FAIL() << "FANFLOW_TEST_RABBITMQCTL unset";
-  GTEST_SKIP() << "FANFLOW_TEST_RABBITMQCTL unset (set by scripts/rabbitmq-start.sh)";
-}
-
 // Publishes `batches` x `per_batch` messages from a thread, pausing between
 // batches, and records every id it got a confirm for.
 class SteadyPublisher {
@@ -52,7 +46,7 @@ class SteadyPublisher {
 };
 
 TEST(AmqpFaultTest, NothingIsLostWhenTheBrokerClosesEveryConnection) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   LogCapture logs;
   auto bus = MustOpen(AmqpUrl());
   ASSERT_TRUE(bus);
@@ -74,7 +68,7 @@ TEST(AmqpFaultTest, NothingIsLostWhenTheBrokerClosesEveryConnection) {
 }
 
 TEST(AmqpFaultTest, ResumesAfterTheBrokerRestartsWithNothingLost) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   auto bus = MustOpen(AmqpUrl());
   ASSERT_TRUE(bus);
   const std::string type = UniqueType("restart"), group = Unique("g");
@@ -109,11 +103,11 @@ class FrozenBroker {
 };
 
 TEST(AmqpFaultTest, NoticesASilentBrokerByItsMissingHeartbeats) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   std::ifstream pid_file(Env("FANFLOW_TEST_RABBITMQ_PID_FILE"));
   pid_t pid = 0;
-  if (!(pid_file >> pid) || pid <= 1)
-    GTEST_SKIP() << "FANFLOW_TEST_RABBITMQ_PID_FILE unset or unreadable";
+  FANFLOW_REQUIRE_OR_SKIP((pid_file >> pid) && pid > 1,
+                          "FANFLOW_TEST_RABBITMQ_PID_FILE unset or unreadable");
   LogCapture logs;
   auto bus = MustOpen(AmqpUrlWith("heartbeat=1&rpc_timeout_ms=2000&connect_timeout_ms=2000"));
   ASSERT_TRUE(bus);
@@ -134,7 +128,7 @@ TEST(AmqpFaultTest, NoticesASilentBrokerByItsMissingHeartbeats) {
 }
 
 TEST(AmqpFaultTest, CredentialsNeverAppearInLogsOrErrors) {
-  RequireCtl();
+  FANFLOW_REQUIRE_RABBITMQCTL();
   const std::string user = Unique("fanflow-user"), password = "pw-" + Unique("S3cret");
   ASSERT_EQ(RabbitmqCtl("add_user " + user + " " + password), 0);
   ASSERT_EQ(RabbitmqCtl("set_permissions -p / " + user + " '.*' '.*' '.*'"), 0);

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/bus.h"
+#include "tests/support/require_env.h"
 
 namespace fanflow::amqp::testing {
 
@@ -19,13 +20,33 @@ using namespace std::chrono_literals;
 
 // FANFLOW_TEST_AMQP_URL, or "amqp://unset" (the tests are skipped then).
 std::string AmqpUrl();
-// AmqpUrl() with query parameters appended ("a=1&b=2").
+// `url` with query parameters appended ("a=1&b=2").
+std::string WithQuery(const std::string& url, const std::string& query);
+// AmqpUrl() with query parameters appended.
 std::string AmqpUrlWith(const std::string& query);
 // An environment variable, or "" when unset.
 std::string Env(const char* name);
 // Runs `$FANFLOW_TEST_RABBITMQCTL args` against the test node; its exit code
 // (-1 when the variable is unset).
 int RabbitmqCtl(const std::string& args);
+// At the top of a test that drives the node with rabbitmqctl.
+#define FANFLOW_REQUIRE_RABBITMQCTL()                                                   \
+  FANFLOW_REQUIRE_OR_SKIP(!::fanflow::amqp::testing::Env("FANFLOW_TEST_RABBITMQCTL").empty(), \
+                          "FANFLOW_TEST_RABBITMQCTL is unset (scripts/rabbitmq-start.sh sets it)")
+// A vhost of its own on the test node, for guest, deleted with it.
+class ScratchVhost {
+ public:
+  explicit ScratchVhost(const std::string& stem);
+  ~ScratchVhost();
+  ScratchVhost(const ScratchVhost&) = delete;
+  ScratchVhost& operator=(const ScratchVhost&) = delete;
+  const std::string& url() const { return url_; }
+
+ private:
+  const std::string name_;
+  std::string url_;
+};
+
 // A name no other run uses, e.g. Unique("g") -> "g_123456789".
 std::string Unique(const std::string& stem);
 // A CloudEvents-style type of its own: "fanflow.<stem>_N.v1".

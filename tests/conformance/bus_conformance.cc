@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -369,6 +370,62 @@ TEST_P(BusConformance, UnacknowledgedEventsSurviveTheirConsumer) {
   auto sub = bus->Subscribe({group, {type}, 1}, got.Acking());
   ASSERT_TRUE(sub.ok());
   EXPECT_TRUE(WaitFor([&] { return got.size() == 3; })) << got.size();
+}
+
+// What Capabilities() says is what the adapter does: with delayed_retry a
+// delivery waiting out its retry delay leaves its handler slot to the next one.
+TEST_P(BusConformance, ARetryDelayHoldsTheHandlerSlotOnlyWithoutDelayedRetry) {
+  auto bus = Open(GetParam());
+  ASSERT_TRUE(bus);
+  const std::string type = TestType("delay"), group = Unique("g");
+  ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
+  using Clock = std::chrono::steady_clock;
+  std::mutex mu;
+  std::optional<Clock::time_point> second_at;
+  auto sub = bus->Subscribe({group, {type}, 1}, [&](const Delivery& d) {
+    if (d.message.id == "first" && d.attempt == 1) return Verdict::Retry(1500ms, "later");
+    std::lock_guard<std::mutex> l(mu);
+    if (d.message.id == "second" && !second_at) second_at = Clock::now();
+    return Verdict::Ack();
+  });
+  ASSERT_TRUE(sub.ok());
+  const auto published = Clock::now();
+  ASSERT_TRUE(bus->Publish({Message{type, "first", "{}"}, Message{type, "second", "{}"}}).ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return second_at.has_value();
+  }));
+  const auto waited = *second_at - published;
+  if (bus->Capabilities().delayed_retry)
+    EXPECT_LT(waited, 1000ms) << "the delay held the only handler slot";
+  else
+    EXPECT_GE(waited, 1400ms) << "the bus says a delay holds the slot, but the next one ran";
+}
+
+// With counts_all_consumers, Stats sees the consumers of another connection
+// (another process); without, it must not pretend to.
+TEST_P(BusConformance, StatsCountOtherConnectionsConsumersOnlyWhereTheBusSaysSo) {
+  auto bus = Open(GetParam());
+  auto other = Open(GetParam());
+  ASSERT_TRUE(bus && other);
+  const std::string type = TestType("consumers"), group = Unique("g");
+  ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
+  Received got;
+  auto sub = other->Subscribe({group, {type}, 1}, got.Acking());
+  ASSERT_TRUE(sub.ok());
+  auto consumers = [&] {
+    auto stats = bus->Stats(group);
+    if (!stats.ok()) return int64_t{-1};
+    for (auto& s : stats.value())
+      if (s.type == type) return s.consumers;
+    return int64_t{-1};
+  };
+  if (bus->Capabilities().counts_all_consumers) {
+    EXPECT_TRUE(WaitFor([&] { return consumers() == 1; }, 10s)) << consumers();
+  } else {
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(consumers(), 0);
+  }
 }
 
 }  // namespace

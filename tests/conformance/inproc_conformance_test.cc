@@ -23,5 +23,16 @@ TEST(InprocBus, AnEphemeralGroupsQueuesGoAwayWithItsSubscription) {
   EXPECT_TRUE(stats->empty());
 }
 
+TEST(InprocBus, SaysItLivesInOneProcessAndHoldsRetryDelaysOffTheHandlers) {
+  auto bus = OpenBus("inproc://caps-test");
+  ASSERT_TRUE(bus.ok());
+  const BusCapabilities c = bus.value()->Capabilities();
+  EXPECT_FALSE(c.acks_on_receipt);
+  EXPECT_FALSE(c.message_ttl);
+  EXPECT_TRUE(c.delayed_retry);
+  EXPECT_FALSE(c.shared_between_processes);
+  EXPECT_TRUE(c.counts_all_consumers);
+}
+
 }  // namespace
 }  // namespace fanflow

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "core/routes.h"
+#include "tests/support/require_env.h"
 
 namespace fanflow {
 namespace {
@@ -148,8 +149,8 @@ TEST(EventSchemas, EveryKnownTypeHasADraft202012SchemaPinningItsType) {
 // Runs topics/validate_examples.py: valid examples must pass their schema, invalid
 // ones must fail it at the sidecar's field.
 TEST(EventSchemas, SchemasAcceptTheValidAndRejectTheInvalidExamples) {
-  if (std::system("python3 -c 'import jsonschema' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "python3 has no jsonschema module (Debian: python3-jsonschema)";
+  FANFLOW_REQUIRE_OR_SKIP(std::system("python3 -c 'import jsonschema' >/dev/null 2>&1") == 0,
+                          "python3 has no jsonschema module (Debian: python3-jsonschema)");
   const std::string command = "python3 '" + (kTopics / "validate_examples.py").string() + "' '" +
                               kTopics.string() + "' 2>&1";
   FILE* pipe = popen(command.c_str(), "r");

@@ -1,5 +1,6 @@
 // The bus conformance suite, unchanged, against the Mosquitto test broker
 // (scripts/mosquitto-start.sh exports FANFLOW_TEST_MQTT_URL).
+#include "core/bus.h"
 #include "tests/conformance/bus_conformance.h"
 #include "tests/mqtt/mqtt_test_env.h"
 
@@ -17,3 +18,19 @@ const auto* const kBrokerRequired = ::testing::AddGlobalTestEnvironment(new Brok
 
 INSTANTIATE_TEST_SUITE_P(Mqtt, BusConformance,
                          ::testing::Values(fanflow::mqtt::test::UrlOrEmpty("FANFLOW_TEST_MQTT_URL")));
+
+namespace {
+
+TEST(MqttBus, SaysItAcksOnReceiptAndCannotCountOtherClientsConsumers) {
+  FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
+  auto bus = fanflow::OpenBus(url);
+  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+  const fanflow::BusCapabilities c = bus.value()->Capabilities();
+  EXPECT_TRUE(c.acks_on_receipt);
+  EXPECT_FALSE(c.message_ttl);
+  EXPECT_TRUE(c.delayed_retry);
+  EXPECT_TRUE(c.shared_between_processes);
+  EXPECT_FALSE(c.counts_all_consumers);
+}
+
+}  // namespace

@@ -40,10 +40,7 @@ const char kSlowSum[] =
 class MqttPipeline : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (mqtt::test::UrlOrEmpty("FANFLOW_TEST_MQTT_URL").empty()) {
-      if (mqtt::test::InCi()) FAIL() << "FANFLOW_TEST_MQTT_URL is unset under CI=true";
-      GTEST_SKIP() << "FANFLOW_TEST_MQTT_URL is unset: run scripts/mosquitto-start.sh";
-    }
+    FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
     ASSERT_TRUE(broker_.Start());
     dir_ = testing::TempDir("mqtt-pipeline");
     auto topo = RunProcess({FanflowBinary(), "topology", "--bus", broker_.url()}, 60s);
@@ -182,10 +179,7 @@ TEST_F(MqttPipeline, MosquittoClientsCanStartABatchAndSeePoisonDeadLettered) {
 // A broker that drops publishes (here: a queue limit left at a low value) is
 // loud: `fanflow monitor` raises messages_dropped and shows the store count.
 TEST(MqttMonitor, ABrokerThatDropsPublishesRaisesTheDroppedAlarm) {
-  if (mqtt::test::UrlOrEmpty("FANFLOW_TEST_MQTT_URL").empty()) {
-    if (mqtt::test::InCi()) FAIL() << "FANFLOW_TEST_MQTT_URL is unset under CI=true";
-    GTEST_SKIP() << "FANFLOW_TEST_MQTT_URL is unset: run scripts/mosquitto-start.sh";
-  }
+  FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
   ScratchBroker broker("max_queued_messages 10");
   ASSERT_TRUE(broker.Start());
   auto bus = OpenBus(broker.url());

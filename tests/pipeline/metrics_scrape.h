@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "tests/support/require_env.h"
 #include "tests/support/subprocess.h"
 
 namespace fanflow::testing {
@@ -45,12 +46,8 @@ inline std::string Body(const std::string& response) {
 // syntax and the naming lint. Without promtool the check is skipped, except
 // under CI=true.
 inline void ExpectPromtoolAccepts(const std::string& text) {
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
-    const char* ci = std::getenv("CI");
-    if (ci && std::string(ci) == "true")
-      FAIL() << "promtool is missing (apt-get install prometheus)";
-    GTEST_SKIP() << "promtool is missing: apt-get install prometheus";
-  }
+  FANFLOW_REQUIRE_OR_SKIP(std::system("command -v promtool >/dev/null 2>&1") == 0,
+                          "promtool is missing: apt-get install prometheus");
   auto r = RunProcess({"promtool", "check", "metrics"}, std::chrono::seconds(30), text);
   EXPECT_EQ(r.exit_code, 0) << "promtool said:\n" << r.out << r.err << "\non:\n" << text;
 }

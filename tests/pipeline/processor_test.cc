@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <stop_token>
+#include <thread>
+
 namespace fanflow {
 namespace {
 
@@ -95,6 +98,29 @@ TEST(ProcessorTest, ExecPrintingSomethingThatIsNotJsonSaysSo) {
   EXPECT_NE(r.status().message().find("malformed JSON: output is not a JSON document"),
             std::string::npos)
       << r.status().message();
+}
+
+// What `fanflow run` relies on to stop within a second on SIGINT.
+TEST(ProcessorTest, ASleepOrExecChunkEndsCancelledSoonAfterItsStopIsRequested) {
+  ProcessorOptions sleep = Named("sleep");
+  sleep.sleep_scale = 10000;  // 70 s for kItems
+  ProcessorOptions exec;
+  exec.command = "sleep 30";
+  for (const ProcessorOptions& o : {sleep, exec}) {
+    SCOPED_TRACE(o.command.empty() ? o.name : o.command);
+    auto processor = Make(o);
+    std::stop_source stop;
+    const auto started = std::chrono::steady_clock::now();
+    std::thread stopper([&stop] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      stop.request_stop();
+    });
+    auto r = processor->Process({"b", 0, kItems, stop.get_token()});
+    stopper.join();
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().ToString();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+  }
 }
 
 TEST(ProcessorTest, UnknownProcessorOrMissingCommandIsAClearError) {

@@ -19,6 +19,7 @@
 
 #include "core/bus.h"
 #include "core/event.h"
+#include "tests/support/require_env.h"
 
 namespace fanflow::testing {
 
@@ -36,19 +37,11 @@ class EveryBus : public ::testing::TestWithParam<std::string> {
       url_ = "inproc://" + Unique("ops");
       return;
     }
-    const char* v = std::getenv(p.c_str());
-    if (v && *v) {
-      url_ = v;
-      return;
-    }
-    const char* ci = std::getenv("CI");
-    if (ci && std::string(ci) == "true") FAIL() << p << " is unset under CI=true";
-    GTEST_SKIP() << p << " is unset: start the broker (scripts/test.sh does) to run this";
+    url_ = EnvOr(p.c_str());
+    FANFLOW_REQUIRE_OR_SKIP(!url_.empty(), p << " is unset: start the broker (scripts/test.sh does) to run this");
   }
 
   bool inproc() const { return GetParam() == "inproc"; }
-  bool amqp() const { return GetParam() == "FANFLOW_TEST_AMQP_URL"; }
-  bool mqtt() const { return GetParam() == "FANFLOW_TEST_MQTT_URL"; }
   const std::string& url() const { return url_; }
 
   std::unique_ptr<EventBus> Open(const std::string& suffix = "") {

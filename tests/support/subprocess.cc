@@ -115,6 +115,24 @@ int BackgroundProcess::Wait(std::chrono::seconds limit) {
 
 std::string BackgroundProcess::Log() const { return ReadFile(log_path_); }
 
+bool BackgroundProcess::WaitForLog(const std::string& text, std::chrono::milliseconds limit) const {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (Log().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+Stopped SignalAndWait(BackgroundProcess& p, int sig, std::chrono::seconds limit) {
+  const auto sent = std::chrono::steady_clock::now();
+  p.Signal(sig);
+  Stopped s;
+  s.exit_code = p.Wait(limit);
+  s.took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent);
+  return s;
+}
+
 std::string FanflowBinary() { return FANFLOW_BINARY; }
 
 }  // namespace fanflow::testing

@@ -35,11 +35,20 @@ class BackgroundProcess {
   // Waits for it to exit; returns its exit code, or -1 if it did not in time.
   int Wait(std::chrono::seconds limit);
   std::string Log() const;
+  // Polls the log until it contains `text`; false if it did not within `limit`.
+  bool WaitForLog(const std::string& text, std::chrono::milliseconds limit) const;
 
  private:
   pid_t pid_ = -1;
   std::string log_path_;
 };
+
+// Sends `sig` to `p` and waits (up to `limit`) for it to exit.
+struct Stopped {
+  int exit_code = -1;  // -1: it did not exit in time (then it was SIGKILLed)
+  std::chrono::milliseconds took{0};
+};
+Stopped SignalAndWait(BackgroundProcess& p, int sig, std::chrono::seconds limit = std::chrono::seconds(10));
 
 // The fanflow binary built next to the tests.
 std::string FanflowBinary();
