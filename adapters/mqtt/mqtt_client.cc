@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
@@ -183,7 +184,12 @@ Result<bool> Connection::Connect() {
       if (Clock::now() > deadline) return Timeout("mqtt connect to " + options_.described + " timed out");
       NudgeNetworkThread(client_.get());
     }
-    return tok->get_connect_response().is_session_present();
+    const auto response = tok->get_connect_response();
+    const auto& props = response.get_properties();
+    server_receive_maximum_ = props.contains(::mqtt::property::RECEIVE_MAXIMUM)
+                                  ? ::mqtt::get<int>(props, ::mqtt::property::RECEIVE_MAXIMUM)
+                                  : 65535;
+    return response.is_session_present();
   } catch (const ::mqtt::exception& e) {
     return FromPaho("mqtt connect as " + spec_.client_id, e, options_);
   }
@@ -258,7 +264,7 @@ void Connection::Disconnect(bool end_session) {
 }
 
 Publisher::Publisher(const MqttOptions& options, std::function<void()> on_broker_back)
-    : options_(options), on_broker_back_(std::move(on_broker_back)), slots_(options.window) {}
+    : options_(options), on_broker_back_(std::move(on_broker_back)) {}
 
 Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options,
                                                    std::function<void()> on_broker_back) {
@@ -274,6 +280,11 @@ Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options,
   if (!conn.ok()) return conn.status();
   p->conn_ = std::move(conn).value();
   if (auto s = p->conn_->Connect(); !s.ok()) return s.status();
+  p->window_ = std::min(options.window, p->conn_->server_receive_maximum());
+  p->slots_ = std::make_unique<std::counting_semaphore<>>(p->window_);
+  if (p->window_ < options.window)
+    spdlog::debug("mqtt: publish window {} (the broker's Receive Maximum) instead of {}", p->window_,
+                  options.window);
   p->nudge_topic_ = "fanflow/nudge/" + p->conn_->client_id();
   if (auto s = p->conn_->Subscribe({p->nudge_topic_}, true); !s.ok()) return s;
   p->reconnector_ = std::thread([self] { self->RunReconnects(); });
@@ -365,24 +376,24 @@ Status Publisher::Publish(const std::vector<OutMessage>& messages) {
     auto [i, tok] = std::move(pending.front());
     pending.pop_front();
     Status s = result.ok() ? await(messages[i], tok) : result;
-    slots_.release();
+    slots_->release();
     if (result.ok()) result = s;
   };
   for (size_t i = 0; i < messages.size() && result.ok(); ++i) {
     // A full window: settle our own oldest publish first, else wait for others'.
-    bool have_slot = slots_.try_acquire();
+    bool have_slot = slots_->try_acquire();
     while (!have_slot && !pending.empty() && result.ok()) {
       settle_front();
-      have_slot = slots_.try_acquire();
+      have_slot = slots_->try_acquire();
     }
     if (!result.ok()) break;
-    if (!have_slot && !slots_.try_acquire_until(deadline)) {
+    if (!have_slot && !slots_->try_acquire_until(deadline)) {
       result = Timeout("mqtt publish: the publish window stayed full for publish_timeout");
       break;
     }
     auto tok = send(messages[i]);
     if (!tok.ok()) {
-      slots_.release();
+      slots_->release();
       result = tok.status();
       break;
     }
