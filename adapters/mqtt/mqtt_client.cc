@@ -200,7 +200,7 @@ Status Connection::Subscribe(const std::vector<std::string>& filters, bool remem
   try {
     auto tok = client_->subscribe(::mqtt::string_collection::create(filters),
                                   std::vector<int>(filters.size(), 1));
-    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt subscribe timed out");
+    if (Status s = AwaitRoundTrip(*tok, "subscribe"); !s.ok()) return s;
     const auto response = tok->get_subscribe_response();
     for (auto rc : response.get_reason_codes())
       if (rc >= 0x80) return Rejected("mqtt subscribe refused (reason " + std::to_string(rc) + ")");
@@ -218,7 +218,7 @@ Status Connection::Unsubscribe(const std::vector<std::string>& filters) {
   if (filters.empty()) return Status::Ok();
   try {
     auto tok = client_->unsubscribe(::mqtt::string_collection::create(filters));
-    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt unsubscribe timed out");
+    if (Status s = AwaitRoundTrip(*tok, "unsubscribe"); !s.ok()) return s;
   } catch (const ::mqtt::exception& e) {
     if (e.get_reason_code() == ::mqtt::NO_SUBSCRIPTION_FOUND) return Status::Ok();  // the goal anyway
     return FromPaho("mqtt unsubscribe", e, options_);
@@ -229,9 +229,21 @@ Status Connection::Unsubscribe(const std::vector<std::string>& filters) {
 Status Connection::PublishAndWait(const OutMessage& message) {
   try {
     auto tok = client_->publish(ToPaho(message));
-    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt publish: no PUBACK in time");
+    if (Status s = AwaitRoundTrip(*tok, "publish"); !s.ok()) return s;
   } catch (const ::mqtt::exception& e) {
     return FromPaho("mqtt publish to " + message.topic, e, options_);
+  }
+  return Status::Ok();
+}
+
+Status Connection::AwaitRoundTrip(::mqtt::token& tok, const char* what) {
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  while (!tok.wait_for(20ms)) {
+    // paho keeps the token of a connection that was lost (e.g. another client
+    // took the session over) pending until the timeout: do not wait for it.
+    if (!spec_.auto_reconnect && !client_->is_connected())
+      return Unavailable(std::string("mqtt ") + what + ": connection lost (" + options_.described + ")");
+    if (Clock::now() > deadline) return Timeout(std::string("mqtt ") + what + " timed out");
   }
   return Status::Ok();
 }

@@ -20,6 +20,7 @@
 
 namespace mqtt {
 class async_client;
+class token;
 }  // namespace mqtt
 
 namespace fanflow::mqtt {
@@ -86,6 +87,8 @@ class Connection {
   friend class Publisher;
   Connection(const MqttOptions& options, ConnectSpec spec, OnMessage on_message, OnLost on_lost);
   void Resubscribe();
+  // Waits for a round trip's token (bounded by connect_timeout).
+  [[nodiscard]] Status AwaitRoundTrip(::mqtt::token& tok, const char* what);
 
   // Immutable after construction.
   const MqttOptions options_;
