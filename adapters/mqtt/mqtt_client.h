@@ -126,6 +126,7 @@ class Publisher {
                                                                std::function<void()> on_broker_back);
   ~Publisher();
   [[nodiscard]] Status Publish(const std::vector<OutMessage>& messages);
+  int server_receive_maximum() const { return conn_->server_receive_maximum(); }  // see Connection
 
  private:
   Publisher(const MqttOptions& options, std::function<void()> on_broker_back);
