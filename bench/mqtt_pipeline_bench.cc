@@ -1,5 +1,6 @@
 // The MQTT pipeline pattern, measured against raw paho-mqtt-cpp in one run:
-// QoS 1 publishes in a window of 100 (fanflow's default) while a member of a
+// QoS 1 publishes in a window of 100 (fanflow's default; the broker's Receive
+// Maximum when that is lower, on both sides) while a member of a
 // shared subscription (QoS 1) consumes them.
 // - RawPaho: one publishing and one consuming client, the message counted in
 //   paho's callback. `props:1` sends what fanflow sends on the wire (content
@@ -9,20 +10,26 @@
 //   concurrency 2 whose handler counts.
 // - EndToEnd: one real fan-out / fan-in (bench/pipeline_run), next to the raw
 //   ceiling for its two message sizes.
+// Every case runs again against FANFLOW_BENCH_MQTT_STOCK_URL when it is set: a
+// Mosquitto with its stock settings (scripts/mosquitto-start.sh with
+// FANFLOW_MQTT_STOCK=1), arg stock:1, in tables of their own.
 // Repetitions are interleaved at random; the tables at the end give medians
 // and ratios. Each iteration uses a fresh topic and group; connecting and
 // subscribing are outside the measured time. `cpu_us_per_msg` is this
 // process's CPU time (all threads) per message: less noisy than throughput on
 // shared cores.
 //
-//   FANFLOW_TEST_MQTT_URL=mqtt://127.0.0.1:1884 build/bench/mqtt_pipeline_bench
+//   FANFLOW_TEST_MQTT_URL=mqtt://127.0.0.1:1884 \
+//   FANFLOW_BENCH_MQTT_STOCK_URL=mqtt://127.0.0.1:1886 build/bench/mqtt_pipeline_bench
 #include <benchmark/benchmark.h>
 #include <mqtt/async_client.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <thread>
 
@@ -45,6 +52,12 @@ constexpr int kWindow = 100;
 constexpr int kFanflowConcurrency = 2;
 
 std::string BrokerUrl() { return bench::UrlFromEnv("FANFLOW_BENCH_MQTT_URL", "FANFLOW_TEST_MQTT_URL"); }
+std::string StockUrl() {
+  const char* url = std::getenv("FANFLOW_BENCH_MQTT_STOCK_URL");
+  return url ? url : "";
+}
+// The broker of a case: its last arg says stock (1) or tuned (0).
+std::string UrlOf(const benchmark::State& state, int arg) { return state.range(arg) ? StockUrl() : BrokerUrl(); }
 
 // CPU seconds (user + system) this process has used so far, all threads.
 double ProcessCpuSeconds() {
@@ -99,7 +112,7 @@ bool AwaitCount(const std::atomic<int>& count, int n) {
 void BM_MqttPipeline_RawPaho(benchmark::State& state) {
   const std::string body = CloudEventBody(static_cast<int>(state.range(0)));
   const bool props = state.range(1) != 0;
-  auto url = ParseBusUrl(BrokerUrl());
+  auto url = ParseBusUrl(UrlOf(state, 2));
   const std::string server = "tcp://" + url->host + ":" + std::to_string(url->port ? url->port : 1883);
   auto create =
       ::mqtt::create_options_builder().mqtt_version(MQTTVERSION_5).max_buffered_messages(10 * kWindow).finalize();
@@ -112,12 +125,20 @@ void BM_MqttPipeline_RawPaho(benchmark::State& state) {
     ::mqtt::async_client publisher(server, Unique("bench-raw-p"), create);
     consumer.connect(connect)->wait();
     consumer.subscribe("$share/" + Unique("g") + "/" + topic, 1)->wait();
-    publisher.connect(connect)->wait();
+    auto connected = publisher.connect(connect);
+    connected->wait();
+    // Like fanflow's publisher, never more in flight than the broker's Receive
+    // Maximum: paho holds the excess back for up to a second.
+    const auto& connack = connected->get_connect_response().get_properties();
+    const size_t in_flight =
+        connack.contains(::mqtt::property::RECEIVE_MAXIMUM)
+            ? std::min<size_t>(kWindow, ::mqtt::get<int>(connack, ::mqtt::property::RECEIVE_MAXIMUM))
+            : kWindow;
 
     IterationClock clock;
     std::deque<::mqtt::delivery_token_ptr> window;
     for (int i = 0; i < kMessages; ++i) {
-      if (window.size() >= kWindow) {
+      if (window.size() >= in_flight) {
         window.front()->wait();
         window.pop_front();
       }
@@ -138,7 +159,7 @@ void BM_MqttPipeline_Fanflow(benchmark::State& state) {
   std::vector<Message> batch;
   for (int i = 0; i < kMessages; ++i) batch.push_back(Message{type, std::to_string(i), body});
   for (auto _ : state) {
-    auto bus = OpenBus(BrokerUrl());
+    auto bus = OpenBus(UrlOf(state, 1));
     if (!bus.ok()) {
       state.SkipWithError(bus.status().ToString().c_str());
       break;
@@ -163,41 +184,58 @@ void BM_MqttPipeline_Fanflow(benchmark::State& state) {
 // The whole pipeline on Mosquitto: start_fanout -> process_chunk x N -> sum
 // workers -> chunk_done -> aggregator (SQLite ledger) -> batch_complete.
 void BM_MqttPipeline_EndToEnd(benchmark::State& state) {
-  bench::MeasureEndToEnd(state, BrokerUrl());
+  bench::MeasureEndToEnd(state, UrlOf(state, 2));
 }
 
 void Configure(benchmark::internal::Benchmark* b) {
   b->Iterations(1)->Repetitions(5)->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
-BENCHMARK(BM_MqttPipeline_RawPaho)
-    ->ArgNames({"bytes", "props"})
-    ->Args({bench::kChunkDoneBytes, 1})
-    ->Args({bench::kChunkDoneBytes, 0})
-    ->Args({bench::kProcessChunkBytes, 1})
-    ->Apply(Configure);
-BENCHMARK(BM_MqttPipeline_Fanflow)
-    ->ArgNames({"bytes"})
-    ->Arg(bench::kChunkDoneBytes)
-    ->Arg(bench::kProcessChunkBytes)
-    ->Apply(Configure);
-BENCHMARK(BM_MqttPipeline_EndToEnd)->ArgNames({"items", "chunk"})->Args({200000, 100})->Apply(Configure);
+// The brokers to measure: the tuned one, and the stock one when it is given.
+std::vector<int64_t> Brokers() { return StockUrl().empty() ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 1}; }
+
+void RawCases(benchmark::internal::Benchmark* b) {
+  for (int64_t stock : Brokers()) {
+    b->Args({bench::kChunkDoneBytes, 1, stock})->Args({bench::kProcessChunkBytes, 1, stock});
+    if (!stock) b->Args({bench::kChunkDoneBytes, 0, stock});
+  }
+  Configure(b);
+}
+
+void FanflowCases(benchmark::internal::Benchmark* b) {
+  for (int64_t stock : Brokers()) b->Args({bench::kChunkDoneBytes, stock})->Args({bench::kProcessChunkBytes, stock});
+  Configure(b);
+}
+
+void EndToEndCases(benchmark::internal::Benchmark* b) {
+  for (int64_t stock : Brokers()) b->Args({200000, 100, stock});
+  Configure(b);
+}
+
+BENCHMARK(BM_MqttPipeline_RawPaho)->ArgNames({"bytes", "props", "stock"})->Apply(RawCases);
+BENCHMARK(BM_MqttPipeline_Fanflow)->ArgNames({"bytes", "stock"})->Apply(FanflowCases);
+BENCHMARK(BM_MqttPipeline_EndToEnd)->ArgNames({"items", "chunk", "stock"})->Apply(EndToEndCases);
 
 void PrintTables(const bench::TableReporter& report) {
-  auto rates = [&](const std::string& prefix) { return report.Values(prefix, "msg_per_s"); };
-  auto raw = [&](int bytes, int props) {
-    return rates("BM_MqttPipeline_RawPaho/bytes:" + std::to_string(bytes) + "/props:" + std::to_string(props));
-  };
-  auto fanflow = [&](int bytes) { return rates("BM_MqttPipeline_Fanflow/bytes:" + std::to_string(bytes)); };
-  std::printf("\n| pattern (%d QoS 1 msgs, window %d) | raw paho msg/s | fanflow msg/s | ratio |\n|---|---|---|---|\n",
-              kMessages, kWindow);
-  for (int bytes : {bench::kChunkDoneBytes, bench::kProcessChunkBytes})
-    bench::PrintRatioRow(std::to_string(bytes) + " B, raw with fanflow's properties", raw(bytes, 1),
-                         fanflow(bytes));
-  bench::PrintRatioRow(std::to_string(bench::kChunkDoneBytes) + " B, raw with bare payloads",
-                       raw(bench::kChunkDoneBytes, 0), fanflow(bench::kChunkDoneBytes));
-  bench::PrintEndToEndTable(report, "BM_MqttPipeline_EndToEnd", raw(bench::kProcessChunkBytes, 1),
-                            raw(bench::kChunkDoneBytes, 1), "paho");
+  for (int64_t stock : Brokers()) {
+    const std::string b = "/stock:" + std::to_string(stock);
+    auto rates = [&](const std::string& prefix) { return report.Values(prefix + b, "msg_per_s"); };
+    auto raw = [&](int bytes, int props) {
+      return rates("BM_MqttPipeline_RawPaho/bytes:" + std::to_string(bytes) + "/props:" + std::to_string(props));
+    };
+    auto fanflow = [&](int bytes) { return rates("BM_MqttPipeline_Fanflow/bytes:" + std::to_string(bytes)); };
+    std::printf("\n%s\n\n| pattern (%d QoS 1 msgs, window %d) | raw paho msg/s | fanflow msg/s | ratio |\n|---|---|---|---|\n",
+                stock ? "Stock Mosquitto (FANFLOW_BENCH_MQTT_STOCK_URL)" : "Tuned Mosquitto (docker/mosquitto.conf)",
+                kMessages, kWindow);
+    for (int bytes : {bench::kChunkDoneBytes, bench::kProcessChunkBytes})
+      bench::PrintRatioRow(std::to_string(bytes) + " B, raw with fanflow's properties", raw(bytes, 1),
+                           fanflow(bytes));
+    if (!stock)
+      bench::PrintRatioRow(std::to_string(bench::kChunkDoneBytes) + " B, raw with bare payloads",
+                           raw(bench::kChunkDoneBytes, 0), fanflow(bench::kChunkDoneBytes));
+    bench::PrintEndToEndTable(report, "BM_MqttPipeline_EndToEnd/items:200000/chunk:100" + b,
+                              raw(bench::kProcessChunkBytes, 1), raw(bench::kChunkDoneBytes, 1), "paho");
+  }
 }
 
 }  // namespace

@@ -8,7 +8,11 @@
 # State (persistence, certificates, log, pid) lives in
 # ${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}/mosquitto and survives a stop, so a
 # restart keeps the sessions and messages. FANFLOW_MQTT_EXTRA_CONF is appended to
-# the configuration (later lines win). Waits until the broker answers (bounded).
+# the configuration (later lines win). FANFLOW_MQTT_STOCK=1 leaves out every
+# setting of docker/mosquitto.conf: the broker then runs with Mosquitto's
+# defaults (max_inflight_messages 20, max_queued_messages 1000, no
+# persistence), as a user's fresh install does, and only the listeners and their
+# auth are set. Waits until the broker answers (bounded).
 # Prints `export FANFLOW_TEST_MQTT...=...` lines for the tests (also written to
 # <dir>/env); progress goes to stderr. Usage: eval "$(scripts/mosquitto-start.sh)"
 # Idempotent: a broker already running from the same dir is reused.
@@ -75,7 +79,12 @@ if [[ ! -f "$dir/password" ]]; then
 fi
 
 {
-  sed '/^# --- listeners and paths/,$d' "$base_conf"
+  if [[ "${FANFLOW_MQTT_STOCK:-0}" == 1 ]]; then
+    echo "# Mosquitto's defaults (FANFLOW_MQTT_STOCK=1): only listeners and auth below."
+    echo "per_listener_settings true"
+  else
+    sed '/^# --- listeners and paths/,$d' "$base_conf"
+  fi
   cat <<EOF
 # --- listeners and paths: written by scripts/mosquitto-start.sh ---
 user $(id -un)
@@ -97,7 +106,7 @@ EOF
 } >"$dir/mosquitto.conf"
 
 rm -f "$dir/mosquitto.pid"
-log "starting on 127.0.0.1:$port (TLS $tls_port, auth $auth_port), state in $dir"
+log "starting on 127.0.0.1:$port (TLS $tls_port, auth $auth_port)$([[ "${FANFLOW_MQTT_STOCK:-0}" == 1 ]] && echo ", stock settings"), state in $dir"
 mosquitto -c "$dir/mosquitto.conf" -d
 
 for _ in $(seq 1 50); do

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "adapters/mqtt/mqtt_broker_check.h"
 #include "adapters/mqtt/mqtt_dead_letters.h"
 #include "adapters/mqtt/mqtt_parked.h"
 #include "adapters/mqtt/mqtt_subscription.h"
@@ -132,6 +133,15 @@ class MqttBus final : public EventBus {
   const std::shared_ptr<BusCore> core_;
 };
 
+// Whether this process opens a bus on `server_uri` for the first time: the
+// broker's settings are checked (and hinted at) once per process.
+bool FirstOpenOf(const std::string& server_uri) {
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  std::lock_guard<std::mutex> lock(mu);
+  return seen.insert(server_uri).second;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<EventBus>> NewMqttBus(const BusUrl& url) {
@@ -145,6 +155,13 @@ Result<std::unique_ptr<EventBus>> NewMqttBus(const BusUrl& url) {
   if (!publisher.ok()) return publisher.status();
   core->publisher = std::move(publisher).value();
   spdlog::debug("mqtt: bus open on {}", core->options.described);
+  if (FirstOpenOf(core->options.server_uri)) {
+    auto limits = CheckBrokerLimits(core->options, *core->publisher);
+    if (limits.ok())
+      LogBrokerHints(core->options, *limits);
+    else
+      spdlog::debug("mqtt: broker settings not checked: {}", limits.status().ToString());
+  }
   return std::unique_ptr<EventBus>(std::make_unique<MqttBus>(std::move(core)));
 }
 

@@ -15,6 +15,10 @@
 //   cert=PATH, key=PATH  client certificate and key for mqtts://
 //   session_expiry=S     how long the broker keeps a stopped consumer's session
 //                        and its queued messages (default 86400)
+//   elastic_session_expiry=S  the same for members of elastic groups (workers):
+//                        a member killed for good leaves the group S seconds
+//                        after the broker sees its connection drop (default 2);
+//                        keep it below the aggregator's --lease
 //   connect_timeout=S    first connect and each admin round trip (default 10)
 //   publish_timeout=S    how long Publish keeps retrying before it fails (default 30)
 //   window=N             QoS 1 publishes outstanding at once per bus (default 100)

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
@@ -183,7 +184,12 @@ Result<bool> Connection::Connect() {
       if (Clock::now() > deadline) return Timeout("mqtt connect to " + options_.described + " timed out");
       NudgeNetworkThread(client_.get());
     }
-    return tok->get_connect_response().is_session_present();
+    const auto response = tok->get_connect_response();
+    const auto& props = response.get_properties();
+    server_receive_maximum_ = props.contains(::mqtt::property::RECEIVE_MAXIMUM)
+                                  ? ::mqtt::get<int>(props, ::mqtt::property::RECEIVE_MAXIMUM)
+                                  : 65535;
+    return response.is_session_present();
   } catch (const ::mqtt::exception& e) {
     return FromPaho("mqtt connect as " + spec_.client_id, e, options_);
   }
@@ -194,7 +200,7 @@ Status Connection::Subscribe(const std::vector<std::string>& filters, bool remem
   try {
     auto tok = client_->subscribe(::mqtt::string_collection::create(filters),
                                   std::vector<int>(filters.size(), 1));
-    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt subscribe timed out");
+    if (Status s = AwaitRoundTrip(*tok, "subscribe"); !s.ok()) return s;
     const auto response = tok->get_subscribe_response();
     for (auto rc : response.get_reason_codes())
       if (rc >= 0x80) return Rejected("mqtt subscribe refused (reason " + std::to_string(rc) + ")");
@@ -212,7 +218,7 @@ Status Connection::Unsubscribe(const std::vector<std::string>& filters) {
   if (filters.empty()) return Status::Ok();
   try {
     auto tok = client_->unsubscribe(::mqtt::string_collection::create(filters));
-    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt unsubscribe timed out");
+    if (Status s = AwaitRoundTrip(*tok, "unsubscribe"); !s.ok()) return s;
   } catch (const ::mqtt::exception& e) {
     if (e.get_reason_code() == ::mqtt::NO_SUBSCRIPTION_FOUND) return Status::Ok();  // the goal anyway
     return FromPaho("mqtt unsubscribe", e, options_);
@@ -223,9 +229,21 @@ Status Connection::Unsubscribe(const std::vector<std::string>& filters) {
 Status Connection::PublishAndWait(const OutMessage& message) {
   try {
     auto tok = client_->publish(ToPaho(message));
-    if (!tok->wait_for(options_.connect_timeout)) return Timeout("mqtt publish: no PUBACK in time");
+    if (Status s = AwaitRoundTrip(*tok, "publish"); !s.ok()) return s;
   } catch (const ::mqtt::exception& e) {
     return FromPaho("mqtt publish to " + message.topic, e, options_);
+  }
+  return Status::Ok();
+}
+
+Status Connection::AwaitRoundTrip(::mqtt::token& tok, const char* what) {
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  while (!tok.wait_for(20ms)) {
+    // paho keeps the token of a connection that was lost (e.g. another client
+    // took the session over) pending until the timeout: do not wait for it.
+    if (!spec_.auto_reconnect && !client_->is_connected())
+      return Unavailable(std::string("mqtt ") + what + ": connection lost (" + options_.described + ")");
+    if (Clock::now() > deadline) return Timeout(std::string("mqtt ") + what + " timed out");
   }
   return Status::Ok();
 }
@@ -258,7 +276,7 @@ void Connection::Disconnect(bool end_session) {
 }
 
 Publisher::Publisher(const MqttOptions& options, std::function<void()> on_broker_back)
-    : options_(options), on_broker_back_(std::move(on_broker_back)), slots_(options.window) {}
+    : options_(options), on_broker_back_(std::move(on_broker_back)) {}
 
 Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options,
                                                    std::function<void()> on_broker_back) {
@@ -274,6 +292,11 @@ Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options,
   if (!conn.ok()) return conn.status();
   p->conn_ = std::move(conn).value();
   if (auto s = p->conn_->Connect(); !s.ok()) return s.status();
+  p->window_ = std::min(options.window, p->conn_->server_receive_maximum());
+  p->slots_ = std::make_unique<std::counting_semaphore<>>(p->window_);
+  if (p->window_ < options.window)
+    spdlog::debug("mqtt: publish window {} (the broker's Receive Maximum) instead of {}", p->window_,
+                  options.window);
   p->nudge_topic_ = "fanflow/nudge/" + p->conn_->client_id();
   if (auto s = p->conn_->Subscribe({p->nudge_topic_}, true); !s.ok()) return s;
   p->reconnector_ = std::thread([self] { self->RunReconnects(); });
@@ -365,24 +388,24 @@ Status Publisher::Publish(const std::vector<OutMessage>& messages) {
     auto [i, tok] = std::move(pending.front());
     pending.pop_front();
     Status s = result.ok() ? await(messages[i], tok) : result;
-    slots_.release();
+    slots_->release();
     if (result.ok()) result = s;
   };
   for (size_t i = 0; i < messages.size() && result.ok(); ++i) {
     // A full window: settle our own oldest publish first, else wait for others'.
-    bool have_slot = slots_.try_acquire();
+    bool have_slot = slots_->try_acquire();
     while (!have_slot && !pending.empty() && result.ok()) {
       settle_front();
-      have_slot = slots_.try_acquire();
+      have_slot = slots_->try_acquire();
     }
     if (!result.ok()) break;
-    if (!have_slot && !slots_.try_acquire_until(deadline)) {
+    if (!have_slot && !slots_->try_acquire_until(deadline)) {
       result = Timeout("mqtt publish: the publish window stayed full for publish_timeout");
       break;
     }
     auto tok = send(messages[i]);
     if (!tok.ok()) {
-      slots_.release();
+      slots_->release();
       result = tok.status();
       break;
     }

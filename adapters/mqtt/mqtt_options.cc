@@ -57,6 +57,10 @@ Result<MqttOptions> ParseOptions(const BusUrl& url) {
       auto v = ParseWhole(url, key, 0, 100000000);
       if (!v.ok()) return v.status();
       o.session_expiry_s = static_cast<uint32_t>(*v);
+    } else if (key == "elastic_session_expiry") {
+      auto v = ParseWhole(url, key, 0, 100000000);
+      if (!v.ok()) return v.status();
+      o.elastic_session_expiry_s = static_cast<uint32_t>(*v);
     } else if (key == "connect_timeout") {
       auto v = ParseWhole(url, key, 1, 3600);
       if (!v.ok()) return v.status();
@@ -76,7 +80,7 @@ Result<MqttOptions> ParseOptions(const BusUrl& url) {
     } else {
       return InvalidArgument(url.Redacted() + ": unknown option '" + key +
                              "' (known: client_id, cacert, cert, key, session_expiry, "
-                             "connect_timeout, publish_timeout, receive_maximum, window)");
+                             "elastic_session_expiry, connect_timeout, publish_timeout, receive_maximum, window)");
     }
   }
   if (!o.tls && (!o.cacert.empty() || !o.cert.empty()))

@@ -22,6 +22,10 @@ struct MqttOptions {
   std::string user, password;
   std::string instance;  // the stable part of consumer client ids
   uint32_t session_expiry_s = 86400;
+  // Session Expiry of the members of elastic groups (SubscribeOptions::elastic):
+  // a member lost for good leaves the shared subscription this soon, so a
+  // redrive after the aggregator's lease meets only live members.
+  uint32_t elastic_session_expiry_s = 2;
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds publish_timeout{30};
   int receive_maximum = 0;  // 0: 8 per handler thread of the subscription

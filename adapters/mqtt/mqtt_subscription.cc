@@ -58,7 +58,7 @@ Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<Bu
     sub->slot_.emplace(std::move(slot).value());
     spec.client_id = ConsumerClientId(options.group, o.instance, sub->slot_->slot());
     spec.clean_start = false;
-    spec.session_expiry_s = o.session_expiry_s;
+    spec.session_expiry_s = options.elastic ? o.elastic_session_expiry_s : o.session_expiry_s;
   }
   MqttSubscription* self = sub.get();
   auto conn = Connection::Create(o, spec, [self](Incoming in) { self->OnMessage(in); });
@@ -97,7 +97,10 @@ MqttSubscription::~MqttSubscription() {
   wake_.notify_all();
   stop_.notify_all();
   // No new deliveries; a persistent session goes on queueing the group's share.
-  if (consumer_) consumer_->Disconnect(options_.ephemeral);
+  // A member of an elastic group leaves it instead, and a parked session keeps
+  // the group subscribed in case it was the last one (its peers retire it).
+  if (options_.elastic) Park();
+  if (consumer_) consumer_->Disconnect(options_.ephemeral || options_.elastic);
   for (auto& t : threads_) t.join();
   consumer_.reset();
   // What was taken but never handled goes back to the group, delays kept.
@@ -189,6 +192,27 @@ void MqttSubscription::Settle(Envelope e, const Verdict& v) {
                 EscapeForLog(e.message.id), s.ToString());
   if (v.kind == Verdict::Kind::kDeadLetter) e.not_before_ms = NowMillis() + kSettleBackoff.count() * 1000;
   Enqueue(std::move(e));
+}
+
+void MqttSubscription::Park() {
+  std::vector<OutMessage> registry;
+  for (const auto& type : options_.event_types) {
+    // Members leaving together take the parked session over from each other
+    // (the same client id): one of them holds it subscribed; retry the others.
+    Status s = DeclareParked(core_->options, options_.group, type);
+    for (int i = 0; i < 3 && s.code() == StatusCode::kUnavailable; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 + std::random_device{}() % 250));
+      s = DeclareParked(core_->options, options_.group, type);
+    }
+    if (!s.ok()) {
+      spdlog::warn("mqtt: group '{}': no parked session for {} after this member leaves: {}", options_.group,
+                   type, s.ToString());
+      continue;
+    }
+    registry.push_back(RegistryEntry(options_.group, type, true));
+  }
+  if (auto s = core_->publisher->Publish(registry); !s.ok())
+    spdlog::warn("mqtt: group registry of '{}' not updated: {}", options_.group, s.ToString());
 }
 
 void MqttSubscription::RetireParked(bool register_all) {

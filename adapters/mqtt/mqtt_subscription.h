@@ -44,7 +44,11 @@ struct BusCore {
 // for a delay wait here, not in a thread.
 // Destruction stops delivery, waits for running handlers and publishes what was
 // taken but not handled back to the group's retry topic; the session itself
-// stays (unless ephemeral), so the broker goes on queueing the group's share.
+// stays (unless ephemeral or elastic), so the broker goes on queueing the
+// group's share. A member of an elastic group ends its session (it leaves the
+// shared subscription at once) after declaring the group's parked session, so
+// the group keeps a subscriber if it was the last member. A member that dies
+// leaves the group when its short Session Expiry ends.
 // Thread-safe; AddStats may be called from any thread.
 class MqttSubscription final : public Subscription {
  public:
@@ -73,6 +77,8 @@ class MqttSubscription final : public Subscription {
   // Drains and drops the parked sessions of this group's types; registers them
   // as not parked (all of them, or those that had a parked session).
   void RetireParked(bool register_all);
+  // Declares the parked sessions of this group's types (a member leaving).
+  void Park();
   void RunMaintenance();
 
   // Immutable after Start.

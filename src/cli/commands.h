@@ -32,7 +32,7 @@ struct AggregatorFlags {
   std::string tolerate;
   std::string lease = "auto";  // seconds, or auto: on for MQTT buses
   double deadline_s = 0;       // 0: none
-  int64_t fanout_window = 1000;
+  int64_t fanout_window = 400;
   int64_t max_batch_chunks = 10'000'000;
   int64_t max_batch_items = 1'000'000'000;
   double step_lease_s = 10;

@@ -61,6 +61,10 @@ struct SubscribeOptions {
   // once unused instead of piling up on the broker (AMQP: x-expires, 60 s by
   // default, so a waiter survives a broker restart; MQTT: no session kept).
   bool ephemeral = false;
+  // Members of the group come and go (workers scaled up and down, hosts lost):
+  // one that stops or dies for good must soon stop taking a share of the
+  // group's messages (MQTT: a short Session Expiry; AMQP redelivers anyway).
+  bool elastic = false;
 };
 
 // A live subscription. Destroying it stops delivery and waits for handlers in

@@ -51,8 +51,10 @@ struct AggregatorOptions {
   int max_redrives = 5;  // then the chunk is reported failed
   // Chunks of one batch published and not yet done, at most: the ventilator
   // gets the next step once a batch is down to half of it, so batches share
-  // the workers instead of the first one filling the queue.
-  int64_t fanout_window = 1000;
+  // the workers instead of the first one filling the queue. 400 keeps a parked
+  // session on a stock Mosquitto (max_queued_messages 1000) below its limit:
+  // it holds at most a window of chunks and their chunk_done.
+  int64_t fanout_window = 400;
   int64_t max_batch_chunks = 10'000'000;   // a larger batch is refused
   int64_t max_batch_items = 1'000'000'000;
   // A fan-out step not reported within this is handed out again (its

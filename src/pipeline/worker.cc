@@ -17,7 +17,9 @@ Result<std::unique_ptr<Worker>> Worker::Start(EventBus& bus, std::shared_ptr<Pro
   if (options.concurrency < 1) return InvalidArgument("--concurrency must be >= 1");
   if (options.max_attempts < 1) return InvalidArgument("--max-attempts must be >= 1");
   std::unique_ptr<Worker> w(new Worker(bus, std::move(processor), options));
-  auto sub = bus.Subscribe({routes::kWorkerGroup, {kProcessChunk}, options.concurrency},
+  SubscribeOptions subscribe{routes::kWorkerGroup, {kProcessChunk}, options.concurrency};
+  subscribe.elastic = true;
+  auto sub = bus.Subscribe(subscribe,
                            [raw = w.get()](const Delivery& d) { return raw->Handle(d); });
   if (!sub.ok()) return sub.status();
   w->subscription_ = std::move(sub).value();

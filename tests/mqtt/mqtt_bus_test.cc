@@ -139,7 +139,8 @@ TEST(MqttBus, ALiveSlowConsumerLosesNothingUnderMosquittosDefaultQueueLimit) {
 
 TEST(MqttBus, MessagesTheBrokerDropsShowInStats) {
   FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", shared_url);
-  ScratchBroker broker("max_queued_messages 100");
+  // $SYS every second (the stock sys_interval is 10 s).
+  ScratchBroker broker("max_queued_messages 100", mqtt::test::BrokerConfig::kTuned);
   ASSERT_TRUE(broker.Start());
   auto bus = Open(broker.url());
   ASSERT_TRUE(bus);
@@ -184,7 +185,7 @@ TEST(MqttBus, PublishKeepsABoundedWindowUnderLoad) {
 // off for a protocol error on every reconnect (it now starts clean).
 TEST(MqttBus, AMosquittoRestartMidStreamLosesNothing) {
   FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", shared_url);
-  ScratchBroker broker;
+  ScratchBroker broker("", mqtt::test::BrokerConfig::kTuned);  // a restart keeps only what persistence saved
   ASSERT_TRUE(broker.Start());
   auto bus = Open(broker.url() + "?publish_timeout=60");
   ASSERT_TRUE(bus);
@@ -215,7 +216,7 @@ TEST(MqttBus, AMosquittoRestartMidStreamLosesNothing) {
 // publishes.
 TEST(MqttBus, ADeclaredGroupKeepsEventsPublishedAfterABrokerRestart) {
   FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", shared_url);
-  ScratchBroker broker;
+  ScratchBroker broker("", mqtt::test::BrokerConfig::kTuned);  // a restart keeps only what persistence saved
   ASSERT_TRUE(broker.Start());
   const std::string type = "fanflow." + Unique("declared") + ".v1", group = Unique("g");
   auto bus = Open(broker.url());

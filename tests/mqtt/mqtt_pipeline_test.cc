@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -39,6 +40,9 @@ const char kSlowSum[] =
 // (SIGKILL by pid) when the test ends, the broker by its pid.
 class MqttPipeline : public ::testing::Test {
  protected:
+  explicit MqttPipeline(mqtt::test::BrokerConfig config = mqtt::test::BrokerConfig::kInherit)
+      : broker_("", config) {}
+
   void SetUp() override {
     FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
     ASSERT_TRUE(broker_.Start());
@@ -176,11 +180,90 @@ TEST_F(MqttPipeline, MosquittoClientsCanStartABatchAndSeePoisonDeadLettered) {
   EXPECT_NE(seen.out.find("|this is not json {"), std::string::npos) << seen.out;
 }
 
+// Mosquitto as a user installs it: only listeners and auth configured.
+class MqttPipelineOnStockBroker : public MqttPipeline {
+ protected:
+  MqttPipelineOnStockBroker() : MqttPipeline(mqtt::test::BrokerConfig::kStock) {}
+
+  // Starts `fanflow <role>` and returns its log once it says it is ready.
+  std::string ReadyLog(const std::string& name, std::vector<std::string> args) {
+    BackgroundProcess& p = Service(name, std::move(args));
+    for (int i = 0; i < 100; ++i) {
+      if (p.Log().find(" ready on ") != std::string::npos) return p.Log();
+      std::this_thread::sleep_for(100ms);
+    }
+    ADD_FAILURE() << name << " not ready in 10 s:\n" << p.Log();
+    return p.Log();
+  }
+};
+
+// One of two workers SIGKILLed mid-batch and never restarted: its session
+// leaves the shared subscription within the elastic Session Expiry (2 s), so
+// the lease's redrive reaches the live worker only, once, and the batch
+// succeeds about a lease later (before: `partial` after ~4 minutes, the dead
+// session taking its share of each of 6 redrives).
+TEST_F(MqttPipelineOnStockBroker, AWorkerKilledForGoodCostsOneRedriveAndTheBatchSucceeds) {
+  constexpr int kLease = 3;
+  StartServices(kSlowSum, kLease);
+  ProcessResult r;
+  std::atomic<bool> finished{false};
+  const auto started = std::chrono::steady_clock::now();
+  std::thread submit([&] {
+    r = RunProcess(Submit("range:20000:7", 100), 120s);
+    finished = true;
+  });
+  std::this_thread::sleep_for(2s);  // both workers hold chunks by now
+  ASSERT_FALSE(finished.load()) << "the batch ended before the fault: " << r.out;
+  services_[2].second->Signal(SIGKILL);  // worker-a, for good
+  const auto killed = std::chrono::steady_clock::now();
+  submit.join();
+  const double after_kill = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ExpectSucceeded(r, 20000, RangeSum(20000, 7));
+  const std::string aggregator = services_[0].second->Log();
+  EXPECT_NE(aggregator.find("redrive #1"), std::string::npos) << "the kill lost no chunk?\n" << aggregator;
+  EXPECT_EQ(aggregator.find("redrive #2"), std::string::npos) << aggregator;
+  EXPECT_EQ(aggregator.find("counting it failed"), std::string::npos) << aggregator;
+  // 200 chunks of ~0.1 s on 4 slots take ~5 s; half the slots after the kill,
+  // plus the lease before the redrive: ~12 s here, against minutes before.
+  EXPECT_LT(after_kill, 30.0) << "total " << total << " s";
+}
+
+// What fanflow can tell of a stock broker's settings it says at start-up,
+// naming the setting: max_inflight_messages from the CONNACK's Receive
+// Maximum, and drops ($SYS) that max_queued_messages caused.
+TEST_F(MqttPipelineOnStockBroker, StartUpNamesTheSettingsThatCostThroughputOrLoseMessages) {
+  std::string log = ReadyLog("ventilator", {"ventilator"});
+  EXPECT_NE(log.find("max_inflight_messages"), std::string::npos) << log;
+  EXPECT_EQ(log.find("max_queued_messages"), std::string::npos) << log;  // nothing dropped yet
+
+  // An offline session fed past the stock queue limit of 1000.
+  auto bus = OpenBus(broker_.url());
+  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+  const std::string type = "fanflow.overflow.v1";
+  ASSERT_TRUE((*bus)->DeclareGroup("offline", {type}).ok());
+  std::vector<Message> burst;
+  for (int i = 0; i < 1100; ++i) burst.push_back(Message{type, "m" + std::to_string(i), "{}"});
+  ASSERT_TRUE((*bus)->Publish(burst).ok());
+  // The stock sys_interval is 10 s: $SYS shows the drops within it.
+  int64_t dropped = 0;
+  for (int i = 0; i < 30 && dropped == 0; ++i) {
+    std::this_thread::sleep_for(500ms);
+    auto stats = (*bus)->Stats("offline");
+    ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+    for (const QueueStats& q : stats.value()) dropped = std::max(dropped, q.dropped);
+  }
+  ASSERT_GE(dropped, 100);
+  log = ReadyLog("worker", {"worker", "--processor", "sum"});
+  EXPECT_NE(log.find("has dropped " + std::to_string(dropped)), std::string::npos) << log;
+  EXPECT_NE(log.find("max_queued_messages"), std::string::npos) << log;
+}
+
 // A broker that drops publishes (here: a queue limit left at a low value) is
 // loud: `fanflow monitor` raises messages_dropped and shows the store count.
 TEST(MqttMonitor, ABrokerThatDropsPublishesRaisesTheDroppedAlarm) {
   FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
-  ScratchBroker broker("max_queued_messages 10");
+  ScratchBroker broker("max_queued_messages 10", mqtt::test::BrokerConfig::kTuned);  // $SYS every second
   ASSERT_TRUE(broker.Start());
   auto bus = OpenBus(broker.url());
   ASSERT_TRUE(bus.ok()) << bus.status().ToString();

@@ -29,8 +29,12 @@ std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
 }  // namespace
 
-ScratchBroker::ScratchBroker(std::string extra_conf)
-    : extra_conf_(std::move(extra_conf)), port_(FreePort()), tls_port_(FreePort()), auth_port_(FreePort()) {
+ScratchBroker::ScratchBroker(std::string extra_conf, BrokerConfig config)
+    : extra_conf_(std::move(extra_conf)),
+      config_(config),
+      port_(FreePort()),
+      tls_port_(FreePort()),
+      auth_port_(FreePort()) {
   char tmpl[] = "/tmp/fanflow-scratch-broker-XXXXXX";
   dir_ = mkdtemp(tmpl);
   log_ = dir_ + "/mosquitto/mosquitto.log";
@@ -42,7 +46,10 @@ ScratchBroker::~ScratchBroker() {
 }
 
 std::string ScratchBroker::Env() const {
-  return "FANFLOW_RUN_DIR=" + Quote(dir_) + " FANFLOW_MQTT_PORT=" + std::to_string(port_) +
+  std::string stock;
+  if (config_ != BrokerConfig::kInherit)
+    stock = std::string("FANFLOW_MQTT_STOCK=") + (config_ == BrokerConfig::kStock ? "1 " : "0 ");
+  return stock + "FANFLOW_RUN_DIR=" + Quote(dir_) + " FANFLOW_MQTT_PORT=" + std::to_string(port_) +
          " FANFLOW_MQTTS_PORT=" + std::to_string(tls_port_) + " FANFLOW_MQTT_AUTH_PORT=" +
          std::to_string(auth_port_) + " FANFLOW_MQTT_EXTRA_CONF=" + Quote(extra_conf_);
 }

@@ -8,10 +8,15 @@
 
 namespace fanflow::mqtt::test {
 
+// kTuned: docker/mosquitto.conf's settings; kStock: Mosquitto's defaults, only
+// listeners and auth set (FANFLOW_MQTT_STOCK=1); kInherit: whichever the
+// test's environment asks for (FANFLOW_MQTT_STOCK), so the suite runs on both.
+enum class BrokerConfig { kInherit, kTuned, kStock };
+
 class ScratchBroker {
  public:
   // `extra_conf` is appended to the broker configuration (later lines win).
-  explicit ScratchBroker(std::string extra_conf = "");
+  explicit ScratchBroker(std::string extra_conf = "", BrokerConfig config = BrokerConfig::kInherit);
   ~ScratchBroker();  // stops the broker and deletes its state
 
   // Starts (or restarts with the same state dir); false if it did not come up.
@@ -30,6 +35,7 @@ class ScratchBroker {
 
   std::string dir_;
   std::string extra_conf_;
+  BrokerConfig config_;
   std::string log_;
   int port_, tls_port_, auth_port_;
 };
