@@ -220,6 +220,9 @@ class Fanflow:
                 entries.append(json.loads(line))
             except ValueError as e:
                 problem = "line %d of `dlq list --json` is not JSON (%s): %r" % (n + 1, e, line[:200])
+            except RecursionError:
+                problem = ("line %d of `dlq list --json` is nested too deep for Python's json module "
+                           "(a display must bound depth): %r" % (n + 1, line[:200]))
         if r.rc != 0:
             problem = "dlq list: " + r.describe()
         return entries, problem
