@@ -12,6 +12,8 @@
 #include <streambuf>
 #include <utility>
 
+#include "core/bounded_json.h"
+
 namespace fanflow {
 namespace {
 
@@ -225,12 +227,14 @@ class JsonlSource final : public Source {
         const int64_t line_start = page.next.offset;
         page.next.offset += static_cast<int64_t>(line.size()) + (in->eof() ? 0 : 1);
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-        auto item = nlohmann::json::parse(line, nullptr, false);
-        if (item.is_discarded() || !item.is_object())
+        // Within the decoder's limits: a chunk is re-encoded, and later decoded.
+        auto item = ParseBoundedJson(line, "item");
+        if (!item.ok() || !item->is_object())
           return InvalidArgument("source " + Spec() + ": item " +
                                  std::to_string(page.next.next_item) + " (byte " +
-                                 std::to_string(line_start) + ") is not a JSON object");
-        c.items.push_back(std::move(item));
+                                 std::to_string(line_start) + ") is not a JSON object" +
+                                 (item.ok() ? "" : " (" + item.status().message() + ")"));
+        c.items.push_back(std::move(item).value());
         ++c.item_count;
         ++page.next.next_item;
       }
@@ -356,10 +360,9 @@ Result<nlohmann::json> LoadClaimCheck(const ClaimCheck& ref, const SourcePolicy&
     if (end == std::string::npos) end = bytes.size();
     std::string_view line(bytes.data() + start, end - start);
     if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
-      auto item = nlohmann::json::parse(line, nullptr, false);
-      if (item.is_discarded())
-        return InvalidArgument("data.ref: a line of " + where + " is not JSON");
-      items.push_back(std::move(item));
+      auto item = ParseBoundedJson(line, "item");
+      if (!item.ok()) return InvalidArgument("data.ref: a line of " + where + ": " + item.status().message());
+      items.push_back(std::move(item).value());
     }
     start = end + 1;
   }
