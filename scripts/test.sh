@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test, from a fresh Debian machine: installs the build deps, the brokers
 # and the third-party clients, builds, starts a private RabbitMQ and Mosquitto
-# on loopback (non-default ports), runs ctest, and stops the brokers by pid.
+# on loopback (non-default ports), runs ctest (unit, adapter, hostile-input and
+# fault-matrix suites), runs the fuzzers for a bounded time, and stops the
+# brokers by pid.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -22,5 +24,8 @@ mosquitto_env="$(bash scripts/mosquitto-start.sh)" || { echo "test.sh: Mosquitto
 eval "$mosquitto_env"
 
 # Serial: some broker tests restart their broker, which others must not see.
-cd build
-ctest --output-on-failure --timeout 900 "$@"
+(cd build && ctest --output-on-failure --timeout 900 "$@")
+
+# The decoder and the chunk_done -> ledger path under libFuzzer, for a bounded
+# time over the corpus in fuzz/corpus: any crash fails the run.
+bash scripts/fuzz.sh

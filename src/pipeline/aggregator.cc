@@ -199,6 +199,11 @@ Verdict Aggregator::HandleProgress(const Event& e) {
     return Verdict::DeadLetter("subject: unknown batch '" + e.subject + "': this aggregator admitted no such batch");
   const BatchRecord& b = *found.value();
   const int64_t step = e.data["step"].get<int64_t>();
+  if (e.type == kBatchSealed && b.total_chunks &&
+      (e.data["total_chunks"] != *b.total_chunks || e.data["total_items"] != b.total_items))
+    return Verdict::DeadLetter("data.total_chunks: batch '" + e.subject + "' is sealed at " +
+                               std::to_string(*b.total_chunks) + " chunks, " + std::to_string(b.total_items) +
+                               " items; this seal says otherwise");
   if (b.complete || step < b.step.number ||
       (step == b.step.number && b.step.state != FanoutStepRecord::State::kIssued))
     return Verdict::Ack();  // a step reported twice (it was handed out again)
