@@ -61,18 +61,19 @@ std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
   if (!s.batches_known) {
     out += "open batches: pass --state with the aggregator's ledger to see them\n";
   } else {
-    std::snprintf(line, sizeof line, "%-32s %-24s %5s %13s %7s %9s %9s %11s %9s\n", "OPEN BATCH",
-                  "PROGRESS", "", "DONE/TOTAL", "FAILED", "AGE s", "IDLE s", "OUTSTANDING", "OLDEST s");
+    std::snprintf(line, sizeof line, "%-32s %-24s %5s %13s %7s %9s %9s %9s %11s %9s\n", "OPEN BATCH",
+                  "PROGRESS", "", "DONE/TOTAL", "FAILED", "CONFLICTS", "AGE s", "IDLE s", "OUTSTANDING",
+                  "OLDEST s");
     out += line;
     for (const BatchRow& b : s.batches) {
       const int64_t done = b.succeeded + b.failed;
       const double ratio =
           b.total_chunks && *b.total_chunks > 0 ? double(done) / double(*b.total_chunks) : 0;
       std::string total = b.total_chunks ? std::to_string(*b.total_chunks) : "?";
-      std::snprintf(line, sizeof line, "%-32s %-24s %4.0f%% %13s %7lld %9.1f %9.1f %11lld %9s\n",
+      std::snprintf(line, sizeof line, "%-32s %-24s %4.0f%% %13s %7lld %9lld %9.1f %9.1f %11lld %9s\n",
                     EscapeForLog(b.batch_id, 120).c_str(), Bar(ratio, 22).c_str(), ratio * 100,
                     (std::to_string(done) + "/" + total).c_str(), static_cast<long long>(b.failed),
-                    b.age_s, b.idle_s, static_cast<long long>(b.outstanding),
+                    static_cast<long long>(b.conflicts), b.age_s, b.idle_s, static_cast<long long>(b.outstanding),
                     Num(b.oldest_outstanding_s).c_str());
       out += line;
     }

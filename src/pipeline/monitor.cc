@@ -139,6 +139,7 @@ Result<std::vector<BatchRow>> Monitor::ReadBatches() {
     r.total_chunks = b.total_chunks;
     r.succeeded = b.succeeded;
     r.failed = b.failed;
+    r.conflicts = b.conflicts;
     r.age_s = static_cast<double>(now - b.created_ms) / 1000;
     r.idle_s = static_cast<double>(now - b.updated_ms) / 1000;
     if (auto it = outstanding->find(b.batch_id); it != outstanding->end()) {

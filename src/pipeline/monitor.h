@@ -55,6 +55,7 @@ struct BatchRow {
   std::optional<int64_t> total_chunks;  // once sealed
   int64_t succeeded = 0;
   int64_t failed = 0;
+  int64_t conflicts = 0;  // chunk_done refused for contradicting a counted result
   double age_s = 0;   // since its first event
   double idle_s = 0;  // since its last progress
   // Published and not yet done (waiting or being processed), as the ledger's

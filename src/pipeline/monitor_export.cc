@@ -68,7 +68,7 @@ void Monitor::Export(const MonitorSnapshot& snap, bool up) {
                            active);
 
   if (!snap.batches_known) return;
-  Samples chunks, progress, age, idle, outstanding, oldest_outstanding;
+  Samples chunks, conflicts, progress, age, idle, outstanding, oldest_outstanding;
   for (const BatchRow& b : snap.batches) {
     const MetricLabels l = {{"batch", b.batch_id}};
     for (auto [state, n] :
@@ -81,6 +81,7 @@ void Monitor::Export(const MonitorSnapshot& snap, bool up) {
         progress.push_back({l, static_cast<double>(b.succeeded + b.failed) /
                                    static_cast<double>(*b.total_chunks)});
     }
+    conflicts.push_back({l, static_cast<double>(b.conflicts)});
     age.push_back({l, b.age_s});
     idle.push_back({l, b.idle_s});
     outstanding.push_back({l, static_cast<double>(b.outstanding)});
@@ -90,6 +91,9 @@ void Monitor::Export(const MonitorSnapshot& snap, bool up) {
                      {}, static_cast<double>(snap.batches.size()));
   metrics_->SetGaugeFamily("fanflow_batch_chunks",
                            "Chunks of an open batch by state (total once sealed)", chunks);
+  metrics_->SetGaugeFamily("fanflow_batch_conflicts",
+                           "chunk_done events of an open batch refused for contradicting a counted result",
+                           conflicts);
   metrics_->SetGaugeFamily("fanflow_batch_progress_ratio",
                            "Share of an open batch's chunks done (0..1)", progress);
   metrics_->SetGaugeFamily("fanflow_batch_age_seconds", "Time since an open batch's first event",
@@ -134,6 +138,7 @@ nlohmann::json MonitorSnapshot::ToJson() const {
          {"total_chunks", b.total_chunks ? nlohmann::json(*b.total_chunks) : nlohmann::json()},
          {"succeeded", b.succeeded},
          {"failed", b.failed},
+         {"conflicts", b.conflicts},
          {"age_seconds", b.age_s},
          {"idle_seconds", b.idle_s},
          {"outstanding", b.outstanding},

@@ -195,5 +195,25 @@ TEST(MonitorBatchTest, ShowsTheChunksOutstandingInTheLedgerAndTheAgeOfTheOldest)
       << metrics->Render();
 }
 
+TEST(MonitorBatchTest, CountsTheConflictingChunkDoneOfABatch) {
+  const std::string path = fanflow::testing::TempDir("conflicts") + "/ledger.db";
+  auto ledger = Ledger::Open(path, Durability::kNormal).value();
+  fanflow::testing::AdmitBatch(*ledger, "b-conf", "corr-conf", 3);
+  ASSERT_TRUE(ledger->RecordChunk(ChunkOutcome{"b-conf", "corr-conf", 0, true, 10, 1, 5, ""}).ok());
+  ASSERT_EQ(ledger->RecordChunk(ChunkOutcome{"b-conf", "corr-conf", 0, true, 10, 1, 6, ""}).value(),
+            ChunkRecorded::kConflict);
+
+  auto bus = OpenBus("inproc://" + Unique("conflicts")).value();
+  MonitorOptions o;
+  o.state_path = path;
+  auto metrics = std::make_shared<Metrics>();
+  auto monitor = Monitor::Start(*bus, o, metrics).value();
+  auto snap = monitor->Sample();
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ(snap->ToJson()["batches"][0]["conflicts"], 1);
+  EXPECT_NE(metrics->Render().find("fanflow_batch_conflicts{batch=\"b-conf\"} 1"), std::string::npos)
+      << metrics->Render();
+}
+
 }  // namespace
 }  // namespace fanflow
