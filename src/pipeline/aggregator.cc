@@ -43,6 +43,11 @@ std::string TooLarge(int64_t items, int64_t chunk_size, const AggregatorOptions&
   return "";
 }
 
+// For an event about a batch this aggregator never admitted: no ghost batch.
+Verdict UnknownBatch(const Event& e) {
+  return Verdict::DeadLetter("subject: unknown batch '" + e.subject + "': this aggregator admitted no such batch");
+}
+
 // The items chunk `index` of `b` must report: chunk_size, but for the last
 // chunk of a sealed batch.
 int64_t ExpectedItems(const BatchRecord& b, int64_t index) {
@@ -196,7 +201,7 @@ Verdict Aggregator::HandleProgress(const Event& e) {
   auto found = ledger_->Get(e.subject);
   if (!found.ok()) return Settled(found.status(), e.subject, e.id);
   if (!found.value())
-    return Verdict::DeadLetter("subject: unknown batch '" + e.subject + "': this aggregator admitted no such batch");
+    return UnknownBatch(e);
   const BatchRecord& b = *found.value();
   const int64_t step = e.data["step"].get<int64_t>();
   if (e.type == kBatchSealed && b.total_chunks &&
@@ -251,7 +256,7 @@ Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
   auto found = ledger_->Get(e.subject);
   if (!found.ok()) return Settled(found.status(), e.subject, e.id);
   if (!found.value())
-    return Verdict::DeadLetter("subject: unknown batch '" + e.subject + "': this aggregator admitted no such batch");
+    return UnknownBatch(e);
   // A decided batch still records what comes late (and refuses conflicts),
   // but its batch_complete is final.
   const BatchRecord& b = *found.value();
