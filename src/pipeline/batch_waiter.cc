@@ -76,13 +76,13 @@ Result<std::optional<std::string>> WhyStartsAreNotTaken(EventBus& bus) {
     if (!q)
       return std::optional<std::string>("no queue of group '" + group +
                                         "' takes start_fanout, so the bus dropped it (declare "
-                                        "them with `fanflow topology`, start a ventilator, submit again)");
+                                        "them with `fanflow topology`, start an aggregator, submit again)");
     if (caps.counts_all_consumers && q->consumers == 0)
-      return std::optional<std::string>("group '" + group + "' has no consumer (is a `fanflow ventilator` running?); " +
+      return std::optional<std::string>("group '" + group + "' has no consumer (is a `fanflow aggregator` running? it admits batches); " +
                                         std::to_string(q->depth) + " start_fanout wait in its queue");
     if (!caps.counts_all_consumers && q->depth > 0)
       return std::optional<std::string>(std::to_string(q->depth) + " start_fanout wait for group '" + group +
-                                        "' where no consumer has taken them over (is a `fanflow ventilator` running?)");
+                                        "' where no consumer has taken them over (is a `fanflow aggregator` running? it admits batches)");
   }
   return std::optional<std::string>();
 }

@@ -32,12 +32,12 @@ class AmqpSubmitTest : public ::testing::Test {
   const std::string dir_ = ft::TempDir("amqp-submit");
 };
 
-TEST_F(AmqpSubmitTest, WarnsWhenTheVentilatorQueueHasNoConsumerAndStopsOnSigint) {
+TEST_F(AmqpSubmitTest, WarnsWhenTheAdmittingQueueHasNoConsumerAndStopsOnSigint) {
   ASSERT_EQ(Topology(), 0);
   auto submit = Submit();
   ASSERT_TRUE(submit->WaitForLog("nothing has picked up batch", 10s)) << submit->Log();
   EXPECT_TRUE(submit->WaitForLog("still waiting", 1s));
-  EXPECT_NE(submit->Log().find("group 'ventilator' has no consumer"), std::string::npos) << submit->Log();
+  EXPECT_NE(submit->Log().find("group 'aggregator' has no consumer"), std::string::npos) << submit->Log();
   const std::string log = ft::ExpectStopsPromptlyOn(*submit, SIGINT);
   EXPECT_NE(log.find("SIGINT: stopped waiting; batch"), std::string::npos) << log;
   EXPECT_NE(log.find("goes on on the bus"), std::string::npos) << log;
@@ -48,17 +48,18 @@ TEST_F(AmqpSubmitTest, WarnsWhenTheVentilatorQueueHasNoConsumerAndStopsOnSigint)
 TEST_F(AmqpSubmitTest, WarnsWhenNoQueueTakesTheStartAndStopsOnSigterm) {
   auto submit = Submit();  // no topology: the start_fanout is routed nowhere
   ASSERT_TRUE(submit->WaitForLog("nothing has picked up batch", 10s)) << submit->Log();
-  EXPECT_NE(submit->Log().find("no queue of group 'ventilator'"), std::string::npos) << submit->Log();
+  EXPECT_NE(submit->Log().find("no queue of group 'aggregator'"), std::string::npos) << submit->Log();
   ft::ExpectStopsPromptlyOn(*submit, SIGTERM);
 }
 
-TEST_F(AmqpSubmitTest, StaysQuietWhileAVentilatorTakesTheBatchAndStopsOnSigint) {
+TEST_F(AmqpSubmitTest, StaysQuietWhileTheServicesTakeTheBatchAndStopsOnSigint) {
   ASSERT_EQ(Topology(), 0);
   auto ventilator = Fanflow("ventilator", {"ventilator"});
   auto worker = Fanflow("worker", {"worker", "--processor", "sleep", "--sleep-scale", "10"});
   auto aggregator = Fanflow("aggregator", {"aggregator", "--state", dir_ + "/ledger.db"});
   ASSERT_TRUE(ventilator->WaitForLog("ventilator ready", 30s)) << ventilator->Log();
   ASSERT_TRUE(worker->WaitForLog("worker ready", 30s)) << worker->Log();
+  ASSERT_TRUE(aggregator->WaitForLog("aggregator ready", 30s)) << aggregator->Log();
   auto submit = Submit();
   ASSERT_TRUE(submit->WaitForLog("submitted", 30s)) << submit->Log();
   std::this_thread::sleep_for(5s);  // past the check

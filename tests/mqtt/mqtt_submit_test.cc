@@ -41,10 +41,10 @@ class MqttSubmitTest : public ::testing::Test {
 };
 
 TEST_F(MqttSubmitTest, WarnsWhenTheStartWaitsInAParkedSessionAndStopsOnSigint) {
-  ASSERT_EQ(Topology(), 0);  // declares the ventilator group; no ventilator runs
+  ASSERT_EQ(Topology(), 0);  // declares the aggregator's group; no aggregator runs
   auto submit = Submit();
   ASSERT_TRUE(submit->WaitForLog("nothing has picked up batch", 15s)) << submit->Log();
-  EXPECT_NE(submit->Log().find("wait for group 'ventilator'"), std::string::npos) << submit->Log();
+  EXPECT_NE(submit->Log().find("wait for group 'aggregator'"), std::string::npos) << submit->Log();
   const std::string log = testing::ExpectStopsPromptlyOn(*submit, SIGINT);
   EXPECT_NE(log.find("goes on on the bus"), std::string::npos) << log;
 }
@@ -52,15 +52,17 @@ TEST_F(MqttSubmitTest, WarnsWhenTheStartWaitsInAParkedSessionAndStopsOnSigint) {
 TEST_F(MqttSubmitTest, WarnsWhenNoGroupTakesTheStartAndStopsOnSigterm) {
   auto submit = Submit();
   ASSERT_TRUE(submit->WaitForLog("nothing has picked up batch", 15s)) << submit->Log();
-  EXPECT_NE(submit->Log().find("no queue of group 'ventilator'"), std::string::npos) << submit->Log();
+  EXPECT_NE(submit->Log().find("no queue of group 'aggregator'"), std::string::npos) << submit->Log();
   testing::ExpectStopsPromptlyOn(*submit, SIGTERM);
 }
 
-TEST_F(MqttSubmitTest, StaysQuietWhileAVentilatorTakesTheBatch) {
+TEST_F(MqttSubmitTest, StaysQuietWhileTheServicesTakeTheBatch) {
   ASSERT_EQ(Topology(), 0);
   auto ventilator = Fanflow("ventilator", {"ventilator"});
   auto worker = Fanflow("worker", {"worker", "--processor", "sleep", "--sleep-scale", "10"});
+  auto aggregator = Fanflow("aggregator", {"aggregator", "--state", dir_ + "/ledger.db"});
   ASSERT_TRUE(ventilator->WaitForLog("ventilator ready", 30s)) << ventilator->Log();
+  ASSERT_TRUE(aggregator->WaitForLog("aggregator ready", 30s)) << aggregator->Log();
   ASSERT_TRUE(worker->WaitForLog("worker ready", 30s)) << worker->Log();
   auto submit = Submit();
   ASSERT_TRUE(submit->WaitForLog("submitted", 30s)) << submit->Log();
