@@ -194,15 +194,15 @@ int main(int argc, char** argv) {
                    "once if the bus says nothing takes start_fanout: on AMQP, no queue or no consumer in "
                    "its group; on MQTT, whose broker does not tell about other clients' subscriptions, "
                    "only no group declared for it, or starts waiting in a parked session no consumer "
-                   "took over (a ventilator that died keeps its session: that it cannot tell)");
+                   "took over (an aggregator that died keeps its session: that it cannot tell)");
 
-  auto* ventilator = app.add_subcommand("ventilator", "service: turn start_fanout into chunks");
+  auto* ventilator = app.add_subcommand("ventilator", "service: turn the aggregator's fan-out steps into chunks");
   AddBusFlags(ventilator, bus);
   ventilator->add_option("--concurrency", ventilator_concurrency, "batches fanned out at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   AddDataDirFlag(ventilator, data_dirs,
-                 "read a start_fanout's jsonl:PATH source only under this directory (default: none, "
+                 "read a batch's jsonl:PATH source only under this directory (default: none, "
                  "so every jsonl: source is refused; '-' for stdin always is)");
 
   auto* worker_cmd = app.add_subcommand("worker", "service: process chunks with a concurrency cap");
@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
                  "read a process_chunk's claim check (data.ref.path) only under this directory "
                  "(default: none, so every claim check is refused)");
 
-  auto* aggregator_cmd = app.add_subcommand("aggregator", "service: count chunks, fire batch_complete");
+  auto* aggregator_cmd = app.add_subcommand("aggregator", "service: admit batches, hand out their fan-out, count chunks, fire batch_complete");
   AddBusFlags(aggregator_cmd, bus);
   AddAggregatorFlags(aggregator_cmd, aggregator, "ledger file (default: fanflow-ledger.db)");
 
