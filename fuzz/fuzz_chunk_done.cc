@@ -70,13 +70,14 @@ Harness& Get() {
     auto agg = fanflow::Aggregator::Start(*h->bus, o);
     if (!agg.ok()) Die("start aggregator", agg.status());
     h->aggregator = std::move(agg).value();
-    // The batches of the seed corpus, admitted and sealed (1,000 chunks of
-    // 100), so inputs reach the ledger's placement and conflict checks.
+    // The batches of the seed corpus, admitted and sealed in their first step
+    // (400 chunks of 100, the default fan-out window), so inputs reach the
+    // ledger's placement and conflict checks.
     for (const char* batch : {"b-20240611-c210", "orders-2024-06-11", "b-20240611-7f3a"}) {
       auto start = fanflow::MakeEvent(fanflow::kStartFanout, std::string(batch) + "/start", batch, batch,
-                                      {{"source", "range:100000"}, {"chunk_size", 100}});
+                                      {{"source", "range:40000"}, {"chunk_size", 100}});
       auto sealed = fanflow::MakeEvent(fanflow::kBatchSealed, std::string(batch) + "/sealed", batch, batch,
-                                       {{"total_chunks", 1000}, {"total_items", 100000}, {"step", 0}});
+                                       {{"total_chunks", 400}, {"total_items", 40000}, {"step", 0}});
       for (const auto& e : {start, sealed}) {
         if (auto s = h->bus->Publish(fanflow::Message{e.type, e.id, fanflow::EncodeEvent(e)}); !s.ok())
           Die("admit", s);
