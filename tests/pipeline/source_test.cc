@@ -27,7 +27,7 @@ SourcePolicy AllowDirOf(const std::string& path) {
   return Allow({fs::path(path).parent_path().string()});
 }
 
-// Walks a source page by page the way continuations do, reopening it for
+// Walks a source page by page the way fan-out steps do, reopening it for
 // every page as a restarted ventilator would.
 std::vector<Chunk> WalkInPages(const std::string& spec, int64_t chunk_size, int64_t page_chunks,
                                int64_t claim_check_bytes = 0) {
