@@ -14,7 +14,7 @@ done
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev
+  nlohmann-json3-dev libsimdjson-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev
   librabbitmq-dev libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
   python3 python3-jsonschema
   clang-14 libfuzzer-14-dev

@@ -1,6 +1,9 @@
 #include "core/bounded_json.h"
 
+#include <simdjson.h>
+
 #include <array>
+#include <optional>
 #include <string>
 
 namespace fanflow {
@@ -76,12 +79,88 @@ class BoundedSax {
   size_t syntax_error_at_ = 0;
 };
 
+// The fast path: simdjson parses and validates (UTF-8 included) about ten
+// times faster than nlohmann's lexer, which was a third of a chunk's CPU. Its
+// DOM is copied into nlohmann's within the same limits; any error or limit
+// returns nullopt, and the slow path below then gives the one precise message,
+// so both paths accept and refuse the same documents.
+class FastCopy {
+ public:
+  std::optional<json> Copy(simdjson::dom::element e) {
+    json out;
+    return Into(e, out, 0) ? std::optional<json>(std::move(out)) : std::nullopt;
+  }
+
+ private:
+  bool Into(simdjson::dom::element e, json& out, int depth) {
+    using simdjson::dom::element_type;
+    switch (e.type()) {
+      case element_type::OBJECT: {
+        if (depth == kMaxJsonDepth) return false;
+        simdjson::dom::object object = e.get_object().value_unsafe();
+        if (object.size() > kMaxJsonContainerElements) return false;
+        out = json::object();
+        auto& members = out.get_ref<json::object_t&>();
+        for (auto field : object) {
+          if (field.key.size() > kMaxJsonStringBytes) return false;
+          // A repeated key keeps its last value, as nlohmann's parser does.
+          if (!Into(field.value, members[std::string(field.key)], depth + 1)) return false;
+        }
+        return true;
+      }
+      case element_type::ARRAY: {
+        if (depth == kMaxJsonDepth) return false;
+        simdjson::dom::array array = e.get_array().value_unsafe();
+        if (array.size() > kMaxJsonContainerElements) return false;
+        out = json::array();
+        auto& elements = out.get_ref<json::array_t&>();
+        elements.reserve(array.size());
+        for (auto value : array)
+          if (!Into(value, elements.emplace_back(), depth + 1)) return false;
+        return true;
+      }
+      case element_type::STRING: {
+        std::string_view v = e.get_string().value_unsafe();
+        if (v.size() > kMaxJsonStringBytes) return false;
+        out = std::string(v);
+        return true;
+      }
+      case element_type::INT64: out = e.get_int64().value_unsafe(); return true;
+      case element_type::UINT64: out = e.get_uint64().value_unsafe(); return true;
+      case element_type::DOUBLE: out = e.get_double().value_unsafe(); return true;
+      case element_type::BOOL: out = e.get_bool().value_unsafe(); return true;
+      case element_type::NULL_VALUE: out = nullptr; return true;
+    }
+    return false;
+  }
+};
+
+// A parser keeps the memory of its largest document (about 10 bytes per byte
+// of input): each thread keeps one for ordinary bodies, a larger body gets a
+// parser of its own that is freed with it.
+constexpr size_t kKeptParserBytes = 1 << 20;
+
+std::optional<json> ParseFast(std::string_view text) {
+  auto parse = [&](simdjson::dom::parser& parser) -> std::optional<json> {
+    simdjson::dom::element root;
+    if (parser.parse(text.data(), text.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
+    return FastCopy().Copy(root);
+  };
+  if (text.size() > kKeptParserBytes) {
+    simdjson::dom::parser parser(text.size());
+    return parse(parser);
+  }
+  thread_local simdjson::dom::parser parser(kKeptParserBytes);
+  return parse(parser);
+}
+
 }  // namespace
 
 Result<json> ParseBoundedJson(std::string_view text, std::string_view what) {
   if (text.size() > kMaxEventBytes)
     return InvalidArgument(std::string(what) + ": " + std::to_string(text.size()) +
                            " bytes is larger than the limit of " + std::to_string(kMaxEventBytes));
+  if (auto fast = ParseFast(text)) return std::move(*fast);
   json out;
   BoundedSax sax(out);
   const bool ok = json::sax_parse(text, &sax, json::input_format_t::json, /*strict=*/true);

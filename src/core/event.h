@@ -46,6 +46,9 @@ Event MakeEvent(std::string type, std::string id, std::string batch_id,
                 std::string correlation_id, nlohmann::json data);
 
 std::string EncodeEvent(const Event& event);
+// EncodeEvent with one more member of `data`, `key`, whose value is already
+// JSON text (valid, within the decoder's limits): a chunk's items.
+std::string EncodeEventWithRawMember(const Event& event, std::string_view key, std::string_view raw_json);
 
 // A process_chunk's id, "<batch>/chunk/<index>" (topics/README.md).
 std::string ChunkEventId(const std::string& batch_id, int64_t chunk_index);

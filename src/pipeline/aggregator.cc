@@ -249,7 +249,7 @@ Verdict Aggregator::HandleProgress(const Event& e) {
   if (sealed)
     spdlog::info("[batch {}] sealed: {} chunks, {} items (correlation {})", e.subject, chunks, items,
                  b.correlation_id);
-  return Settled(sealed ? CompleteIfDone(e.subject) : NextStepIfRoom(e.subject), e.subject, e.id);
+  return Settled(Advance(e.subject), e.subject, e.id);
 }
 
 Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
@@ -305,15 +305,20 @@ Status Aggregator::RecordOutcome(const ChunkOutcome& c, ChunkRecorded recorded) 
     spdlog::warn("[batch {}] chunk {} failed after {} attempts: {}", c.batch_id, c.chunk_index,
                  c.attempts, EscapeForLog(c.error));
   }
-  if (Status s = NextStepIfRoom(c.batch_id); !s.ok()) return s;
   // Even a duplicate may find the batch decided but not announced (crash).
-  return CompleteIfDone(c.batch_id);
+  return Advance(c.batch_id);
 }
 
-Status Aggregator::NextStepIfRoom(const std::string& batch_id) {
+Status Aggregator::Advance(const std::string& batch_id) {
   auto found = ledger_->Get(batch_id);
   if (!found.ok() || !found.value()) return found.status();
   BatchRecord& b = *found.value();
+  if (Status s = NextStepIfRoom(b); !s.ok()) return s;
+  return CompleteIfDone(b);
+}
+
+Status Aggregator::NextStepIfRoom(BatchRecord& b) {
+  const std::string& batch_id = b.batch_id;
   if (b.complete || b.step.state != FanoutStepRecord::State::kWaiting) return Status::Ok();
   const int64_t outstanding = b.published_chunks - (b.succeeded + b.failed);
   if (outstanding > options_.fanout_window / 2) return Status::Ok();
@@ -337,12 +342,8 @@ Status Aggregator::PublishStep(const BatchRecord& b) {
   return bus_.Publish(Message{step.type, step.id, EncodeEvent(step)});
 }
 
-Status Aggregator::CompleteIfDone(const std::string& batch_id) {
-  auto found = ledger_->Get(batch_id);
-  if (!found.ok()) return found.status();
-  if (!found.value()) return Status::Ok();
-  const BatchRecord& b = *found.value();
-  if (b.complete) return b.announced ? Status::Ok() : Announce(batch_id, *b.complete);
+Status Aggregator::CompleteIfDone(const BatchRecord& b) {
+  if (b.complete) return b.announced ? Status::Ok() : Announce(b.batch_id, *b.complete);
   if (!b.total_chunks || b.succeeded + b.failed < *b.total_chunks) return Status::Ok();
 
   std::string status = "succeeded";
@@ -407,9 +408,9 @@ Status Aggregator::ResumeFanouts() {
   // (a restart in between) would otherwise wait for a chunk_done that never comes.
   auto open = ledger_->OpenBatches();
   if (!open.ok()) return open.status();
-  for (const BatchRecord& b : open.value())
+  for (BatchRecord& b : open.value())
     if (b.step.state == FanoutStepRecord::State::kWaiting)
-      if (Status s = NextStepIfRoom(b.batch_id); !s.ok()) return s;
+      if (Status s = NextStepIfRoom(b); !s.ok()) return s;
   auto stalled = ledger_->StalledSteps(options_.step_lease.count());
   if (!stalled.ok()) return stalled.status();
   for (const BatchRecord& b : stalled.value()) {

@@ -88,13 +88,16 @@ class Aggregator {
   Verdict HandleStart(const Event& start);
   Verdict HandleProgress(const Event& report);
   Verdict HandleChunkDone(const Delivery& delivery, const Event& done);
+  // Requires mu_. After the batch's counts changed: its next step or its end,
+  // from one read of its record.
+  Status Advance(const std::string& batch_id);
   // Requires mu_. Hands the ventilator the batch's next step if it is waiting
-  // for one and below half its window.
-  Status NextStepIfRoom(const std::string& batch_id);
+  // for one and below half its window (`b` is updated to the step issued).
+  Status NextStepIfRoom(BatchRecord& b);
   // Requires mu_. Publishes the batch's current step (again).
   Status PublishStep(const BatchRecord& b);
   // Requires mu_. Decides and announces the batch if every chunk is in.
-  Status CompleteIfDone(const std::string& batch_id);
+  Status CompleteIfDone(const BatchRecord& b);
   // Requires mu_. Records the one batch_complete of `b` (`extra` is merged
   // into its data) and announces it.
   Status Decide(const BatchRecord& b, const std::string& status, const nlohmann::json& extra);

@@ -6,10 +6,17 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/bounded_json.h"
 #include "pipeline/result_merge.h"
 
 namespace fanflow {
 namespace {
+
+// A JSON column the ledger wrote itself; `discarded` if it does not parse.
+nlohmann::json StoredJson(std::string_view text) {
+  auto parsed = ParseBoundedJson(text, "ledger column");
+  return parsed.ok() ? std::move(parsed).value() : nlohmann::json(nlohmann::json::value_t::discarded);
+}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -325,7 +332,7 @@ Result<ChunkRecorded> Ledger::RecordChunkIn(const char* begin, const ChunkOutcom
   auto found = current.Step();
   if (!found.ok()) return found.status();
   if (!found.value()) return InvalidArgument("subject: unknown batch '" + c.batch_id + "'");
-  nlohmann::json merged = nlohmann::json::parse(current.Text(0), nullptr, false);
+  nlohmann::json merged = StoredJson(current.Text(0));
   if (c.succeeded) MergeResult(merged, c.result);
 
   Statement write(*statements_,
@@ -425,17 +432,17 @@ Result<std::vector<BatchRecord>> Ledger::Batches(const char* where, const std::s
     b.total_items = q.Int(5);
     b.succeeded = q.Int(6);
     b.failed = q.Int(7);
-    b.result = nlohmann::json::parse(q.Text(8), nullptr, false);
+    b.result = StoredJson(q.Text(8));
     b.started_at = q.Text(9);
     if (!q.IsNull(10)) b.complete = q.Text(10);
     b.announced = q.Int(11) != 0;
-    b.request = nlohmann::json::parse(q.Text(12), nullptr, false);
+    b.request = StoredJson(q.Text(12));
     b.chunk_size = q.Int(13);
     b.published_chunks = q.Int(14);
     b.published_items = q.Int(15);
     b.step.number = q.Int(16);
     b.step.state = static_cast<FanoutStepRecord::State>(q.Int(17));
-    b.step.cursor = nlohmann::json::parse(q.Text(18), nullptr, false);
+    b.step.cursor = StoredJson(q.Text(18));
     b.step.max_chunks = q.Int(19);
     b.step.issued_ms = q.Int(20);
     b.conflicts = q.Int(21);

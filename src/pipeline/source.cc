@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -159,6 +160,24 @@ Result<ParsedSpec> ParseSpec(const std::string& spec) {
                          "' (expected range:N[:SEED], jsonl:PATH, or - for JSONL on stdin)");
 }
 
+// `[{"id":first,"value":v},...]` for `count` items of range:N:SEED.
+std::string RangeItemsJson(uint64_t seed, int64_t first, int64_t count) {
+  std::string out;
+  out.reserve(static_cast<size_t>(count) * 32 + 2);
+  out += '[';
+  char digits[24];
+  auto append = [&](int64_t v) { out.append(digits, std::to_chars(digits, digits + sizeof digits, v).ptr); };
+  for (int64_t i = first; i < first + count; ++i) {
+    out += i == first ? "{\"id\":" : ",{\"id\":";
+    append(i);
+    out += ",\"value\":";
+    append(RangeItemValue(seed, i));
+    out += '}';
+  }
+  out += ']';
+  return out;
+}
+
 class RangeSource final : public Source {
  public:
   RangeSource(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
@@ -171,9 +190,7 @@ class RangeSource final : public Source {
       c.index = page.next.next_chunk++;
       c.first_item = page.next.next_item;
       c.item_count = std::min(chunk_size, n_ - c.first_item);
-      c.items = nlohmann::json::array();
-      for (int64_t i = c.first_item; i < c.first_item + c.item_count; ++i)
-        c.items.push_back({{"id", i}, {"value", RangeItemValue(seed_, i)}});
+      c.items_json = RangeItemsJson(seed_, c.first_item, c.item_count);
       page.next.next_item += c.item_count;
       page.chunks.push_back(std::move(c));
     }
@@ -221,12 +238,14 @@ class JsonlSource final : public Source {
       Chunk c;
       c.index = page.next.next_chunk;
       c.first_item = page.next.next_item;
-      c.items = nlohmann::json::array();
+      c.items_json = "[";
       const int64_t chunk_start = page.next.offset;
       while (c.item_count < chunk_size && std::getline(*in, line)) {
         const int64_t line_start = page.next.offset;
         page.next.offset += static_cast<int64_t>(line.size()) + (in->eof() ? 0 : 1);
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        // A byte-order mark is not JSON: it would break the chunk's array.
+        if (line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
         // Within the decoder's limits: a chunk is re-encoded, and later decoded.
         auto item = ParseBoundedJson(line, "item");
         if (!item.ok() || !item->is_object())
@@ -234,7 +253,9 @@ class JsonlSource final : public Source {
                                  std::to_string(page.next.next_item) + " (byte " +
                                  std::to_string(line_start) + ") is not a JSON object" +
                                  (item.ok() ? "" : " (" + item.status().message() + ")"));
-        c.items.push_back(std::move(item).value());
+        // Valid and within the limits, so it goes into the chunk as it was read.
+        if (c.item_count > 0) c.items_json += ',';
+        c.items_json += line;
         ++c.item_count;
         ++page.next.next_item;
       }
@@ -243,6 +264,7 @@ class JsonlSource final : public Source {
         page.last = true;
         break;
       }
+      c.items_json += ']';
       const int64_t bytes = page.next.offset - chunk_start;
       if (claim_check_bytes_ > 0 && bytes > claim_check_bytes_ && !path_.empty()) {
         if (bytes > kMaxClaimCheckBytes)
@@ -251,7 +273,7 @@ class JsonlSource final : public Source {
                                  " bytes, more than a claim check may carry (" +
                                  std::to_string(kMaxClaimCheckBytes) + ")");
         c.ref = ClaimCheck{path_, chunk_start, bytes};
-        c.items = nullptr;
+        c.items_json.clear();
       }
       ++page.next.next_chunk;
       page.chunks.push_back(std::move(c));

@@ -12,14 +12,13 @@ namespace {
 
 Message ToMessage(const Event& e) { return Message{e.type, e.id, EncodeEvent(e)}; }
 
-// Takes the chunk's items (a page's chunks are published once).
-nlohmann::json ChunkData(Chunk&& c) {
+// The chunk's process_chunk event; its items go in as the source wrote them.
+Message ChunkMessage(const Event& step, const Chunk& c) {
   nlohmann::json d = {{"chunk_index", c.index}, {"first_item", c.first_item}, {"item_count", c.item_count}};
-  if (c.ref)
-    d["ref"] = {{"path", c.ref->path}, {"offset", c.ref->offset}, {"length", c.ref->length}};
-  else
-    d["items"] = std::move(c.items);
-  return d;
+  if (c.ref) d["ref"] = {{"path", c.ref->path}, {"offset", c.ref->offset}, {"length", c.ref->length}};
+  Event e = MakeEvent(kProcessChunk, ChunkEventId(step.subject, c.index), step.subject, step.correlation_id,
+                      std::move(d));
+  return Message{e.type, e.id, c.ref ? EncodeEvent(e) : EncodeEventWithRawMember(e, "items", c.items_json)};
 }
 
 nlohmann::json CursorJson(const Cursor& c) {
@@ -70,9 +69,7 @@ Status Ventilator::RunStep(const Event& step, Source& source) {
     if (!page.ok()) return page.status();
     std::vector<Message> out;
     out.reserve(page->chunks.size());
-    for (Chunk& c : page->chunks)
-      out.push_back(ToMessage(MakeEvent(kProcessChunk, ChunkEventId(step.subject, c.index), step.subject,
-                                        step.correlation_id, ChunkData(std::move(c)))));
+    for (const Chunk& c : page->chunks) out.push_back(ChunkMessage(step, c));
     cursor = page->next;
     last = page->last;
     if (Status s = bus_.Publish(out); !s.ok()) return s;
