@@ -293,7 +293,7 @@ Result<std::unique_ptr<Publisher>> Publisher::Open(const MqttOptions& options,
   p->conn_ = std::move(conn).value();
   if (auto s = p->conn_->Connect(); !s.ok()) return s.status();
   p->window_ = std::min(options.window, p->conn_->server_receive_maximum());
-  p->slots_ = std::make_unique<std::counting_semaphore<>>(p->window_);
+  p->slots_ = std::make_unique<PublishWindow>(p->window_);
   if (p->window_ < options.window)
     spdlog::debug("mqtt: publish window {} (the broker's Receive Maximum) instead of {}", p->window_,
                   options.window);
@@ -388,24 +388,24 @@ Status Publisher::Publish(const std::vector<OutMessage>& messages) {
     auto [i, tok] = std::move(pending.front());
     pending.pop_front();
     Status s = result.ok() ? await(messages[i], tok) : result;
-    slots_->release();
+    slots_->Release();
     if (result.ok()) result = s;
   };
   for (size_t i = 0; i < messages.size() && result.ok(); ++i) {
     // A full window: settle our own oldest publish first, else wait for others'.
-    bool have_slot = slots_->try_acquire();
+    bool have_slot = slots_->TryAcquire();
     while (!have_slot && !pending.empty() && result.ok()) {
       settle_front();
-      have_slot = slots_->try_acquire();
+      have_slot = slots_->TryAcquire();
     }
     if (!result.ok()) break;
-    if (!have_slot && !slots_->try_acquire_until(deadline)) {
+    if (!have_slot && !slots_->AcquireUntil(deadline)) {
       result = Timeout("mqtt publish: the publish window stayed full for publish_timeout");
       break;
     }
     auto tok = send(messages[i]);
     if (!tok.ok()) {
-      slots_->release();
+      slots_->Release();
       result = tok.status();
       break;
     }

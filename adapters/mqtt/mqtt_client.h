@@ -4,12 +4,12 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <semaphore>
 #include <string>
 #include <thread>
 #include <utility>
@@ -117,6 +117,39 @@ class Connection {
 // Reconnects are its own: Mosquitto 2.0 does not restore shared subscriptions
 // from its persistence file, so after a broker restart a group has no
 // subscriber until its consumers are back (they retry every 1-2 s). The
+// The publishes a Publisher may have unacknowledged, shared by its callers. A
+// mutex and a condition variable rather than std::counting_semaphore: in
+// libstdc++ 12 a timed acquire of the semaphore polls with growing sleeps,
+// which held publishes back for milliseconds once the window was full.
+class PublishWindow {
+ public:
+  explicit PublishWindow(int slots) : free_(slots) {}
+  bool TryAcquire() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_ == 0) return false;
+    --free_;
+    return true;
+  }
+  bool AcquireUntil(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!freed_.wait_until(lock, deadline, [&] { return free_ > 0; })) return false;
+    --free_;
+    return true;
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++free_;
+    }
+    freed_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable freed_;
+  int free_;  // guarded by mu_
+};
+
 // Publisher waits until the broker accepts connections, then kResumeGrace more,
 // before it reconnects and paho sends what waited; `on_broker_back` runs
 // first, on the Publisher's reconnect thread. Thread-safe.
@@ -137,7 +170,7 @@ class Publisher {
   std::unique_ptr<Connection> conn_;
   std::string nudge_topic_;  // see NudgeNetworkThread in the .cc
   int window_ = 0;  // min(window, the broker's Receive Maximum at the first connect)
-  std::unique_ptr<std::counting_semaphore<>> slots_;
+  std::unique_ptr<PublishWindow> slots_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool lost_ = false;     // guarded by mu_

@@ -128,6 +128,9 @@ Status ValidateFanoutProgress(const json& d) {
   FANFLOW_CHECK(CheckCursor(d, true));
   if (auto it = d.find("error"); it != d.end())
     FANFLOW_CHECK(RequireNonEmptyString(d, "error", "data.error"));
+  FANFLOW_CHECK(CheckOptional(d, "publishing", "data.publishing", &json::is_boolean, "a boolean"));
+  if (d.value("publishing", false) && d.contains("error"))
+    return InvalidArgument("data.error: a publishing report carries no error");
   return Status::Ok();
 }
 

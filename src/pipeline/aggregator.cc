@@ -51,8 +51,29 @@ Verdict UnknownBatch(const Event& e) {
 // The items chunk `index` of `b` must report: chunk_size, but for the last
 // chunk of a sealed batch.
 int64_t ExpectedItems(const BatchRecord& b, int64_t index) {
-  if (b.total_chunks && index == *b.total_chunks - 1) return b.total_items - index * b.chunk_size;
+  if (index == b.published_chunks - 1) return b.published_items - index * b.chunk_size;
   return b.chunk_size;
+}
+
+// How a report's cursor may end a step: every chunk full (a step that stopped
+// before the source's end), or the last chunk short (the end of the source).
+enum class StepEnd { kFull, kMayEnd, kMayEndNotEmpty };
+
+// Why `chunks` / `items` (a report's position) cannot be where the current
+// step of `b` got to; "" when they can.
+std::string StepMisfit(const BatchRecord& b, int64_t chunks, int64_t items, StepEnd end) {
+  const int64_t first = b.step.first_chunk(), first_item = b.step.cursor.value("next_item", int64_t{0});
+  const int64_t new_chunks = chunks - first, new_items = items - first_item;
+  const bool fits =
+      new_chunks >= 0 && new_chunks <= b.step.max_chunks &&
+      (end == StepEnd::kFull
+           ? new_chunks > 0 && new_items == new_chunks * b.chunk_size
+           : (new_chunks > 0 || end == StepEnd::kMayEnd) && new_items <= new_chunks * b.chunk_size &&
+                 (new_chunks == 0 ? new_items == 0 : new_items > (new_chunks - 1) * b.chunk_size));
+  if (fits) return "";
+  return std::to_string(chunks) + " chunks / " + std::to_string(items) + " items do not fit step " +
+         std::to_string(b.step.number) + " of batch '" + b.batch_id + "' (from chunk " + std::to_string(first) +
+         ", at most " + std::to_string(b.step.max_chunks) + " chunks of " + std::to_string(b.chunk_size) + ")";
 }
 
 }  // namespace
@@ -216,6 +237,7 @@ Verdict Aggregator::HandleProgress(const Event& e) {
     return Verdict::DeadLetter("data.step: step " + std::to_string(step) + " of batch '" + e.subject +
                                "' was never handed out (the current step is " +
                                std::to_string(b.step.number) + ")");
+  if (e.data.value("publishing", false)) return HandlePublishing(b, e);
   if (auto error = e.data.find("error"); error != e.data.end()) {
     spdlog::error("[batch {}] cannot fan out: {}", e.subject, EscapeForLog(error->get<std::string>()));
     return Settled(Decide(b, "failed", {{"error", *error}}), e.subject, e.id);
@@ -224,20 +246,8 @@ Verdict Aggregator::HandleProgress(const Event& e) {
   const json cursor = sealed ? b.step.cursor : e.data["cursor"];
   const int64_t chunks = sealed ? e.data["total_chunks"].get<int64_t>() : cursor["next_chunk"].get<int64_t>();
   const int64_t items = sealed ? e.data["total_items"].get<int64_t>() : cursor["next_item"].get<int64_t>();
-  // The report must add up to what this step could have published.
-  const int64_t first = b.step.first_chunk(), first_item = b.step.cursor.value("next_item", int64_t{0});
-  const int64_t new_chunks = chunks - first, new_items = items - first_item;
-  const bool fits = new_chunks >= 0 && new_chunks <= b.step.max_chunks &&
-                    (sealed ? new_items <= new_chunks * b.chunk_size &&
-                                  (new_chunks == 0 ? new_items == 0 : new_items > (new_chunks - 1) * b.chunk_size)
-                            : new_chunks > 0 && new_items == new_chunks * b.chunk_size);
-  if (!fits)
-    return Verdict::DeadLetter((sealed ? std::string("data.total_chunks") : std::string("data.cursor")) +
-                               ": " + std::to_string(chunks) + " chunks / " + std::to_string(items) +
-                               " items do not fit step " + std::to_string(step) + " of batch '" +
-                               e.subject + "' (from chunk " + std::to_string(first) + ", at most " +
-                               std::to_string(b.step.max_chunks) + " chunks of " +
-                               std::to_string(b.chunk_size) + ")");
+  if (std::string why = StepMisfit(b, chunks, items, sealed ? StepEnd::kMayEnd : StepEnd::kFull); !why.empty())
+    return Verdict::DeadLetter((sealed ? "data.total_chunks: " : "data.cursor: ") + why);
   if (Status s = ledger_->RecordProgress(e.subject, cursor, chunks, items, sealed); !s.ok())
     return Settled(s, e.subject, e.id);
   if (chunks > options_.max_batch_chunks || items > options_.max_batch_items) {
@@ -296,6 +306,16 @@ Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
                                " was already counted with another result; the first one is kept");
   }
   return Settled(RecordOutcome(c, recorded.value()), e.subject, e.id);
+}
+
+Verdict Aggregator::HandlePublishing(const BatchRecord& b, const Event& e) {
+  const json& cursor = e.data["cursor"];
+  const int64_t chunks = cursor["next_chunk"].get<int64_t>(), items = cursor["next_item"].get<int64_t>();
+  // A page may hold the source's last, short chunk; it holds at least one.
+  if (std::string why = StepMisfit(b, chunks, items, StepEnd::kMayEndNotEmpty); !why.empty())
+    return Verdict::DeadLetter("data.cursor: " + why);
+  if (chunks <= b.published_chunks) return Verdict::Ack();  // a page announced again
+  return Settled(ledger_->RecordPublishing(e.subject, chunks, items), e.subject, e.id);
 }
 
 Status Aggregator::RecordOutcome(const ChunkOutcome& c, ChunkRecorded recorded) {

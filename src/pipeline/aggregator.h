@@ -88,6 +88,8 @@ class Aggregator {
   Verdict HandleStart(const Event& start);
   Verdict HandleProgress(const Event& report);
   Verdict HandleChunkDone(const Delivery& delivery, const Event& done);
+  // A fanout_progress with publishing: true, for the current step of `b`.
+  Verdict HandlePublishing(const BatchRecord& b, const Event& report);
   // Requires mu_. After the batch's counts changed: its next step or its end,
   // from one read of its record.
   Status Advance(const std::string& batch_id);

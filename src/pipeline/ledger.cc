@@ -370,6 +370,17 @@ Status Ledger::RecordProgress(const std::string& batch_id, const nlohmann::json&
   return progress.Bind(5, int64_t{sealed}).Bind(6, NowMs()).Bind(7, cursor.dump()).Run();
 }
 
+Status Ledger::RecordPublishing(const std::string& batch_id, int64_t chunks, int64_t items) {
+  return Statement(*statements_,
+                   "UPDATE batches SET published_chunks=?2, published_items=?3, step_ms=?4, updated_ms=?4 "
+                   "WHERE batch_id=?1 AND published_chunks < ?2")
+      .Bind(1, batch_id)
+      .Bind(2, chunks)
+      .Bind(3, items)
+      .Bind(4, NowMs())
+      .Run();
+}
+
 Status Ledger::IssueStep(const std::string& batch_id, const FanoutStepRecord& step) {
   return Statement(*statements_,
                    "UPDATE batches SET step_no=?2, step_state=?3, step_cursor=?4, step_max_chunks=?5, "

@@ -94,6 +94,9 @@ class Ledger {
   // The ventilator's report of the current step: the chunks and items
   // published so far and the cursor the next step starts from; `sealed`: the
   // source is exhausted, these are the totals.
+  // A page of the current step announced before it is published: its chunks
+  // count as published, the step stays out (and its lease starts again).
+  [[nodiscard]] Status RecordPublishing(const std::string& batch_id, int64_t chunks, int64_t items);
   [[nodiscard]] Status RecordProgress(const std::string& batch_id, const nlohmann::json& cursor,
                                       int64_t chunks, int64_t items, bool sealed);
   // Makes `step` the batch's current step (issued now).

@@ -68,7 +68,15 @@ Status Ventilator::RunStep(const Event& step, Source& source) {
     auto page = source.ReadPage(cursor, chunk_size, std::min(page_chunks, last_chunk - cursor.next_chunk));
     if (!page.ok()) return page.status();
     std::vector<Message> out;
-    out.reserve(page->chunks.size());
+    out.reserve(page->chunks.size() + 1);
+    // Ahead of the page on the bus, so the chunk_done of its first chunks does
+    // not reach the aggregator before it knows they exist (it would have to
+    // wait and retry them).
+    if (!page->chunks.empty())
+      out.push_back(ToMessage(MakeEvent(kFanoutProgress,
+                                        step.subject + "/publishing/" + std::to_string(page->next.next_chunk),
+                                        step.subject, step.correlation_id,
+                                        {{"step", number}, {"cursor", CursorJson(page->next)}, {"publishing", true}})));
     for (const Chunk& c : page->chunks) out.push_back(ChunkMessage(step, c));
     cursor = page->next;
     last = page->last;

@@ -74,6 +74,14 @@ class AggregatorTest : public ::testing::Test {
                       {{"step", step},
                        {"cursor", {{"offset", 0}, {"next_chunk", chunks}, {"next_item", chunks * 10}}}}));
   }
+  // The ventilator's announcement that a page of step `step` of `b`, up to
+  // `chunks` (`items` in all), is being published.
+  Event Publishing(const std::string& b, int64_t step, int64_t chunks, int64_t items) {
+    return MakeEvent(kFanoutProgress, b + "/publishing/" + std::to_string(chunks), b, "corr-" + b,
+                     {{"step", step},
+                      {"cursor", {{"offset", 0}, {"next_chunk", chunks}, {"next_item", items}}},
+                      {"publishing", true}});
+  }
   std::vector<DeadLetter> DeadLetters() {
     auto dead = bus_->ListDeadLetters(routes::kAggregatorGroup);
     EXPECT_TRUE(dead.ok());
@@ -304,6 +312,39 @@ TEST_F(AggregatorTest, KeepsABatchWithinItsFanoutWindow) {
   EXPECT_EQ(next.data["step"], 1);
   EXPECT_EQ(next.data["max_chunks"], 2);
   EXPECT_EQ(next.data["cursor"]["next_chunk"], 4);
+}
+
+TEST_F(AggregatorTest, APublishingReportLetsChunkDoneInBeforeTheStepEnds) {
+  AggregatorOptions o;
+  o.state_path = state_;
+  o.fanout_window = 10;
+  auto agg = Aggregator::Start(*bus_, o);
+  ASSERT_TRUE(agg.ok());
+  Publish(testing::Start("b13", 5));
+  ASSERT_TRUE(Eventually([&] { return StepsOf("b13") == 1; }));
+  Publish(Publishing("b13", 0, 3, 30));
+  Event ahead = Publishing("b13", 0, 11, 110);  // more than the step may hold
+  ahead.id = "b13/publishing/ahead";
+  Publish(ahead);
+  EXPECT_NE(DeadLetterReason("b13/publishing/ahead").find("data.cursor: 11 chunks / 110 items do not fit"),
+            std::string::npos);
+  for (int i = 0; i < 3; ++i) Publish(ChunkDone("b13", i, 1));
+  // The last page holds the source's short last chunk (4 items).
+  Publish(Publishing("b13", 0, 5, 44));
+  Event last = ChunkDone("b13", 4, 1);
+  last.data["items"] = 4;
+  Publish(last);
+  Publish(ChunkDone("b13", 3, 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(log_.events().empty()) << "not sealed yet";
+  EXPECT_TRUE(DeadLetters().size() == 1) << "none of the chunk_done waited or was refused";
+  Publish(MakeEvent(kBatchSealed, "b13/sealed", "b13", "corr-b13",
+                    {{"total_chunks", 5}, {"total_items", 44}, {"step", 0}}));
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
+  EXPECT_EQ(log_.events().front().data["status"], "succeeded");
+  EXPECT_EQ(log_.events().front().data["result"], 5);
+  EXPECT_EQ(log_.events().front().data["items"], 44);
+  EXPECT_EQ(StepsOf("b13"), 1);
 }
 
 TEST_F(AggregatorTest, HandsAStepOutAgainWhenItsVentilatorNeverReports) {
