@@ -1,0 +1,348 @@
+"""`fanflow serve` driven over HTTP with urllib, and `fanflow status`, on
+inproc:// (serve runs every role) and on RabbitMQ and a stock Mosquitto (the
+roles are separate processes; serve publishes start_fanout and reads the
+aggregator's ledger read-only). Every wait is bounded; everything listens on
+127.0.0.1. Run by ctest (tests/serve/CMakeLists.txt):
+
+    serve_test.py --fanflow BUILD/src/cli/fanflow InprocServe|AmqpServe|MqttServe
+
+A missing broker is a skip (exit 77), a failure when CI=true.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "faults"))
+from brokers import BrokerMissing, RabbitMq, StockMosquitto, in_ci, spawn  # noqa: E402
+
+FANFLOW = None
+TOKEN = "s3cret-token-for-tests"
+ITEMS = 300  # items of the test file, values 1..ITEMS
+
+
+def http(port, method, path, body=None, token=TOKEN, limit=30, raw=None):
+    """(status, parsed JSON or text) of one request."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=limit) as r:
+            status, text = r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def wait_for(what, check, limit):
+    deadline = time.monotonic() + limit
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError("%s: not within %d s (last: %r)" % (what, limit, last))
+
+
+class Services:
+    """fanflow processes of one case, ended by pid."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.procs = {}
+
+    def start(self, name, args, port_line=False):
+        out = open(os.path.join(self.workdir, name + ".out"), "w")
+        err = open(os.path.join(self.workdir, name + ".err"), "w")
+        self.procs[name] = spawn([FANFLOW] + args, out, err)
+        out.close()
+        err.close()
+        if not port_line:
+            return None
+        def port():
+            with open(os.path.join(self.workdir, name + ".out")) as f:
+                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", f.read())
+            if self.procs[name].poll() is not None:
+                raise AssertionError("%s exited %s: %s" % (name, self.procs[name].returncode, self.stderr(name)))
+            return int(m.group(1)) if m else None
+        return wait_for(name + " listening", port, 30)
+
+    def stderr(self, name):
+        with open(os.path.join(self.workdir, name + ".err")) as f:
+            return f.read()[-3000:]
+
+    def stop(self, name):
+        p = self.procs.pop(name, None)
+        if p and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def stop_all(self):
+        for name in list(self.procs):
+            self.stop(name)
+
+
+def run_cli(args, limit=60):
+    return subprocess.run([FANFLOW] + args, capture_output=True, text=True, timeout=limit)
+
+
+class ServeCase(unittest.TestCase):
+    """The API checks every bus passes; subclasses start serve (self.port)."""
+
+    broker = None
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="fanflow-serve-")
+        self.data = os.path.join(self.workdir, "data")
+        os.makedirs(self.data)
+        self.items = os.path.join(self.data, "items.jsonl")
+        with open(self.items, "w") as f:
+            for i in range(1, ITEMS + 1):
+                f.write(json.dumps({"id": i, "value": i}) + "\n")
+        with open(os.path.join(self.workdir, "token"), "w") as f:
+            f.write(TOKEN + "\n")
+        self.services = Services(self.workdir)
+        self.ledger = os.path.join(self.workdir, "ledger.db")
+
+    def tearDown(self):
+        self.services.stop_all()
+        if self.broker:
+            self.broker.end_case()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def post(self, body, wait=None, **kw):
+        return http(self.port, "POST", "/v1/batches" + ("?wait=%s" % wait if wait is not None else ""), body, **kw)
+
+    def check_api(self):
+        start = {"source": "jsonl:" + self.items, "chunk_size": 10, "batch_id": "api-1"}
+        t0 = time.monotonic()
+        status, complete = self.post(start, wait=60, limit=90)
+        self.assertEqual(status, 200, complete)
+        self.assertEqual(complete["type"], "fanflow.batch_complete.v1")
+        self.assertEqual(complete["subject"], "api-1")
+        self.assertEqual(complete["data"]["status"], "succeeded")
+        self.assertEqual(complete["data"]["chunks"], ITEMS // 10)
+        self.assertEqual(complete["data"]["items"], ITEMS)
+        self.assertEqual(complete["data"]["result"], ITEMS * (ITEMS + 1) // 2)
+        print("blocking POST answered in %.2f s" % (time.monotonic() - t0), file=sys.stderr)
+
+        # The same request again: that batch, not a second fan-out.
+        status, again = self.post(start, wait=5)
+        self.assertEqual(status, 200, again)
+        self.assertEqual(again, complete)
+        status, listed = http(self.port, "GET", "/v1/batches?state=complete")
+        self.assertEqual(status, 200, listed)
+        self.assertEqual([b["batch_id"] for b in listed["batches"]].count("api-1"), 1)
+        status, got = http(self.port, "GET", "/v1/batches/api-1")
+        self.assertEqual(status, 200, got)
+        self.assertEqual((got["state"], got["done"], got["total_chunks"], got["progress"]), ("complete", 30, 30, 1.0))
+        self.assertEqual(got["batch_complete"], complete)
+
+        # Another request under that id.
+        status, conflict = self.post(dict(start, chunk_size=20))
+        self.assertEqual(status, 409, conflict)
+        self.assertIn("batch_id", conflict["error"])
+
+        # Bad input names the field.
+        for body, field in [({"chunk_size": 10}, "source"),
+                            ({"source": "jsonl:" + self.items}, "chunk_size"),
+                            ({"source": "jsonl:" + self.items, "chunk_size": 0}, "chunk_size"),
+                            ({"source": "jsonl:" + self.items, "chunk_size": "10"}, "chunk_size"),
+                            ({"source": "jsonl:" + self.items, "chunk_size": 10, "colour": 1}, "colour"),
+                            ({"source": "jsonl:/etc/passwd", "chunk_size": 10}, "source"),
+                            ({"source": "jsonl:" + self.data + "/../token", "chunk_size": 10}, "source"),
+                            ({"source": "jsonl:items.jsonl", "chunk_size": 10}, "source"),
+                            ({"source": "range:10", "chunk_size": 1, "batch_id": "a\u0001b"}, "batch_id"),
+                            ([1, 2], "body")]:
+            status, error = self.post(body)
+            self.assertEqual(status, 400, (body, error))
+            self.assertTrue(error["error"].startswith(field + ":"), (body, error))
+        status, error = self.post(None, raw=b'{"source": ')
+        self.assertEqual(status, 400, error)
+        status, error = self.post(start, wait="soon")
+        self.assertEqual(status, 400, error)
+        self.assertTrue(error["error"].startswith("wait:"), error)
+        status, error = self.post(None, raw=b"x" * (200 * 1024))
+        self.assertEqual(status, 413, error)
+        self.assertEqual(http(self.port, "GET", "/v1/batches/no-such-batch")[0], 404)
+        self.assertEqual(http(self.port, "GET", "/v1/batches?state=sideways")[0], 400)
+
+        # The token: everything but /healthz (and the page's static files).
+        self.assertEqual(http(self.port, "GET", "/v1/batches/api-1", token=None)[0], 401)
+        self.assertEqual(http(self.port, "GET", "/v1/batches/api-1", token=TOKEN + "x")[0], 401)
+        self.assertEqual(self.post(start, token=None)[0], 401)
+        self.assertEqual(http(self.port, "GET", "/metrics", token=None)[0], 401)
+        self.assertEqual(http(self.port, "GET", "/healthz", token=None), (200, {"status": "ok"}))
+
+        status, metrics = http(self.port, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn('fanflow_serve_requests_total{code="409"} 1', metrics)
+        if shutil.which("promtool"):
+            r = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        elif in_ci():
+            self.fail("promtool is missing: apt-get install prometheus")
+
+    def explain(self, batch_id):
+        status, x = http(self.port, "GET", "/v1/batches/%s?explain=1" % batch_id)
+        self.assertEqual(status, 200, x)
+        return x
+
+
+class InprocServe(ServeCase):
+    def setUp(self):
+        super().setUp()
+        self.port = self.services.start(
+            "serve", ["serve", "--listen", "127.0.0.1:0", "--state", self.ledger, "--token-file",
+                      os.path.join(self.workdir, "token"), "--data-dir", self.data, "--log-level", "warn"],
+            port_line=True)
+
+    def test_api(self):
+        self.check_api()
+
+    def test_a_short_wait_answers_202_with_progress_then_status_explains(self):
+        slow = os.path.join(self.data, "slow.jsonl")
+        with open(slow, "w") as f:
+            for i in range(40):
+                f.write(json.dumps({"id": i, "value": 1}) + "\n")
+        self.services.stop("serve")
+        self.port = self.services.start(
+            "serve", ["serve", "--listen", "127.0.0.1:0", "--state", self.ledger, "--token-file",
+                      os.path.join(self.workdir, "token"), "--data-dir", self.data, "--processor", "sleep",
+                      "--sleep-scale", "100", "--concurrency", "1", "--log-level", "warn"], port_line=True)
+        status, early = self.post({"source": "jsonl:" + slow, "chunk_size": 2, "batch_id": "slow"}, wait=0.5)
+        self.assertEqual(status, 202, early)
+        self.assertEqual(early["batch_id"], "slow")
+        self.assertIn(early["state"], ("submitted", "open", "sealed"))
+        # `fanflow status` from another process, on the ledger serve's aggregator writes.
+        def outstanding():
+            r = run_cli(["status", "slow", "--ledger", self.ledger, "--json"])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            x = json.loads(r.stdout)
+            return x if x["explain"]["outstanding_count"] > 0 and x["done"] > 0 else None
+        x = wait_for("outstanding chunks in status", outstanding, 30)
+        self.assertEqual(x["state"], "sealed")
+        self.assertLess(x["done"], 20)
+        r = run_cli(["status", "slow", "--ledger", self.ledger])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("outstanding    chunk", r.stdout)
+        status, complete = self.post({"source": "jsonl:" + slow, "chunk_size": 2, "batch_id": "slow"}, wait=60,
+                                     limit=90)
+        self.assertEqual(status, 200, complete)
+        self.assertEqual(complete["data"]["chunks"], 20)
+        x = self.explain("slow")
+        self.assertEqual(x["explain"]["outcome"]["status"], "succeeded")
+        self.assertEqual(x["explain"]["outstanding"], [])
+        self.assertEqual(run_cli(["status", "nope", "--ledger", self.ledger]).returncode, 1)
+        self.assertEqual(run_cli(["status", "slow", "--ledger", self.workdir + "/missing.db"]).returncode, 2)
+
+
+class BrokerServe(ServeCase):
+    """The roles as separate processes; serve in front of them."""
+
+    broker_class = None
+
+    def setUp(self):
+        super().setUp()
+        try:
+            self.broker = self.broker_class()
+        except BrokerMissing as e:
+            if in_ci():
+                raise
+            raise unittest.SkipTest(str(e))
+        self.broker.start_case("serve", self.workdir)
+        self.bus = self.broker.url()
+        r = run_cli(["topology", "--bus", self.bus])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.services
+        s.start("aggregator", ["aggregator", "--bus", self.bus, "--state", self.ledger] + self.broker.lease_args)
+        s.start("ventilator", ["ventilator", "--bus", self.bus, "--data-dir", self.data])
+        self.start_worker()
+        # serve needs the aggregator's ledger to exist: it opens it read-only.
+        wait_for("the aggregator's ledger", lambda: os.path.exists(self.ledger), 30)
+        self.port = s.start("serve", ["serve", "--bus", self.bus, "--ledger", self.ledger, "--listen", "127.0.0.1:0",
+                                      "--token-file", os.path.join(self.workdir, "token"), "--data-dir", self.data],
+                            port_line=True)
+
+    def start_worker(self):
+        self.services.start("worker", ["worker", "--bus", self.bus, "--data-dir", self.data])
+
+    def test_api(self):
+        self.check_api()
+
+    def test_status_explains_a_batch_whose_workers_are_stopped(self):
+        self.services.stop("worker")
+        status, r = self.post({"source": "jsonl:" + self.items, "chunk_size": 15, "batch_id": "stuck"})
+        self.assertEqual(status, 202, r)
+        def sealed():
+            x = self.explain("stuck")
+            return x if x["state"] == "sealed" and x["explain"]["outstanding_count"] == 20 else None
+        x = wait_for("the stuck batch sealed with 20 chunks outstanding", sealed, 60)
+        self.assertEqual([c["chunk_index"] for c in x["explain"]["outstanding"]], list(range(20)))
+        self.assertEqual(x["done"], 0)
+        self.assertNotIn("not_published", x["explain"])
+        # The same from another process, with the bus's dead letters.
+        r = run_cli(["status", "stuck", "--ledger", self.ledger, "--bus", self.bus, "--json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        cli = json.loads(r.stdout)
+        self.assertEqual((cli["state"], cli["explain"]["outstanding_count"]), ("sealed", 20))
+        self.assertEqual(cli["explain"]["dead_lettered"], [])
+        if self.broker.lease_s:
+            # Where the aggregator leases chunks (MQTT), each has an age and redrives.
+            wait_for("leases", lambda: all("age_s" in c for c in self.explain("stuck")["explain"]["outstanding"]), 30)
+        r = run_cli(["status", "stuck", "--ledger", self.ledger, "--bus", self.bus])
+        self.assertIn("outstanding    chunk 19", r.stdout)
+        self.start_worker()
+        status, complete = self.post({"source": "jsonl:" + self.items, "chunk_size": 15, "batch_id": "stuck"},
+                                     wait=60, limit=90)
+        self.assertEqual(status, 200, complete)
+        self.assertEqual(complete["data"]["status"], "succeeded")
+        self.assertEqual(complete["data"]["result"], ITEMS * (ITEMS + 1) // 2)
+        self.assertEqual(self.explain("stuck")["explain"]["outcome"]["status"], "succeeded")
+
+
+class AmqpServe(BrokerServe):
+    broker_class = RabbitMq
+
+
+class MqttServe(BrokerServe):
+    broker_class = StockMosquitto
+
+
+def main():
+    global FANFLOW
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fanflow", required=True)
+    args, rest = parser.parse_known_args()
+    FANFLOW = os.path.abspath(args.fanflow)
+    result = unittest.main(argv=[sys.argv[0]] + rest, exit=False, verbosity=2).result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.skipped and not result.testsRun - len(result.skipped):
+        sys.exit(77)
+
+
+if __name__ == "__main__":
+    main()
