@@ -77,16 +77,14 @@ class Services:
         if not port_line:
             return None
         def port():
-            with open(os.path.join(self.workdir, name + ".out")) as f:
-                m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", f.read())
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", read(os.path.join(self.workdir, name + ".out")))
             if self.procs[name].poll() is not None:
                 raise AssertionError("%s exited %s: %s" % (name, self.procs[name].returncode, self.stderr(name)))
             return int(m.group(1)) if m else None
         return wait_for(name + " listening", port, 30)
 
     def stderr(self, name):
-        with open(os.path.join(self.workdir, name + ".err")) as f:
-            return f.read()[-3000:]
+        return read(os.path.join(self.workdir, name + ".err"))[-3000:]
 
     def stop(self, name):
         p = self.procs.pop(name, None)
@@ -101,6 +99,11 @@ class Services:
     def stop_all(self):
         for name in list(self.procs):
             self.stop(name)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 def run_cli(args, limit=60):
@@ -257,6 +260,118 @@ class InprocServe(ServeCase):
         self.assertEqual(x["explain"]["outstanding"], [])
         self.assertEqual(run_cli(["status", "nope", "--ledger", self.ledger]).returncode, 1)
         self.assertEqual(run_cli(["status", "slow", "--ledger", self.workdir + "/missing.db"]).returncode, 2)
+
+
+class Chromium:
+    """Headless Debian chromium driven over the DevTools protocol (python3-websocket)."""
+
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1280,800"]
+
+    def __init__(self, workdir):
+        import websocket  # Debian python3-websocket
+        binary = shutil.which("chromium")
+        if not binary:
+            raise BrokerMissing("chromium is not installed (apt-get install chromium)")
+        profile = os.path.join(workdir, "chromium-profile")
+        os.makedirs(profile)
+        log = open(os.path.join(workdir, "chromium.log"), "w")
+        self.proc = spawn([binary] + self.FLAGS + ["--user-data-dir=" + profile, "about:blank"], log,
+                          subprocess.STDOUT)
+        log.close()
+        active = os.path.join(profile, "DevToolsActivePort")
+        wait_for("chromium's DevTools port", lambda: os.path.exists(active) and read(active).count("\n") >= 1, 60)
+        port = int(read(active).split()[0])
+        def page():
+            with urllib.request.urlopen("http://127.0.0.1:%d/json/list" % port, timeout=5) as r:
+                pages = [t for t in json.load(r) if t["type"] == "page"]
+            return pages[0]["webSocketDebuggerUrl"] if pages else None
+        self.ws = websocket.create_connection(wait_for("a chromium page", page, 30), timeout=30,
+                                              suppress_origin=True)
+        self.next_id = 0
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self.ws.recv())
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise AssertionError("%s: %s" % (method, reply["error"]))
+                return reply["result"]
+
+    def evaluate(self, expression):
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def screenshot(self, path):
+        import base64
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+
+    def close(self):
+        self.ws.close()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Dashboard(ServeCase):
+    """The page at / in headless chromium while a batch runs, then when it is done."""
+
+    ROW = "document.querySelector('#batches tr[data-batch=\"%s\"]')"
+
+    def test_the_page_shows_a_running_batch_and_then_its_completion(self):
+        try:
+            browser = Chromium(self.workdir)
+        except BrokerMissing as e:
+            if in_ci():
+                raise
+            raise unittest.SkipTest(str(e))
+        self.addCleanup(browser.close)
+        slow = os.path.join(self.data, "slow.jsonl")
+        with open(slow, "w") as f:
+            for i in range(60):
+                f.write(json.dumps({"id": i, "value": 1}) + "\n")
+        self.port = self.services.start(
+            "serve", ["serve", "--listen", "127.0.0.1:0", "--state", self.ledger, "--token-file",
+                      os.path.join(self.workdir, "token"), "--data-dir", self.data, "--processor", "sleep",
+                      "--sleep-scale", "100", "--concurrency", "2", "--log-level", "warn"], port_line=True)
+        # The token travels in the fragment, which the browser never sends.
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url="http://127.0.0.1:%d/#token=%s" % (self.port, TOKEN))
+        wait_for("the page's first refresh",
+                 lambda: (browser.evaluate("document.getElementById('updated').textContent") or "").startswith("updated"),
+                 30)
+        status, r = self.post({"source": "jsonl:" + slow, "chunk_size": 2, "batch_id": "dash"})
+        self.assertEqual(status, 202, r)
+        row = self.ROW % "dash"
+        cells = "(() => { const r = %s; return r && {state: r.dataset.state, status: r.dataset.status, " \
+                "text: r.innerText, label: r.querySelector('.bar .label').textContent, " \
+                "width: r.querySelector('.bar .done').style.width}; })()" % row
+        def running():
+            c = browser.evaluate(cells)
+            if not c or c["state"] == "complete":
+                return None
+            m = re.match(r"(\d+)%", c["label"])
+            return c if m and 0 < int(m.group(1)) < 100 else None
+        mid = wait_for("the batch's progress on the page", running, 60)
+        self.assertEqual(mid["state"], "sealed")
+        self.assertIn("/ 30", mid["text"])
+        screenshot = os.environ.get("FANFLOW_DASHBOARD_SCREENSHOT") or os.path.join(self.workdir, "dashboard.png")
+        browser.screenshot(screenshot)
+        with open(screenshot, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        self.assertTrue(browser.evaluate("document.querySelectorAll('#queues tbody tr').length > 0"))
+        done = wait_for("the batch's completion on the page",
+                        lambda: (lambda c: c if c and c["state"] == "complete" else None)(browser.evaluate(cells)), 90)
+        self.assertEqual((done["status"], done["label"], done["width"]), ("succeeded", "100%", "100%"))
+        self.assertIn("30 / 30", done["text"])
+        # What the page showed is what the API says.
+        self.assertEqual(http(self.port, "GET", "/v1/batches/dash")[1]["status"], "succeeded")
 
 
 class BrokerServe(ServeCase):
