@@ -438,6 +438,33 @@ class BrokerServe(ServeCase):
         self.assertEqual(self.explain("stuck")["explain"]["outcome"]["status"], "succeeded")
 
 
+    def test_explain_lists_failed_and_dead_lettered_chunks(self):
+        self.services.stop("worker")
+        self.services.start("worker", ["worker", "--bus", self.bus, "--max-attempts", "1", "--exec",
+                                       "echo 'no luck today' >&2; exit 3"])
+        status, complete = self.post({"source": "range:30", "chunk_size": 10, "batch_id": "bad"}, wait=60, limit=90)
+        self.assertEqual(status, 200, complete)
+        self.assertEqual(complete["data"]["failed_chunks"], [0, 1, 2])
+        def dead_lettered():
+            x = self.explain("bad")
+            return x if len(x["explain"]["dead_lettered"]) == 3 else None
+        x = wait_for("three dead-lettered chunks", dead_lettered, 30)
+        e = x["explain"]
+        self.assertEqual([c["chunk_index"] for c in e["failed"]], [0, 1, 2])
+        for c in e["failed"]:
+            self.assertIn("no luck today", c["error"])
+            self.assertEqual(c["attempts"], 1)
+        self.assertEqual(sorted(c["chunk_index"] for c in e["dead_lettered"]), [0, 1, 2])
+        self.assertEqual({c["group"] for c in e["dead_lettered"]}, {"workers"})
+        self.assertEqual(e["outcome"]["status"], complete["data"]["status"])
+        self.assertEqual(e["outcome"]["failed_chunks"], [0, 1, 2])
+        self.assertEqual(x["state"], "complete")
+        r = run_cli(["status", "bad", "--ledger", self.ledger, "--bus", self.bus])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("dead-lettered  chunk 2 in group workers", r.stdout)
+        self.assertIn("failed         chunk 0 after 1 attempts", r.stdout)
+
+
 class AmqpServe(BrokerServe):
     broker_class = RabbitMq
 
