@@ -20,15 +20,18 @@ Result<std::string> ReadToken(const std::string& path) {
   std::string token;
   std::getline(in, token);
   while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (token.empty()) return InvalidArgument("--token-file '" + path + "': the first line (the token) is empty");
-  if (token.size() > 4096) return InvalidArgument("--token-file '" + path + "': the token is longer than 4096 bytes");
+  if (token.empty())
+    return InvalidArgument("--token-file '" + path + "': the first line (the token) is empty");
+  if (token.size() > 4096)
+    return InvalidArgument("--token-file '" + path + "': the token is longer than 4096 bytes");
   return token;
 }
 
 }  // namespace
 
 int ServeCommand(const BusFlags& bus_flags, const ServeFlags& f, const WorkerFlags& worker_flags,
-                 const AggregatorFlags& aggregator_flags, const std::vector<std::string>& data_dirs) {
+                 const AggregatorFlags& aggregator_flags,
+                 const std::vector<std::string>& data_dirs) {
   ServeConfig config;
   config.listen = f.listen;
   if (!f.token_file.empty()) {
@@ -63,16 +66,18 @@ int ServeCommand(const BusFlags& bus_flags, const ServeFlags& f, const WorkerFla
     aggregator->refan_open_batches = true;
     config.embedded = ServeConfig::Embedded{aggregator.value(), processor.value(), worker.value()};
   } else if (f.ledger.empty()) {
-    return Fail(InvalidArgument("--ledger: on " + bus.value()->Describe() +
-                                " serve reads the aggregator's ledger (its --state file, on this host) "
-                                "to answer for batches; give its path"));
+    return Fail(
+        InvalidArgument("--ledger: on " + bus.value()->Describe() +
+                        " serve reads the aggregator's ledger (its --state file, on this host) "
+                        "to answer for batches; give its path"));
   }
   auto app = ServeApp::Start(std::move(bus).value(), std::move(config));
   if (!app.ok()) return Fail(app.status());
   const std::string host = f.listen.substr(0, f.listen.rfind(':'));
   // The first line on stdout, for scripts that asked for port 0.
   std::cout << "listening on http://" << host << ":" << app.value()->port() << std::endl;
-  spdlog::info("serve on {} at http://{}:{}/ ({})", app.value()->bus().Describe(), host, app.value()->port(),
+  spdlog::info("serve on {} at http://{}:{}/ ({})", app.value()->bus().Describe(), host,
+               app.value()->port(),
                f.token_file.empty() ? "no token" : "bearer token from " + f.token_file);
   spdlog::info("serve stopping on {}", WaitForShutdownSignal());
   return kExitSucceeded;

@@ -35,8 +35,8 @@ std::string Text(const json& x) {
   if (e.contains("dead_lettered"))
     for (const json& c : e["dead_lettered"])
       out += "  dead-lettered  chunk " + c["chunk_index"].dump() + " in group " +
-             EscapeForLog(c["group"].get<std::string>()) + ": " + EscapeForLog(c["reason"].get<std::string>(), 300) +
-             "\n";
+             EscapeForLog(c["group"].get<std::string>()) + ": " +
+             EscapeForLog(c["reason"].get<std::string>(), 300) + "\n";
   for (const json& c : e["outstanding"]) {
     out += "  outstanding    chunk " + c["chunk_index"].dump();
     if (c.contains("age_s"))
@@ -49,13 +49,15 @@ std::string Text(const json& x) {
     out += "\n";
   }
   if (e["outstanding_count"].get<int64_t>() > static_cast<int64_t>(e["outstanding"].size()))
-    out += "  ... " + std::to_string(e["outstanding_count"].get<int64_t>() - e["outstanding"].size()) +
+    out += "  ... " +
+           std::to_string(e["outstanding_count"].get<int64_t>() - e["outstanding"].size()) +
            " more outstanding\n";
   if (e.contains("not_published")) {
     const json& n = e["not_published"];
-    out += "  not published  from chunk " + n["from_chunk"].dump() + " (item " + n["from_item"].dump() +
-           "): the batch is not sealed; fan-out step " + n["step"].dump() + " is " +
-           n["step_state"].get<std::string>() + " (" + Seconds(n["step_age_s"]) + " ago)\n";
+    out += "  not published  from chunk " + n["from_chunk"].dump() + " (item " +
+           n["from_item"].dump() + "): the batch is not sealed; fan-out step " + n["step"].dump() +
+           " is " + n["step_state"].get<std::string>() + " (" + Seconds(n["step_age_s"]) +
+           " ago)\n";
   }
   if (e.contains("outcome")) out += "  outcome        " + e["outcome"].dump() + "\n";
   if (e.contains("dead_letters_unknown"))
@@ -72,14 +74,16 @@ int StatusCommand(const BusFlags& bus_flags, const StatusFlags& f) {
   auto batch = ledger.value()->Get(f.batch_id);
   if (!batch.ok()) return Fail(batch.status());
   if (!batch.value())
-    return Fail(NotFound("batch '" + EscapeForLog(f.batch_id) + "' is not in the ledger " + f.ledger));
+    return Fail(
+        NotFound("batch '" + EscapeForLog(f.batch_id) + "' is not in the ledger " + f.ledger));
   // Dead letters live on a broker; an in-process bus of this command has none.
   std::vector<DeadLetter> dead;
   std::string no_dead;
   bool asked = false;
   if (bus_flags.url != "inproc://") {
     auto bus = OpenServiceBus(bus_flags.url, "status", true);
-    auto listed = bus.ok() ? bus.value()->ListDeadLetters("") : Result<std::vector<DeadLetter>>(bus.status());
+    auto listed =
+        bus.ok() ? bus.value()->ListDeadLetters("") : Result<std::vector<DeadLetter>>(bus.status());
     if (listed.ok()) {
       dead = std::move(listed).value();
       asked = true;

@@ -22,7 +22,8 @@ const std::string* HttpRequest::Param(const std::string& key) const {
 HttpResponse JsonError(int status, const std::string& message) {
   HttpResponse r;
   r.status = status;
-  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false,
+                                                   nlohmann::json::error_handler_t::replace);
   return r;
 }
 
@@ -43,7 +44,8 @@ void Write(const HttpResponse& from, httplib::Response& to) {
 
 }  // namespace
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o, std::vector<HttpRoute> routes) {
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o,
+                                                      std::vector<HttpRoute> routes) {
   auto impl = std::make_unique<Impl>();
   httplib::Server& s = impl->server;
   const int threads = o.threads;
@@ -70,15 +72,17 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
     Write(denied, res);
     return httplib::Server::HandlerResponse::Handled;
   });
-  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
-    spdlog::error("http: {} {} failed with an exception", req.method, req.path.substr(0, 200));
-    Write(JsonError(500, "internal error"), res);
-  });
-  // httplib answers unmatched paths with an empty 404 (and oversized bodies with 413): a JSON reason instead.
+  s.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
+        spdlog::error("http: {} {} failed with an exception", req.method, req.path.substr(0, 200));
+        Write(JsonError(500, "internal error"), res);
+      });
+  // httplib answers unmatched paths with an empty 404 (and oversized bodies with 413): a JSON
+  // reason instead.
   s.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return;
     const int status = res.status;
-    Write(JsonError(status, status == 404 ? "no such resource"
+    Write(JsonError(status, status == 404   ? "no such resource"
                             : status == 413 ? "request body too large"
                                             : "request refused"),
           res);
@@ -115,7 +119,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl), port));
 }
 
-HttpServer::HttpServer(std::unique_ptr<Impl> impl, int port) : impl_(std::move(impl)), port_(port) {}
+HttpServer::HttpServer(std::unique_ptr<Impl> impl, int port)
+    : impl_(std::move(impl)), port_(port) {}
 
 HttpServer::~HttpServer() {
   impl_->server.stop();

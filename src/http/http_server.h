@@ -21,8 +21,8 @@ namespace fanflow {
 
 struct HttpRequest {
   std::string method;
-  std::string path;                          // percent-decoded
-  std::vector<std::string> captures;         // the route regex's groups
+  std::string path;                   // percent-decoded
+  std::vector<std::string> captures;  // the route regex's groups
   std::multimap<std::string, std::string> query;
   std::string body;
 

@@ -9,7 +9,9 @@ namespace {
 
 using nlohmann::json;
 
-double SecondsSince(int64_t then_ms, int64_t now_ms) { return static_cast<double>(now_ms - then_ms) / 1000; }
+double SecondsSince(int64_t then_ms, int64_t now_ms) {
+  return static_cast<double>(now_ms - then_ms) / 1000;
+}
 
 std::optional<json> CompleteEvent(const BatchRecord& b) {
   if (!b.complete) return std::nullopt;
@@ -20,9 +22,12 @@ std::optional<json> CompleteEvent(const BatchRecord& b) {
 
 const char* StepState(FanoutStepRecord::State s) {
   switch (s) {
-    case FanoutStepRecord::State::kIssued: return "issued";
-    case FanoutStepRecord::State::kWaiting: return "waiting";
-    case FanoutStepRecord::State::kDone: return "done";
+    case FanoutStepRecord::State::kIssued:
+      return "issued";
+    case FanoutStepRecord::State::kWaiting:
+      return "waiting";
+    case FanoutStepRecord::State::kDone:
+      return "done";
   }
   return "unknown";
 }
@@ -40,25 +45,26 @@ std::string BatchState(const BatchRecord& b) {
 
 json BatchSummary(const BatchRecord& b, const Ledger::Outstanding* leased, int64_t now_ms) {
   const int64_t done = b.succeeded + b.failed;
-  json s = {{"batch_id", b.batch_id},
-            {"correlation_id", b.correlation_id},
-            {"state", BatchState(b)},
-            {"request", b.request},
-            {"total_chunks", b.total_chunks ? json(*b.total_chunks) : json()},
-            {"total_items", b.total_chunks ? json(b.total_items) : json()},
-            {"published_chunks", b.published_chunks},
-            {"succeeded", b.succeeded},
-            {"failed", b.failed},
-            {"done", done},
-            // Published and not yet done; the leases say the same where they are kept.
-            {"outstanding", std::max<int64_t>(0, b.published_chunks - done)},
-            {"conflicts", b.conflicts},
-            {"progress", b.total_chunks && *b.total_chunks > 0
-                             ? json(static_cast<double>(done) / static_cast<double>(*b.total_chunks))
-                             : (b.total_chunks ? json(1.0) : json())},
-            {"started_at", b.started_at},
-            {"age_s", SecondsSince(b.created_ms, now_ms)},
-            {"idle_s", SecondsSince(b.updated_ms, now_ms)}};
+  json s = {
+      {"batch_id", b.batch_id},
+      {"correlation_id", b.correlation_id},
+      {"state", BatchState(b)},
+      {"request", b.request},
+      {"total_chunks", b.total_chunks ? json(*b.total_chunks) : json()},
+      {"total_items", b.total_chunks ? json(b.total_items) : json()},
+      {"published_chunks", b.published_chunks},
+      {"succeeded", b.succeeded},
+      {"failed", b.failed},
+      {"done", done},
+      // Published and not yet done; the leases say the same where they are kept.
+      {"outstanding", std::max<int64_t>(0, b.published_chunks - done)},
+      {"conflicts", b.conflicts},
+      {"progress", b.total_chunks && *b.total_chunks > 0
+                       ? json(static_cast<double>(done) / static_cast<double>(*b.total_chunks))
+                       : (b.total_chunks ? json(1.0) : json())},
+      {"started_at", b.started_at},
+      {"age_s", SecondsSince(b.created_ms, now_ms)},
+      {"idle_s", SecondsSince(b.updated_ms, now_ms)}};
   if (leased) s["oldest_outstanding_s"] = SecondsSince(leased->oldest_leased_ms, now_ms);
   if (auto e = CompleteEvent(b)) {
     s["status"] = (*e)["data"].value("status", "");
@@ -127,19 +133,21 @@ Result<json> ExplainBatch(LedgerReader& ledger, const BatchRecord& b,
   explain["truncated_at"] = kMaxExplainedChunks;
 
   if (!b.total_chunks && !b.complete) {
-    explain["not_published"] = {{"from_chunk", b.published_chunks},
-                                {"from_item", b.published_items},
-                                {"cursor", b.step.cursor},
-                                {"step", b.step.number},
-                                {"step_state", StepState(b.step.state)},
-                                {"step_max_chunks", b.step.max_chunks},
-                                {"step_age_s", b.step.issued_ms > 0 ? json(SecondsSince(b.step.issued_ms, now_ms))
-                                                                    : json()}};
+    explain["not_published"] = {
+        {"from_chunk", b.published_chunks},
+        {"from_item", b.published_items},
+        {"cursor", b.step.cursor},
+        {"step", b.step.number},
+        {"step_state", StepState(b.step.state)},
+        {"step_max_chunks", b.step.max_chunks},
+        {"step_age_s",
+         b.step.issued_ms > 0 ? json(SecondsSince(b.step.issued_ms, now_ms)) : json()}};
   }
   if (auto e = CompleteEvent(b)) {
     const json& d = (*e)["data"];
     json outcome = {{"status", d.value("status", "")}};
-    for (const char* k : {"failed_chunks", "missing_chunks", "error", "completed_at", "sealed", "deadline_seconds"})
+    for (const char* k :
+         {"failed_chunks", "missing_chunks", "error", "completed_at", "sealed", "deadline_seconds"})
       if (d.contains(k)) outcome[k] = d[k];
     explain["outcome"] = outcome;
   }

@@ -26,7 +26,8 @@ std::string BatchState(const BatchRecord& b);
 // state, status, totals, done / failed / outstanding counts, progress (0..1,
 // null until sealed), times, and the batch_complete event once decided.
 // `outstanding`: the ledger's leases of the batch, where it keeps them.
-nlohmann::json BatchSummary(const BatchRecord& b, const Ledger::Outstanding* leased, int64_t now_ms);
+nlohmann::json BatchSummary(const BatchRecord& b, const Ledger::Outstanding* leased,
+                            int64_t now_ms);
 
 // The summary plus "explain": each failed chunk with its error and attempts,
 // the chunks dead-lettered on the bus (`dead_letters`, if the bus was asked),
@@ -34,6 +35,7 @@ nlohmann::json BatchSummary(const BatchRecord& b, const Ledger::Outstanding* lea
 // the ledger leases chunks, the fan-out position if the batch is not sealed,
 // and for a decided batch its outcome.
 [[nodiscard]] Result<nlohmann::json> ExplainBatch(LedgerReader& ledger, const BatchRecord& b,
-                                                  const std::vector<DeadLetter>* dead_letters, int64_t now_ms);
+                                                  const std::vector<DeadLetter>* dead_letters,
+                                                  int64_t now_ms);
 
 }  // namespace fanflow

@@ -6,7 +6,8 @@
 
 namespace fanflow {
 
-Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& bind_address, int port,
+Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& bind_address,
+                                                            int port,
                                                             std::function<std::string()> render) {
   if (port < 0 || port > 65535) return InvalidArgument("--metrics-port must be in 0..65535");
   in_addr parsed{};

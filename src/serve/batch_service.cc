@@ -3,8 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "core/bounded_json.h"
@@ -45,15 +45,15 @@ HttpResponse CompleteResponse(const Event& complete) {
 }
 
 // The fields a POST may carry, and how each is checked.
-constexpr const char* kPostFields[] = {"source",      "chunk_size", "batch_id", "correlation_id",
-                                       "page_chunks", "claim_check_bytes"};
+constexpr const char* kPostFields[] = {"source",         "chunk_size",  "batch_id",
+                                       "correlation_id", "page_chunks", "claim_check_bytes"};
 
 Status CheckInteger(const json& body, const char* field, int64_t min, int64_t max) {
   if (!body.contains(field)) return Status::Ok();
   const json& v = body[field];
   if (!v.is_number_integer() || v.get<int64_t>() < min || v.get<int64_t>() > max)
-    return InvalidArgument(std::string(field) + ": must be an integer in " + std::to_string(min) + ".." +
-                           std::to_string(max));
+    return InvalidArgument(std::string(field) + ": must be an integer in " + std::to_string(min) +
+                           ".." + std::to_string(max));
   return Status::Ok();
 }
 
@@ -77,11 +77,12 @@ Result<Event> StartFromBody(const json& body, const SourcePolicy& files,
   }
   if (!body.contains("source")) return InvalidArgument("source: required");
   if (!body.contains("chunk_size")) return InvalidArgument("chunk_size: required");
-  for (Status s : {CheckString(body, "source", 4096), CheckInteger(body, "chunk_size", 1, 10'000'000),
-                   CheckString(body, "batch_id", kMaxSubjectLength),
-                   CheckString(body, "correlation_id", kMaxIdLength),
-                   CheckInteger(body, "page_chunks", 1, 100'000),
-                   CheckInteger(body, "claim_check_bytes", 0, int64_t{1} << 40)})
+  for (Status s :
+       {CheckString(body, "source", 4096), CheckInteger(body, "chunk_size", 1, 10'000'000),
+        CheckString(body, "batch_id", kMaxSubjectLength),
+        CheckString(body, "correlation_id", kMaxIdLength),
+        CheckInteger(body, "page_chunks", 1, 100'000),
+        CheckInteger(body, "claim_check_bytes", 0, int64_t{1} << 40)})
     if (!s.ok()) return s;
   const std::string source = body["source"].get<std::string>();
   if (Status s = CheckSourceSpec(source); !s.ok()) return InvalidArgument("source: " + s.message());
@@ -98,7 +99,8 @@ Result<Event> StartFromBody(const json& body, const SourcePolicy& files,
       return InvalidArgument(why);
     }
   }
-  const std::string batch_id = body.contains("batch_id") ? body["batch_id"].get<std::string>() : new_batch_id();
+  const std::string batch_id =
+      body.contains("batch_id") ? body["batch_id"].get<std::string>() : new_batch_id();
   Event start = MakeStartFanout(batch_id, body.value("correlation_id", batch_id), source,
                                 body["chunk_size"].get<int64_t>());
   for (const char* k : {"page_chunks", "claim_check_bytes"})
@@ -112,19 +114,23 @@ Result<std::chrono::milliseconds> WaitOf(const HttpRequest& r, std::chrono::seco
   if (!w) return std::chrono::milliseconds(0);
   char* end = nullptr;
   const double s = std::strtod(w->c_str(), &end);
-  if (w->empty() || *end != '\0' || !std::isfinite(s) || s < 0 || s > static_cast<double>(max.count()))
+  if (w->empty() || *end != '\0' || !std::isfinite(s) || s < 0 ||
+      s > static_cast<double>(max.count()))
     return InvalidArgument("wait: must be seconds in 0.." + std::to_string(max.count()));
   return std::chrono::milliseconds(static_cast<int64_t>(s * 1000));
 }
 
 }  // namespace
 
-Result<std::unique_ptr<BatchService>> BatchService::Start(EventBus& bus, BatchServiceOptions options) {
+Result<std::unique_ptr<BatchService>> BatchService::Start(EventBus& bus,
+                                                          BatchServiceOptions options) {
   auto ledger = LedgerReader::Open(options.ledger_path, "--ledger");
   if (!ledger.ok()) return ledger.status();
-  std::unique_ptr<BatchService> s(new BatchService(bus, std::move(options), std::move(ledger).value()));
+  std::unique_ptr<BatchService> s(
+      new BatchService(bus, std::move(options), std::move(ledger).value()));
   SubscribeOptions o;
-  o.group = "serve-" + std::to_string(getpid()) + "-" + std::to_string(std::random_device{}() % 1000000);
+  o.group =
+      "serve-" + std::to_string(getpid()) + "-" + std::to_string(std::random_device{}() % 1000000);
   o.event_types = {kBatchComplete, kAlarm};
   o.ephemeral = true;
   auto sub = bus.Subscribe(o, [svc = s.get()](const Delivery& d) { return svc->Hear(d); });
@@ -133,7 +139,8 @@ Result<std::unique_ptr<BatchService>> BatchService::Start(EventBus& bus, BatchSe
   return s;
 }
 
-BatchService::BatchService(EventBus& bus, BatchServiceOptions options, std::unique_ptr<LedgerReader> ledger)
+BatchService::BatchService(EventBus& bus, BatchServiceOptions options,
+                           std::unique_ptr<LedgerReader> ledger)
     : bus_(bus), options_(std::move(options)), ledger_(std::move(ledger)) {}
 
 BatchService::~BatchService() { subscription_.reset(); }
@@ -145,7 +152,9 @@ Verdict BatchService::Hear(const Delivery& d) {
   if (e->type == kAlarm) {
     const std::string key = e->subject + "/" + e->data.value("alarm", "");
     if (e->data.value("state", "") == "raised")
-      alarms_[key] = {{"queue", e->subject}, {"alarm", e->data["alarm"]}, {"message", e->data["message"]},
+      alarms_[key] = {{"queue", e->subject},
+                      {"alarm", e->data["alarm"]},
+                      {"message", e->data["message"]},
                       {"raised_at", e->data.value("raised_at", e->time)}};
     else
       alarms_.erase(key);
@@ -167,7 +176,8 @@ Result<std::optional<BatchRecord>> BatchService::Find(const std::string& batch_i
   return ledger_->Get(batch_id);
 }
 
-std::optional<Event> BatchService::AwaitComplete(const std::string& batch_id, std::chrono::milliseconds wait) {
+std::optional<Event> BatchService::AwaitComplete(const std::string& batch_id,
+                                                 std::chrono::milliseconds wait) {
   const auto until = Clock::now() + wait;
   while (true) {
     {
@@ -196,7 +206,8 @@ json BatchService::Summary(const BatchRecord& b) {
 }
 
 void BatchService::Count(int status) {
-  metrics_.AddToCounter("fanflow_serve_requests_total", "HTTP requests answered by fanflow serve, by status",
+  metrics_.AddToCounter("fanflow_serve_requests_total",
+                        "HTTP requests answered by fanflow serve, by status",
                         {{"code", std::to_string(status)}}, 1);
 }
 
@@ -215,27 +226,31 @@ HttpResponse BatchService::Submit(const HttpRequest& r) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       const json* prior = known.value() ? &known.value()->request : nullptr;
-      if (auto it = submitted_.find(s.subject); !prior && it != submitted_.end()) prior = &it->second;
+      if (auto it = submitted_.find(s.subject); !prior && it != submitted_.end())
+        prior = &it->second;
       if (prior && *prior != request)
-        return Json(409, {{"error", "batch_id: batch '" + s.subject +
-                                        "' exists with another request; a batch id names one request"},
-                          {"batch_id", s.subject},
-                          {"request", *prior}});
+        return Json(409,
+                    {{"error", "batch_id: batch '" + s.subject +
+                                   "' exists with another request; a batch id names one request"},
+                     {"batch_id", s.subject},
+                     {"request", *prior}});
       if (!prior) {
         if (Status p = bus_.Publish(Message{s.type, s.id, EncodeEvent(s)}); !p.ok())
           return JsonError(503, "bus: " + p.message());
         submitted_[s.subject] = request;
         if (submitted_.size() > kCompletesKept) submitted_.erase(submitted_.begin());
         spdlog::info("[batch {}] submitted over HTTP: source {}, chunk size {}", s.subject,
-                     EscapeForLog(request["source"].get<std::string>()), request["chunk_size"].dump());
+                     EscapeForLog(request["source"].get<std::string>()),
+                     request["chunk_size"].dump());
       }
     }
     if (wait->count() > 0) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (waiters_ >= options_.max_waiters)
-          return JsonError(503, "wait: " + std::to_string(options_.max_waiters) +
-                                    " requests are waiting already; retry, or poll GET /v1/batches/{id}");
+          return JsonError(
+              503, "wait: " + std::to_string(options_.max_waiters) +
+                       " requests are waiting already; retry, or poll GET /v1/batches/{id}");
         ++waiters_;
       }
       auto complete = AwaitComplete(s.subject, wait.value());
@@ -262,7 +277,8 @@ HttpResponse BatchService::Submit(const HttpRequest& r) {
 HttpResponse BatchService::Describe(const HttpRequest& r) {
   HttpResponse out = [&]() -> HttpResponse {
     const std::string id = r.captures.empty() ? "" : r.captures[0];
-    if (Status s = CheckName(id, "batch_id", kMaxSubjectLength); !s.ok()) return JsonError(400, s.message());
+    if (Status s = CheckName(id, "batch_id", kMaxSubjectLength); !s.ok())
+      return JsonError(400, s.message());
     const std::string* explain = r.Param("explain");
     if (explain && *explain != "1" && *explain != "0" && *explain != "true" && *explain != "false")
       return JsonError(400, "explain: must be 1 or 0");
@@ -271,7 +287,9 @@ HttpResponse BatchService::Describe(const HttpRequest& r) {
     if (!b.value()) {
       std::lock_guard<std::mutex> lock(mu_);
       if (submitted_.count(id))
-        return Json(200, {{"batch_id", id}, {"state", "submitted"}, {"status", "submitted"},
+        return Json(200, {{"batch_id", id},
+                          {"state", "submitted"},
+                          {"status", "submitted"},
                           {"request", submitted_[id]}});
       return JsonError(404, "batch_id: no batch '" + EscapeForLog(id, 200) + "'");
     }
@@ -329,9 +347,15 @@ json BatchService::Queues() {
   json q = json::array();
   if (stats.ok())
     for (const QueueStats& s : stats.value()) {
-      if (s.group.rfind("serve-", 0) == 0 || s.group.rfind("monitor-", 0) == 0) continue;  // private taps
-      q.push_back({{"queue", s.queue}, {"group", s.group}, {"type", s.type}, {"depth", s.depth},
-                   {"in_flight", s.in_flight}, {"consumers", s.consumers}, {"dead_letters", s.dead_letters}});
+      if (s.group.rfind("serve-", 0) == 0 || s.group.rfind("monitor-", 0) == 0)
+        continue;  // private taps
+      q.push_back({{"queue", s.queue},
+                   {"group", s.group},
+                   {"type", s.type},
+                   {"depth", s.depth},
+                   {"in_flight", s.in_flight},
+                   {"consumers", s.consumers},
+                   {"dead_letters", s.dead_letters}});
     }
   std::lock_guard<std::mutex> lock(mu_);
   queues_ = q;
@@ -366,14 +390,15 @@ std::string BatchService::RenderMetrics() {
       for (const BatchRecord& b : o.value()) states[BatchState(b)] += 1;
   }
   for (const auto& [state, n] : states) by_state.push_back({{{"state", state}}, n});
-  metrics_.SetGaugeFamily("fanflow_serve_batches", "Undecided batches in the aggregator's ledger, by state",
-                          by_state);
+  metrics_.SetGaugeFamily("fanflow_serve_batches",
+                          "Undecided batches in the aggregator's ledger, by state", by_state);
   for (const json& q : Queues())
     depth.push_back({{{"queue", q["queue"].get<std::string>()}}, q["depth"].get<double>()});
-  metrics_.SetGaugeFamily("fanflow_serve_queue_depth_messages", "Messages waiting in each queue", depth);
+  metrics_.SetGaugeFamily("fanflow_serve_queue_depth_messages", "Messages waiting in each queue",
+                          depth);
   std::lock_guard<std::mutex> lock(mu_);
-  metrics_.SetGauge("fanflow_serve_alarms_raised", "Alarms raised on the bus and not yet resolved", {},
-                    static_cast<double>(alarms_.size()));
+  metrics_.SetGauge("fanflow_serve_alarms_raised", "Alarms raised on the bus and not yet resolved",
+                    {}, static_cast<double>(alarms_.size()));
   metrics_.SetGauge("fanflow_serve_waiting_requests", "POSTs blocked in ?wait= now", {}, waiters_);
   return metrics_.Render();
 }

@@ -28,24 +28,25 @@
 namespace fanflow {
 
 struct BatchServiceOptions {
-  std::string ledger_path;  // the aggregator's --state, read-only
-  SourcePolicy files;       // what a POSTed jsonl: source may name (--data-dir)
-  std::chrono::seconds max_wait{600};  // ?wait= at most
-  int max_waiters = 8;                 // requests blocked in ?wait= at once
-  int64_t recent = 50;                 // decided batches listed, at most
+  std::string ledger_path;                    // the aggregator's --state, read-only
+  SourcePolicy files;                         // what a POSTed jsonl: source may name (--data-dir)
+  std::chrono::seconds max_wait{600};         // ?wait= at most
+  int max_waiters = 8;                        // requests blocked in ?wait= at once
+  int64_t recent = 50;                        // decided batches listed, at most
   std::function<std::string()> new_batch_id;  // for a POST without batch_id
 };
 
 class BatchService {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<BatchService>> Start(EventBus& bus, BatchServiceOptions options);
+  [[nodiscard]] static Result<std::unique_ptr<BatchService>> Start(EventBus& bus,
+                                                                   BatchServiceOptions options);
   ~BatchService();
 
-  HttpResponse Submit(const HttpRequest& request);      // POST /v1/batches[?wait=S]
-  HttpResponse Describe(const HttpRequest& request);    // GET /v1/batches/{id}[?explain=1]
-  HttpResponse List(const HttpRequest& request);        // GET /v1/batches[?state=]
-  HttpResponse Dashboard(const HttpRequest& request);   // GET /v1/dashboard
-  std::string RenderMetrics();                          // GET /metrics
+  HttpResponse Submit(const HttpRequest& request);     // POST /v1/batches[?wait=S]
+  HttpResponse Describe(const HttpRequest& request);   // GET /v1/batches/{id}[?explain=1]
+  HttpResponse List(const HttpRequest& request);       // GET /v1/batches[?state=]
+  HttpResponse Dashboard(const HttpRequest& request);  // GET /v1/dashboard
+  std::string RenderMetrics();                         // GET /metrics
 
  private:
   BatchService(EventBus& bus, BatchServiceOptions options, std::unique_ptr<LedgerReader> ledger);
@@ -69,8 +70,8 @@ class BatchService {
   std::mutex mu_;
   std::condition_variable decided_;
   // Guarded by mu_.
-  std::map<std::string, Event> completes_;  // batch_complete heard, the latest kept
-  std::deque<std::string> complete_order_;  // to forget the oldest
+  std::map<std::string, Event> completes_;           // batch_complete heard, the latest kept
+  std::deque<std::string> complete_order_;           // to forget the oldest
   std::map<std::string, nlohmann::json> submitted_;  // requests published, not yet in the ledger
   std::map<std::string, nlohmann::json> alarms_;     // raised, by alarm key
   int waiters_ = 0;

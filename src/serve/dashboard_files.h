@@ -9,7 +9,7 @@
 namespace fanflow {
 
 struct EmbeddedFile {
-  const char* url;           // the path it is served at
+  const char* url;  // the path it is served at
   const char* content_type;
   std::string_view bytes;
 };

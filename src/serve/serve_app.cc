@@ -15,12 +15,14 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& listen) {
   in_addr parsed{};
   char* end = nullptr;
   const long p = std::strtol(port.c_str(), &end, 10);
-  if (inet_pton(AF_INET, host.c_str(), &parsed) != 1 || port.empty() || *end != '\0' || p < 0 || p > 65535)
+  if (inet_pton(AF_INET, host.c_str(), &parsed) != 1 || port.empty() || *end != '\0' || p < 0 ||
+      p > 65535)
     return InvalidArgument("--listen '" + listen + "': expected IPV4:PORT, e.g. 127.0.0.1:8080");
   return std::make_pair(host, static_cast<int>(p));
 }
 
-Result<std::unique_ptr<ServeApp>> ServeApp::Start(std::unique_ptr<EventBus> bus, ServeConfig config) {
+Result<std::unique_ptr<ServeApp>> ServeApp::Start(std::unique_ptr<EventBus> bus,
+                                                  ServeConfig config) {
   auto listen = ParseListen(config.listen);
   if (!listen.ok()) return listen.status();
   std::unique_ptr<ServeApp> app(new ServeApp(std::move(bus), std::move(config)));
@@ -50,7 +52,8 @@ Result<std::unique_ptr<ServeApp>> ServeApp::Start(std::unique_ptr<EventBus> bus,
   o.open_paths = {"/healthz"};
   for (const EmbeddedFile& f : DashboardFiles()) o.open_paths.push_back(f.url);
   auto http = HttpServer::Start(o, app->Routes());
-  if (!http.ok()) return Unavailable("--listen " + app->config_.listen + ": " + http.status().message());
+  if (!http.ok())
+    return Unavailable("--listen " + app->config_.listen + ": " + http.status().message());
   app->http_ = std::move(http).value();
   return app;
 }

@@ -27,7 +27,7 @@ namespace fanflow {
 struct ServeConfig {
   std::string listen = "127.0.0.1:8080";  // IPv4:PORT (port 0: any free one)
   std::string token;                      // "" no Authorization needed
-  BatchServiceOptions batches;  // on inproc:// its ledger is the embedded aggregator's
+  BatchServiceOptions batches;            // on inproc:// its ledger is the embedded aggregator's
   // inproc:// only: the roles serve runs in its own process.
   struct Embedded {
     AggregatorOptions aggregator;
@@ -39,7 +39,8 @@ struct ServeConfig {
 
 class ServeApp {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<ServeApp>> Start(std::unique_ptr<EventBus> bus, ServeConfig config);
+  [[nodiscard]] static Result<std::unique_ptr<ServeApp>> Start(std::unique_ptr<EventBus> bus,
+                                                               ServeConfig config);
   ~ServeApp();
 
   int port() const { return http_->port(); }

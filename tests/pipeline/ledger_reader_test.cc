@@ -79,7 +79,8 @@ TEST(LedgerReaderTest, ReadsWhatTheAggregatorWroteAndChangesNothing) {
   // SQLite's readers of a WAL file share its -shm index (made if missing); the
   // log itself stays empty: nothing was written.
   EXPECT_FALSE(std::filesystem::exists(path + "-journal"));
-  if (std::filesystem::exists(path + "-wal")) EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
+  if (std::filesystem::exists(path + "-wal"))
+    EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
 }
 
 TEST(LedgerReaderTest, ExplainsAnUnsealedBatchsFanOutPosition) {
@@ -87,7 +88,10 @@ TEST(LedgerReaderTest, ExplainsAnUnsealedBatchsFanOutPosition) {
   auto l = Ledger::Open(path, Durability::kNormal);
   ASSERT_TRUE(l.ok());
   testing::AdmitBatch(*l.value(), "b1", "c1");
-  ASSERT_TRUE(l.value()->RecordProgress("b1", {{"offset", 0}, {"next_chunk", 4}, {"next_item", 40}}, 4, 40, false).ok());
+  ASSERT_TRUE(l.value()
+                  ->RecordProgress("b1", {{"offset", 0}, {"next_chunk", 4}, {"next_item", 40}}, 4,
+                                   40, false)
+                  .ok());
   // The aggregator keeps its connection open while the reader reads.
   auto reader = LedgerReader::Open(path, "--ledger");
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
