@@ -145,6 +145,12 @@ BatchService::BatchService(EventBus& bus, BatchServiceOptions options,
 
 BatchService::~BatchService() { subscription_.reset(); }
 
+void BatchService::StopWaiting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  decided_.notify_all();
+}
+
 Verdict BatchService::Hear(const Delivery& d) {
   auto e = DecodeEvent(d.message.body);
   if (!e.ok()) return Verdict::Ack();  // a copy: the aggregator's group dead-letters the original
@@ -183,8 +189,9 @@ std::optional<Event> BatchService::AwaitComplete(const std::string& batch_id,
     {
       std::unique_lock<std::mutex> lock(mu_);
       decided_.wait_until(lock, std::min(until, Clock::now() + kLedgerPoll),
-                          [&] { return completes_.count(batch_id) > 0; });
+                          [&] { return stopping_ || completes_.count(batch_id) > 0; });
       if (auto it = completes_.find(batch_id); it != completes_.end()) return it->second;
+      if (stopping_) return std::nullopt;
     }
     auto b = Find(batch_id);
     if (b.ok() && b.value() && b.value()->complete) {

@@ -47,6 +47,9 @@ class BatchService {
   HttpResponse List(const HttpRequest& request);       // GET /v1/batches[?state=]
   HttpResponse Dashboard(const HttpRequest& request);  // GET /v1/dashboard
   std::string RenderMetrics();                         // GET /metrics
+  // Ends every ?wait= now (each answers 202 with the batch's status) and
+  // every later one at once: serve is stopping.
+  void StopWaiting();
 
  private:
   BatchService(EventBus& bus, BatchServiceOptions options, std::unique_ptr<LedgerReader> ledger);
@@ -75,6 +78,7 @@ class BatchService {
   std::map<std::string, nlohmann::json> submitted_;  // requests published, not yet in the ledger
   std::map<std::string, nlohmann::json> alarms_;     // raised, by alarm key
   int waiters_ = 0;
+  bool stopping_ = false;
   nlohmann::json queues_;
   std::chrono::steady_clock::time_point queues_at_;
 

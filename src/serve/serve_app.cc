@@ -96,6 +96,8 @@ void ServeApp::RunInBackground(std::function<void(std::stop_token)> task) {
 
 ServeApp::~ServeApp() {
   background_.clear();
+  // The HTTP server stops once its requests are answered: no POST may wait on.
+  if (batches_) batches_->StopWaiting();
   http_.reset();
   batches_.reset();
   ventilator_.reset();

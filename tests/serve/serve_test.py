@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -259,6 +260,30 @@ class InprocServe(ServeCase):
         self.assertEqual(x["explain"]["outcome"]["status"], "succeeded")
         self.assertEqual(x["explain"]["outstanding"], [])
         self.assertEqual(run_cli(["status", "nope", "--ledger", self.ledger]).returncode, 1)
+
+    def test_sigterm_ends_a_waiting_post_and_serve(self):
+        slow = os.path.join(self.data, "slow.jsonl")
+        with open(slow, "w") as f:
+            f.write(json.dumps({"id": 0, "value": 1}) + "\n")
+        self.services.stop("serve")
+        self.port = self.services.start(
+            "serve", ["serve", "--listen", "127.0.0.1:0", "--state", self.ledger, "--token-file",
+                      os.path.join(self.workdir, "token"), "--data-dir", self.data, "--processor", "sleep",
+                      "--sleep-scale", "60000", "--log-level", "warn"], port_line=True)
+        answer = {}
+        waiting = threading.Thread(target=lambda: answer.update(r=self.post(
+            {"source": "jsonl:" + slow, "chunk_size": 1, "batch_id": "forever"}, wait=300, limit=60)))
+        waiting.start()
+        wait_for("the batch admitted", lambda: http(self.port, "GET", "/v1/batches/forever")[1].get("state") == "sealed", 30)
+        t0 = time.monotonic()
+        serve = self.services.procs["serve"]
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(20)
+        waiting.join(20)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertEqual(serve.returncode, 0, self.services.stderr("serve"))
+        self.assertEqual(answer["r"][0], 202, answer)
+        self.assertEqual(answer["r"][1]["state"], "sealed")
         self.assertEqual(run_cli(["status", "slow", "--ledger", self.workdir + "/missing.db"]).returncode, 2)
 
 
@@ -270,7 +295,10 @@ class Chromium:
              "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1280,800"]
 
     def __init__(self, workdir):
-        import websocket  # Debian python3-websocket
+        try:
+            import websocket  # Debian python3-websocket
+        except ImportError:
+            raise BrokerMissing("python3-websocket is not installed (apt-get install python3-websocket)")
         binary = shutil.which("chromium")
         if not binary:
             raise BrokerMissing("chromium is not installed (apt-get install chromium)")
