@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 
 #include "pipeline/batch_report.h"
@@ -81,6 +82,29 @@ TEST(LedgerReaderTest, ReadsWhatTheAggregatorWroteAndChangesNothing) {
   EXPECT_FALSE(std::filesystem::exists(path + "-journal"));
   if (std::filesystem::exists(path + "-wal"))
     EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
+}
+
+TEST(LedgerReaderTest, ADecidedBatchIsCompleteOrCancelledByItsStatus) {
+  const std::string path = testing::TempDir("reader") + "/ledger.db";
+  auto l = Ledger::Open(path, Durability::kNormal);
+  ASSERT_TRUE(l.ok());
+  testing::AdmitBatch(*l.value(), "b1", "c1", 1);
+  testing::AdmitBatch(*l.value(), "b2", "c2", 1);
+  ASSERT_TRUE(l.value()->DecideComplete("b1", R"({"data":{"status":"partial"}})").ok());
+  ASSERT_TRUE(l.value()->DecideComplete("b2", R"({"data":{"status":"cancelled"}})").ok());
+  auto reader = LedgerReader::Open(path, "--ledger");
+  ASSERT_TRUE(reader.ok());
+  auto decided = reader.value()->RecentlyDecided(10);
+  ASSERT_TRUE(decided.ok());
+  ASSERT_EQ(decided->size(), 2u);
+  std::map<std::string, std::string> states;
+  for (const BatchRecord& b : decided.value()) states[b.batch_id] = BatchState(b);
+  EXPECT_EQ(states["b1"], "complete");
+  EXPECT_EQ(states["b2"], "cancelled");
+  auto x = ExplainBatch(*reader.value(), decided->front(), nullptr, 0);
+  ASSERT_TRUE(x.ok());
+  EXPECT_TRUE(x.value()["explain"].contains("outcome"));
+  EXPECT_EQ(reader.value()->RecentlyDecided(1)->size(), 1u);
 }
 
 TEST(LedgerReaderTest, ExplainsAnUnsealedBatchsFanOutPosition) {
