@@ -84,6 +84,7 @@ struct ServeFlags {
   std::string token_file;
   std::string ledger;  // on a broker: the aggregator's ledger, read-only
   int max_wait_s = 600;
+  std::vector<std::string> role_flags_given;  // worker/aggregator flags: inproc:// only
 };
 
 struct StatusFlags {

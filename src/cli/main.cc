@@ -263,8 +263,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--max-wait", serve.max_wait_s, "seconds a POST ?wait= may block, at most")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
+  // The roles' flags: serve runs the roles only on inproc://.
+  const size_t serve_own_flags = serve_cmd->get_options().size();
   AddWorkerFlags(serve_cmd, worker);
   AddAggregatorFlags(serve_cmd, aggregator, "inproc://: the ledger file (default: fanflow-ledger.db)");
+  std::vector<CLI::Option*> serve_role_flags = serve_cmd->get_options();
+  serve_role_flags.erase(serve_role_flags.begin(), serve_role_flags.begin() + serve_own_flags);
   AddDataDirFlag(serve_cmd, data_dirs,
                  "a POSTed jsonl:PATH source must lie under this directory (checked by serve before "
                  "it publishes, and by the in-process ventilator and workers on inproc://)");
@@ -294,7 +298,11 @@ int main(int argc, char** argv) {
   for (const auto& [sub, action] : dlq_actions)
     if (*sub) return DlqCommand(bus, action, dlq);
   if (*monitor_cmd) return MonitorCommand(bus, monitor);
-  if (*serve_cmd) return ServeCommand(bus, serve, worker, aggregator, data_dirs);
+  if (*serve_cmd) {
+    for (const CLI::Option* o : serve_role_flags)
+      if (o->count() > 0) serve.role_flags_given.push_back(o->get_name());
+    return ServeCommand(bus, serve, worker, aggregator, data_dirs);
+  }
   if (*status_cmd) return StatusCommand(bus, status);
   return kExitUsage;
 }

@@ -65,6 +65,10 @@ int ServeCommand(const BusFlags& bus_flags, const ServeFlags& f, const WorkerFla
     // In-process queues die with the process: open batches fan out again.
     aggregator->refan_open_batches = true;
     config.embedded = ServeConfig::Embedded{aggregator.value(), processor.value(), worker.value()};
+  } else if (!f.role_flags_given.empty()) {
+    return Fail(InvalidArgument(
+        f.role_flags_given.front() + ": on " + bus.value()->Describe() +
+        " serve runs no roles; give it to `fanflow worker` or `fanflow aggregator`"));
   } else if (f.ledger.empty()) {
     return Fail(
         InvalidArgument("--ledger: on " + bus.value()->Describe() +

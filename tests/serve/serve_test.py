@@ -226,6 +226,14 @@ class InprocServe(ServeCase):
     def test_api(self):
         self.check_api()
 
+    def test_bad_flags_are_usage_errors(self):
+        for args in (["--listen", "127.0.0.1"], ["--listen", "localhost:80"], ["--listen", "127.0.0.1:70000"],
+                     ["--token-file", self.workdir + "/none"], ["--ledger", self.ledger],
+                     ["--data-dir", self.workdir + "/none"]):
+            r = run_cli(["serve", "--state", self.workdir + "/other.db"] + args, limit=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(args[0], r.stderr)
+
     def test_a_short_wait_answers_202_with_progress_then_status_explains(self):
         slow = os.path.join(self.data, "slow.jsonl")
         with open(slow, "w") as f:
@@ -434,6 +442,10 @@ class BrokerServe(ServeCase):
 
     def test_api(self):
         self.check_api()
+        for args, flag in ((["--processor", "sleep", "--ledger", self.ledger], "--processor"), ([], "--ledger")):
+            r = run_cli(["serve", "--bus", self.bus, "--listen", "127.0.0.1:0"] + args, limit=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(flag, r.stderr)
 
     def test_status_explains_a_batch_whose_workers_are_stopped(self):
         self.services.stop("worker")
