@@ -3,6 +3,9 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
@@ -36,6 +39,55 @@ bool ConstantTimeEquals(const std::string& got, const std::string& expected) {
 
 namespace {
 
+// httplib's ThreadPool queues every accepted connection without a limit: a
+// flood of idle connections would pile up sockets and memory. This one makes
+// the accept loop wait while `max_queued` connections wait for a thread, so
+// the rest stay in the kernel's listen backlog (and are refused past it).
+class BoundedPool : public httplib::TaskQueue {
+ public:
+  BoundedPool(size_t threads, size_t max_queued) : max_queued_(max_queued) {
+    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  void enqueue(std::function<void()> fn) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    room_.wait(lock, [this] { return jobs_.size() < max_queued_ || shutdown_; });
+    jobs_.push_back(std::move(fn));
+    ready_.notify_one();
+  }
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      shutdown_ = true;
+    }
+    ready_.notify_all();
+    room_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+ private:
+  void Work() {
+    while (true) {
+      std::function<void()> fn;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        ready_.wait(lock, [this] { return !jobs_.empty() || shutdown_; });
+        if (jobs_.empty()) return;  // shut down, nothing left to answer
+        fn = std::move(jobs_.front());
+        jobs_.pop_front();
+        room_.notify_one();
+      }
+      fn();
+    }
+  }
+
+  const size_t max_queued_;
+  std::mutex mu_;
+  std::condition_variable ready_, room_;
+  std::deque<std::function<void()>> jobs_;  // guarded by mu_
+  bool shutdown_ = false;                   // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
 void Write(const HttpResponse& from, httplib::Response& to) {
   to.status = from.status;
   for (const auto& [k, v] : from.headers) to.set_header(k, v);
@@ -49,7 +101,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
   auto impl = std::make_unique<Impl>();
   httplib::Server& s = impl->server;
   const int threads = o.threads;
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  s.new_task_queue = [threads] {
+    return new BoundedPool(static_cast<size_t>(threads), 4 * threads);
+  };
   s.set_payload_max_length(o.max_body_bytes);
   s.set_read_timeout(o.read_timeout);
   s.set_write_timeout(o.write_timeout);

@@ -226,6 +226,23 @@ class InprocServe(ServeCase):
     def test_api(self):
         self.check_api()
 
+    def test_a_flood_of_idle_connections_passes(self):
+        import socket
+        idle = []
+        for _ in range(300):
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", self.port))
+            idle.append(c)
+        time.sleep(1)
+        self.assertIsNone(self.services.procs["serve"].poll())
+        for c in idle:
+            c.close()
+        t0 = time.monotonic()
+        self.assertEqual(http(self.port, "GET", "/healthz", token=None, limit=20), (200, {"status": "ok"}))
+        self.assertLess(time.monotonic() - t0, 10)
+        self.check_api()
+
     def test_bad_flags_are_usage_errors(self):
         for args in (["--listen", "127.0.0.1"], ["--listen", "localhost:80"], ["--listen", "127.0.0.1:70000"],
                      ["--token-file", self.workdir + "/none"], ["--ledger", self.ledger],
