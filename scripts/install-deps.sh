@@ -14,14 +14,14 @@ done
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libsimdjson-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev
+  nlohmann-json3-dev libsimdjson-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libcpp-httplib-dev
   librabbitmq-dev libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
   python3 python3-jsonschema
   clang-14 libfuzzer-14-dev
 )
 if [ "$with_brokers" = 1 ]; then
   packages+=(rabbitmq-server mosquitto mosquitto-clients amqp-tools python3-pika
-             python3-paho-mqtt openssl prometheus curl)
+             python3-paho-mqtt openssl prometheus curl chromium python3-websocket)
 fi
 
 sudo=""

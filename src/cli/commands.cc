@@ -27,6 +27,8 @@ constexpr std::chrono::milliseconds kStopGrace{1000};
 // When `submit --wait` asks the bus whether anything takes its start_fanout.
 constexpr std::chrono::milliseconds kPickupCheckAfter{3000};
 
+}  // namespace
+
 Result<std::shared_ptr<Processor>> BuildProcessor(const WorkerFlags& f) {
   ProcessorOptions o;
   o.name = f.exec.empty() ? f.processor : "exec";
@@ -76,6 +78,8 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
 void ResolveLease(const AggregatorFlags& f, const EventBus& bus, AggregatorOptions& o) {
   if (f.lease == "auto") o.lease = DefaultLease(bus);
 }
+
+namespace {
 
 // The start_fanout for the flags; jsonl paths become absolute so a ventilator
 // with another working directory finds the same file. Nothing is read here.

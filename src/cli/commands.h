@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/aggregator.h"
 #include "pipeline/alarm_rules.h"
+#include "pipeline/worker.h"
 
 namespace fanflow::cli {
 
@@ -68,6 +70,29 @@ struct MonitorFlags {
   AlarmSpecs alarms;
 };
 
+// The roles' options from their flags (also for `serve`, which runs them on inproc://).
+[[nodiscard]] Result<std::shared_ptr<Processor>> BuildProcessor(const WorkerFlags& f);
+[[nodiscard]] Result<WorkerOptions> ToWorkerOptions(const WorkerFlags& f);
+// With --lease auto, o.lease is left for ResolveLease, once the bus is open.
+[[nodiscard]] Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f,
+                                                            const std::string& default_state);
+// --lease auto: whatever the bus needs (see DefaultLease).
+void ResolveLease(const AggregatorFlags& f, const EventBus& bus, AggregatorOptions& o);
+
+struct ServeFlags {
+  std::string listen = "127.0.0.1:8080";
+  std::string token_file;
+  std::string ledger;  // on a broker: the aggregator's ledger, read-only
+  int max_wait_s = 600;
+  std::vector<std::string> role_flags_given;  // worker/aggregator flags: inproc:// only
+};
+
+struct StatusFlags {
+  std::string batch_id;
+  std::string ledger;
+  bool json = false;
+};
+
 // `data_dirs`: the --data-dir roots files may be read under (sources, claim checks).
 int RunCommand(const BusFlags& bus, const BatchFlags& batch, const WorkerFlags& worker,
                const AggregatorFlags& aggregator, const std::vector<std::string>& data_dirs);
@@ -80,5 +105,8 @@ int TopologyCommand(const BusFlags& bus);
 // action: list | show | replay | purge.
 int DlqCommand(const BusFlags& bus, const std::string& action, const DlqFlags& flags);
 int MonitorCommand(const BusFlags& bus, const MonitorFlags& flags);
+int ServeCommand(const BusFlags& bus, const ServeFlags& flags, const WorkerFlags& worker,
+                 const AggregatorFlags& aggregator, const std::vector<std::string>& data_dirs);
+int StatusCommand(const BusFlags& bus, const StatusFlags& flags);
 
 }  // namespace fanflow::cli

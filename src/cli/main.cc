@@ -244,6 +244,44 @@ int main(int argc, char** argv) {
   AddBusFlags(monitor_cmd, bus);
   AddMonitorFlags(monitor_cmd, monitor);
 
+  ServeFlags serve;
+  auto* serve_cmd = app.add_subcommand(
+      "serve",
+      "HTTP JSON API and live dashboard: POST /v1/batches (?wait=S blocks for the batch_complete), "
+      "GET /v1/batches[/ID[?explain=1]], /metrics, /healthz, / (dashboard). On inproc:// it runs the "
+      "aggregator, workers and ventilator itself; on a broker it publishes start_fanout and reads the "
+      "aggregator's ledger (--ledger)");
+  AddBusFlags(serve_cmd, bus);
+  serve_cmd->add_option("--listen", serve.listen, "IPV4:PORT to serve on (port 0: any free one, printed)")
+      ->capture_default_str();
+  serve_cmd->add_option("--token-file", serve.token_file,
+                        "require 'Authorization: Bearer TOKEN' (TOKEN: the file's first line) on every "
+                        "endpoint but /healthz and the dashboard's static files (its page sends the token "
+                        "from its #token=... fragment)");
+  serve_cmd->add_option("--ledger", serve.ledger,
+                        "on a broker: the aggregator's --state file on this host, opened read-only");
+  serve_cmd->add_option("--max-wait", serve.max_wait_s, "seconds a POST ?wait= may block, at most")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  // The roles' flags: serve runs the roles only on inproc://.
+  const size_t serve_own_flags = serve_cmd->get_options().size();
+  AddWorkerFlags(serve_cmd, worker);
+  AddAggregatorFlags(serve_cmd, aggregator, "inproc://: the ledger file (default: fanflow-ledger.db)");
+  std::vector<CLI::Option*> serve_role_flags = serve_cmd->get_options();
+  serve_role_flags.erase(serve_role_flags.begin(), serve_role_flags.begin() + serve_own_flags);
+  AddDataDirFlag(serve_cmd, data_dirs,
+                 "a POSTed jsonl:PATH source must lie under this directory (checked by serve before "
+                 "it publishes, and by the in-process ventilator and workers on inproc://)");
+
+  StatusFlags status;
+  auto* status_cmd = app.add_subcommand(
+      "status", "why a batch is not done: each failed, dead-lettered, outstanding or unpublished chunk, "
+                "or how it ended (from the aggregator's ledger, read-only; dead letters from --bus)");
+  AddBusFlags(status_cmd, bus);
+  status_cmd->add_option("batch", status.batch_id, "the batch id")->required();
+  status_cmd->add_option("--ledger", status.ledger, "the aggregator's --state file")->required();
+  status_cmd->add_flag("--json", status.json, "one JSON object on stdout");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -260,5 +298,11 @@ int main(int argc, char** argv) {
   for (const auto& [sub, action] : dlq_actions)
     if (*sub) return DlqCommand(bus, action, dlq);
   if (*monitor_cmd) return MonitorCommand(bus, monitor);
+  if (*serve_cmd) {
+    for (const CLI::Option* o : serve_role_flags)
+      if (o->count() > 0) serve.role_flags_given.push_back(o->get_name());
+    return ServeCommand(bus, serve, worker, aggregator, data_dirs);
+  }
+  if (*status_cmd) return StatusCommand(bus, status);
   return kExitUsage;
 }

@@ -21,15 +21,6 @@ using nlohmann::json;
 constexpr int kReportWaits = 50;
 constexpr std::chrono::milliseconds kReportWait{200};
 
-// The fields of a start_fanout that define its batch, defaults filled in, so
-// that the same request compares equal however it was spelled.
-json RequestOf(const json& d) {
-  return {{"source", d["source"]},
-          {"chunk_size", d["chunk_size"]},
-          {"page_chunks", d.value("page_chunks", kDefaultPageChunks)},
-          {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
-}
-
 // Why a batch of `request` is too large to admit, or "" when it is not (only
 // sources whose size is known up front; others are checked as they are read).
 std::string TooLarge(int64_t items, int64_t chunk_size, const AggregatorOptions& o) {
@@ -78,6 +69,12 @@ std::string StepMisfit(const BatchRecord& b, int64_t chunks, int64_t items, Step
 
 }  // namespace
 
+json BatchRequestOf(const json& d) {
+  return {{"source", d["source"]},
+          {"chunk_size", d["chunk_size"]},
+          {"page_chunks", d.value("page_chunks", kDefaultPageChunks)},
+          {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
+}
 
 Result<Tolerance> Tolerance::Parse(const std::string& text) {
   Tolerance t;
@@ -182,7 +179,7 @@ Verdict Aggregator::Settled(const Status& s, const std::string& batch_id, const 
 }
 
 Verdict Aggregator::HandleStart(const Event& e) {
-  const json request = RequestOf(e.data);
+  const json request = BatchRequestOf(e.data);
   auto found = ledger_->Get(e.subject);
   if (!found.ok()) return Settled(found.status(), e.subject, e.id);
   if (const auto& known = found.value()) {

@@ -43,6 +43,11 @@ struct Tolerance {
 // worker took; none elsewhere.
 std::chrono::milliseconds DefaultLease(const EventBus& bus);
 
+// The fields of a start_fanout's data that define its batch, defaults filled
+// in, so that the same request compares equal however it was spelled: what the
+// ledger keeps as BatchRecord::request.
+nlohmann::json BatchRequestOf(const nlohmann::json& start_data);
+
 struct AggregatorOptions {
   std::string state_path = "fanflow-ledger.db";
   Durability durability = Durability::kNormal;

@@ -243,6 +243,20 @@ Result<std::unique_ptr<Ledger>> Ledger::Open(const std::string& path, Durability
   return ledger;
 }
 
+Result<std::unique_ptr<Ledger>> Ledger::OpenReadOnly(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  std::unique_ptr<Ledger> ledger(new Ledger(db));
+  if (rc != SQLITE_OK)
+    return InvalidArgument("cannot open ledger '" + path + "' read-only: " + sqlite3_errmsg(db));
+  sqlite3_busy_timeout(db, 5000);  // a connection setting: nothing is written
+  // A file that is no ledger (or an older one) fails here, not on every read.
+  if (Status s = Statement(*ledger->statements_, "SELECT step_cursor FROM batches LIMIT 0").Run(); !s.ok())
+    return InvalidArgument("'" + path + "' is not a fanflow ledger (or one this fanflow cannot read): " +
+                           s.message());
+  return ledger;
+}
+
 Ledger::Ledger(sqlite3* db) : db_(db), statements_(std::make_unique<StatementCache>(db)) {}
 
 Ledger::~Ledger() {
@@ -499,6 +513,29 @@ Result<std::vector<int64_t>> Ledger::MissingChunks(const std::string& batch_id,
   return out;
 }
 
+Result<std::vector<Ledger::FailedChunk>> Ledger::FailedChunkRows(const std::string& batch_id,
+                                                                int64_t limit) {
+  Statement q(*statements_,
+              "SELECT chunk_index, attempts, error, done_ms FROM chunks WHERE batch_id=?1 AND "
+              "succeeded=0 ORDER BY chunk_index LIMIT ?2");
+  q.Bind(1, batch_id).Bind(2, limit);
+  std::vector<FailedChunk> out;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) return out;
+    out.push_back(FailedChunk{q.Int(0), static_cast<int>(q.Int(1)), q.Text(2), q.Int(3)});
+  }
+}
+
+Result<std::vector<BatchRecord>> Ledger::RecentlyDecided(int64_t limit) {
+  const std::string n = std::to_string(limit);
+  return Batches(
+      "batch_id IN (SELECT batch_id FROM batches WHERE complete_event IS NOT NULL "
+      "ORDER BY updated_ms DESC LIMIT CAST(?1 AS INTEGER))",
+      &n);
+}
+
 Status Ledger::DecideComplete(const std::string& batch_id, const std::string& event_json) {
   return Statement(*statements_,
                    "UPDATE batches SET complete_event=?2 WHERE batch_id=?1 AND complete_event IS NULL")
@@ -577,6 +614,20 @@ Result<std::map<std::string, Ledger::Outstanding>> Ledger::OutstandingByBatch() 
     out[q.Text(0)] = Outstanding{q.Int(1), q.Int(2)};
   }
   return out;
+}
+
+Result<std::vector<Ledger::LeaseAge>> Ledger::LeaseAges(const std::string& batch_id, int64_t limit) {
+  Statement q(*statements_,
+              "SELECT chunk_index, leased_ms, redrives FROM leases WHERE batch_id=?1 ORDER BY "
+              "chunk_index LIMIT ?2");
+  q.Bind(1, batch_id).Bind(2, limit);
+  std::vector<LeaseAge> out;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) return out;
+    out.push_back(LeaseAge{q.Int(0), q.Int(1), static_cast<int>(q.Int(2))});
+  }
 }
 
 }  // namespace fanflow

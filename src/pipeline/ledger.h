@@ -79,6 +79,9 @@ class Ledger {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Ledger>> Open(const std::string& path,
                                                             Durability durability);
+  // Another process's ledger, for LedgerReader: opened SQLITE_OPEN_READONLY
+  // with no PRAGMA or schema statement, so every write method fails.
+  [[nodiscard]] static Result<std::unique_ptr<Ledger>> OpenReadOnly(const std::string& path);
   ~Ledger();
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
@@ -119,6 +122,17 @@ class Ledger {
   [[nodiscard]] Result<std::vector<int64_t>> MissingChunks(const std::string& batch_id,
                                                            std::optional<int64_t> total_chunks);
 
+  // The recorded failures of a batch (index ascending, at most `limit`).
+  struct FailedChunk {
+    int64_t chunk_index = 0;
+    int attempts = 0;
+    std::string error;
+    int64_t done_ms = 0;
+  };
+  [[nodiscard]] Result<std::vector<FailedChunk>> FailedChunkRows(const std::string& batch_id, int64_t limit);
+  // Decided batches, the most recently updated first, at most `limit`.
+  [[nodiscard]] Result<std::vector<BatchRecord>> RecentlyDecided(int64_t limit);
+
   // Stores the decided batch_complete event; it is the only one ever published
   // for this batch (a re-announcement after a crash reads it back).
   [[nodiscard]] Status DecideComplete(const std::string& batch_id, const std::string& event_json);
@@ -151,6 +165,14 @@ class Ledger {
     int64_t oldest_leased_ms = 0;
   };
   [[nodiscard]] Result<std::map<std::string, Outstanding>> OutstandingByBatch();
+  // The leases of one batch (index ascending, at most `limit`): when each was
+  // leased (or last redriven) and how often it was redriven.
+  struct LeaseAge {
+    int64_t chunk_index = 0;
+    int64_t leased_ms = 0;
+    int redrives = 0;
+  };
+  [[nodiscard]] Result<std::vector<LeaseAge>> LeaseAges(const std::string& batch_id, int64_t limit);
 
  private:
   explicit Ledger(sqlite3* db);

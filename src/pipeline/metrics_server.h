@@ -1,18 +1,18 @@
-// A minimal HTTP/1.0 server for Prometheus scrapes: GET /metrics only, on
-// 127.0.0.1 unless told otherwise. One thread serves one connection at a time
-// with short socket timeouts, so a slow or hostile client can delay a scrape
-// by a few seconds but never pile up threads or memory.
-// Owns its socket and thread; the destructor stops both.
+// The Prometheus scrape endpoint of `fanflow monitor --metrics-port`: GET (or
+// HEAD) /metrics only, on 127.0.0.1 unless told otherwise, served by the
+// bounded HttpServer (short timeouts, a few threads, no request body).
+// Owns its server; the destructor stops it.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "core/status.h"
 
 namespace fanflow {
+
+class HttpServer;
 
 class MetricsServer {
  public:
@@ -24,18 +24,14 @@ class MetricsServer {
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  int port() const { return port_; }
+  int port() const;
 
  private:
-  MetricsServer(int listen_fd, int port, std::function<std::string()> render);
-  void Serve();
-  void HandleConnection(int fd);
-
-  const int listen_fd_;
-  const int port_;
-  const std::function<std::string()> render_;
-  int wake_[2] = {-1, -1};  // a byte on wake_[1] stops Serve()
-  std::thread thread_;
+  explicit MetricsServer(std::unique_ptr<HttpServer> server);
+  std::unique_ptr<HttpServer> server_;
 };
+
+// The content type of the Prometheus text format.
+inline constexpr char kPrometheusContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
 }  // namespace fanflow

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <random>
 
 #include "core/event.h"
@@ -44,11 +43,7 @@ Result<std::unique_ptr<Monitor>> Monitor::Start(EventBus& bus, MonitorOptions op
   if (options.rate_window.count() <= 0) return InvalidArgument("the rate window must be > 0");
   std::unique_ptr<Monitor> m(new Monitor(bus, std::move(options), std::move(metrics)));
   if (!m->options_.state_path.empty()) {
-    // Opening a missing path would create an empty ledger and show nothing.
-    if (!std::filesystem::exists(m->options_.state_path))
-      return InvalidArgument("--state '" + m->options_.state_path +
-                             "': no ledger there (pass the aggregator's --state file)");
-    auto ledger = Ledger::Open(m->options_.state_path, Durability::kNormal);
+    auto ledger = LedgerReader::Open(m->options_.state_path, "--state");
     if (!ledger.ok()) return ledger.status();
     m->ledger_ = std::move(ledger).value();
   }

@@ -27,7 +27,7 @@
 
 #include "core/bus.h"
 #include "pipeline/alarm_rules.h"
-#include "pipeline/ledger.h"
+#include "pipeline/ledger_reader.h"
 #include "pipeline/metrics.h"
 
 namespace fanflow {
@@ -113,7 +113,7 @@ class Monitor {
   const std::string tap_group_;
 
   // Used by Sample() only.
-  std::unique_ptr<Ledger> ledger_;
+  std::unique_ptr<LedgerReader> ledger_;  // read-only: the aggregator owns the file
   std::deque<Round> rounds_;
   AlarmBook book_;
   std::vector<std::unique_ptr<Subscription>> taps_;

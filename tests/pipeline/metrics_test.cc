@@ -62,10 +62,10 @@ TEST(MetricsServerTest, ServesMetricsOverHttpAndNothingElse) {
   const int port = server.value()->port();
   ASSERT_GT(port, 0);
   const std::string ok = testing::HttpGet(port, "/metrics");
-  EXPECT_EQ(ok.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << ok;
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << ok;
   EXPECT_NE(ok.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
   EXPECT_NE(ok.find("fanflow_queue_depth_messages{"), std::string::npos);
-  EXPECT_EQ(testing::HttpGet(port, "/").rfind("HTTP/1.0 404", 0), 0u);
+  EXPECT_EQ(testing::HttpGet(port, "/").rfind("HTTP/1.1 404", 0), 0u);
   // A client that connects and says nothing holds the server at most a few
   // seconds; the next scrape is answered after it.
   int idle = socket(AF_INET, SOCK_STREAM, 0);
@@ -74,7 +74,7 @@ TEST(MetricsServerTest, ServesMetricsOverHttpAndNothingElse) {
   addr.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
   ASSERT_EQ(connect(idle, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(testing::HttpGet(port, "/metrics").rfind("HTTP/1.0 200", 0), 0u);
+  EXPECT_EQ(testing::HttpGet(port, "/metrics").rfind("HTTP/1.1 200", 0), 0u);
   close(idle);
   EXPECT_FALSE(MetricsServer::Start("127.0.0.1", port, [] { return std::string(); }).ok())
       << "the port is taken";
