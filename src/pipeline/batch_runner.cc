@@ -1,11 +1,36 @@
 #include "pipeline/batch_runner.h"
 
+#include <exception>
 #include <filesystem>
 
 #include "core/printable.h"
 #include "pipeline/batch_run.h"
 
 namespace fanflow {
+namespace {
+
+// Foreign code: an exception escaping it fails the attempt (the worker retries
+// the chunk), where the bus would dead-letter the chunk with no chunk_done and
+// leave the batch waiting for it.
+class GuardedProcessor final : public Processor {
+ public:
+  explicit GuardedProcessor(std::shared_ptr<Processor> inner) : inner_(std::move(inner)) {}
+
+  Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+    try {
+      return inner_->Process(chunk);
+    } catch (const std::exception& e) {
+      return Internal("processor threw: " + EscapeForLog(e.what()));
+    } catch (...) {
+      return Internal("processor threw a non-std exception");
+    }
+  }
+
+ private:
+  const std::shared_ptr<Processor> inner_;
+};
+
+}  // namespace
 
 Result<Event> MakeBatchStart(const BatchSpec& spec) {
   if (Status s = CheckSourceSpec(spec.source); !s.ok()) return s;
@@ -35,6 +60,7 @@ Result<Event> MakeBatchStart(const BatchSpec& spec) {
 
 Result<Event> RunBatch(EventBus& bus, std::shared_ptr<Processor> processor, const BatchSpec& spec,
                        const RunOptions& options) {
+  if (!processor) return InvalidArgument("RunBatch needs a processor");
   auto start = MakeBatchStart(spec);
   if (!start.ok()) return start.status();
   BatchRoles roles;
@@ -43,7 +69,7 @@ Result<Event> RunBatch(EventBus& bus, std::shared_ptr<Processor> processor, cons
   roles.workers.files = std::move(files).value();
   roles.workers.concurrency = options.concurrency;
   roles.workers.max_attempts = options.max_attempts;
-  roles.processor = std::move(processor);
+  roles.processor = std::make_shared<GuardedProcessor>(std::move(processor));
   TemporaryLedger temporary;
   if (options.state_path.empty()) temporary.path = MakeTemporaryLedgerPath();
   roles.aggregator.state_path = options.state_path.empty() ? temporary.path : options.state_path;

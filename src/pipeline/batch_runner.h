@@ -1,8 +1,8 @@
 // Runs one whole batch in this process, as `fanflow run` does: an aggregator,
 // workers calling your Processor, a ventilator, and a waiter for the batch's
 // batch_complete, all on one bus. Installed as <fanflow/batch_runner.h>; see
-// docs/CPP_API.md. RunBatch may be called from several threads at once, each
-// call with its own batch id.
+// docs/CPP_API.md. One run at a time per bus: the roles of two would share its
+// consumer groups (give each its own, e.g. inproc://a and inproc://b).
 #pragma once
 
 #include <chrono>
@@ -51,8 +51,9 @@ struct RunOptions {
 
 // Runs the batch on `bus` and returns its batch_complete: data.status is
 // succeeded, partial, failed or timed_out; data.result consolidates the
-// chunks' results (docs/CPP_API.md, "Results"). A processor's error fails that
-// attempt; after max_attempts the chunk is failed and dead-lettered with it.
+// chunks' results (docs/CPP_API.md, "Results"). A processor's error, or an
+// exception escaping Process, fails that attempt; after max_attempts the chunk
+// is failed and dead-lettered with it.
 [[nodiscard]] Result<Event> RunBatch(EventBus& bus, std::shared_ptr<Processor> processor,
                                      const BatchSpec& spec, const RunOptions& options = {});
 
