@@ -72,6 +72,8 @@ class BatchRun {
 
   EventBus& ventilator_bus_;
   const Event start_;
+  // Started in this order, so destroyed in the reverse: the waiter and the
+  // ventilator first, the aggregator last.
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<Worker> workers_;
   std::unique_ptr<Ventilator> ventilator_;
