@@ -24,7 +24,8 @@ class SumOfSquares final : public fanflow::Processor {
     int64_t sum = 0;
     for (size_t i = 0; i < chunk.items.size(); ++i) {
       const nlohmann::json& item = chunk.items[i];
-      const std::string where = "chunk " + std::to_string(chunk.chunk_index) + ", item " + std::to_string(i);
+      const std::string where =
+          "chunk " + std::to_string(chunk.chunk_index) + ", item " + std::to_string(i);
       if (!item.is_object() || !item.contains("value") || !item["value"].is_number_integer())
         return fanflow::InvalidArgument(where + ": value must be an integer");
       const nlohmann::json& v = item["value"];

@@ -14,7 +14,8 @@ std::string NewBatchId() {
   for (char c : t.substr(0, 19))
     if (c != '-' && c != ':') compact += c;
   char suffix[8];
-  std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(std::random_device{}() & 0xffffff));
+  std::snprintf(suffix, sizeof suffix, "%06x",
+                static_cast<unsigned>(std::random_device{}() & 0xffffff));
   return "b-" + compact + "-" + suffix;
 }
 

@@ -68,7 +68,8 @@ class BatchRun {
   void Stop();
 
  private:
-  BatchRun(EventBus& ventilator_bus, Event start) : ventilator_bus_(ventilator_bus), start_(std::move(start)) {}
+  BatchRun(EventBus& ventilator_bus, Event start)
+      : ventilator_bus_(ventilator_bus), start_(std::move(start)) {}
 
   EventBus& ventilator_bus_;
   const Event start_;

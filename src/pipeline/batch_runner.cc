@@ -47,9 +47,11 @@ Result<Event> MakeBatchStart(const BatchSpec& spec) {
   // connection, so they follow the decoder's rules for names.
   if (Status s = CheckName(batch_id, "--batch-id", kMaxSubjectLength); !s.ok()) return s;
   if (!spec.correlation_id.empty())
-    if (Status s = CheckName(spec.correlation_id, "--correlation-id", kMaxIdLength); !s.ok()) return s;
-  Event start = MakeStartFanout(batch_id, spec.correlation_id.empty() ? batch_id : spec.correlation_id,
-                                source, spec.chunk_size);
+    if (Status s = CheckName(spec.correlation_id, "--correlation-id", kMaxIdLength); !s.ok())
+      return s;
+  Event start =
+      MakeStartFanout(batch_id, spec.correlation_id.empty() ? batch_id : spec.correlation_id,
+                      source, spec.chunk_size);
   start.data["page_chunks"] = spec.page_chunks;
   start.data["claim_check_bytes"] = spec.claim_check_bytes;
   // Whatever else the decoder would refuse (e.g. a chunk size past its limit)

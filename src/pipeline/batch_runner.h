@@ -21,12 +21,12 @@ namespace fanflow {
 
 // What to fan out: one batch's start_fanout.
 struct BatchSpec {
-  std::string source;          // range:N[:SEED], jsonl:PATH, or - (this process's stdin)
-  int64_t chunk_size = 100;    // items per chunk
-  int64_t page_chunks = 100;   // chunks the ventilator reads per page
+  std::string source;         // range:N[:SEED], jsonl:PATH, or - (this process's stdin)
+  int64_t chunk_size = 100;   // items per chunk
+  int64_t page_chunks = 100;  // chunks the ventilator reads per page
   int64_t claim_check_bytes = 256 * 1024;  // a larger chunk travels as a file reference
-  std::string batch_id;        // "": a new one, "b-<UTC time>-<random>"
-  std::string correlation_id;  // "": the batch id
+  std::string batch_id;                    // "": a new one, "b-<UTC time>-<random>"
+  std::string correlation_id;              // "": the batch id
 };
 
 // The batch's start_fanout; a jsonl: path becomes absolute and must name a

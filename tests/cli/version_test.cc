@@ -12,7 +12,8 @@ using testing::RunProcess;
 TEST(VersionTest, NamesTheVersionAndExactlyTheAdaptersTheBinaryCanOpen) {
   auto r = RunProcess({FanflowBinary(), "--version"}, std::chrono::seconds(10));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(r.out.rfind("fanflow " FANFLOW_EXPECTED_VERSION "\nadapters: inproc yes, ", 0), 0) << r.out;
+  ASSERT_EQ(r.out.rfind("fanflow " FANFLOW_EXPECTED_VERSION "\nadapters: inproc yes, ", 0), 0)
+      << r.out;
   for (const std::string scheme : {"amqp", "mqtt"}) {
     // Nothing listens on port 1: a built adapter fails to connect, a missing one
     // is refused by name.

@@ -1,6 +1,7 @@
 #include "pipeline/batch_runner.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -8,8 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <unistd.h>
 
 namespace fanflow {
 namespace {
@@ -19,7 +18,8 @@ class SumOfSquares final : public Processor {
  public:
   Result<nlohmann::json> Process(const ChunkInput& chunk) override {
     int64_t sum = 0;
-    for (const auto& item : chunk.items) sum += item["value"].get<int64_t>() * item["value"].get<int64_t>();
+    for (const auto& item : chunk.items)
+      sum += item["value"].get<int64_t>() * item["value"].get<int64_t>();
     return nlohmann::json{{"sum_of_squares", sum}};
   }
 };
@@ -29,7 +29,8 @@ class ThrowsOnChunk final : public Processor {
  public:
   explicit ThrowsOnChunk(int64_t bad) : bad_(bad) {}
   Result<nlohmann::json> Process(const ChunkInput& chunk) override {
-    if (chunk.chunk_index == bad_) throw std::runtime_error("boom in chunk " + std::to_string(bad_));
+    if (chunk.chunk_index == bad_)
+      throw std::runtime_error("boom in chunk " + std::to_string(bad_));
     return nlohmann::json{{"n", 1}};
   }
 
@@ -48,7 +49,9 @@ class WaitsForStop final : public Processor {
   std::atomic<int> started{0};
 };
 
-std::unique_ptr<EventBus> Bus(const std::string& name) { return OpenBus("inproc://" + name).value(); }
+std::unique_ptr<EventBus> Bus(const std::string& name) {
+  return OpenBus("inproc://" + name).value();
+}
 
 BatchSpec Spec(const std::string& source) {
   BatchSpec spec;
@@ -57,7 +60,8 @@ BatchSpec Spec(const std::string& source) {
 }
 
 TEST(BatchRunnerTest, RunsAJsonlBatchWithItsOwnProcessorAndReturnsTheMergedResult) {
-  const auto path = std::filesystem::temp_directory_path() / ("batch-runner-" + std::to_string(getpid()) + ".jsonl");
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("batch-runner-" + std::to_string(getpid()) + ".jsonl");
   int64_t want = 0;
   {
     std::ofstream out(path);
@@ -127,18 +131,23 @@ TEST(BatchRunnerTest, ATimeoutEndsTheRunWithTimeout) {
 TEST(BatchRunnerTest, ABadSpecIsRefusedBeforeAnythingRuns) {
   auto bus = Bus("runner-bad");
   auto processor = std::make_shared<SumOfSquares>();
-  EXPECT_EQ(RunBatch(*bus, processor, Spec("jsonl:/no/such/file.jsonl")).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(RunBatch(*bus, processor, Spec("rang:10")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunBatch(*bus, processor, Spec("jsonl:/no/such/file.jsonl")).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(RunBatch(*bus, processor, Spec("rang:10")).status().code(),
+            StatusCode::kInvalidArgument);
   BatchSpec bad_id = Spec("range:10");
   bad_id.batch_id = "b\nforged";
   auto refused = RunBatch(*bus, processor, bad_id);
   EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(refused.status().message().find("--batch-id"), std::string::npos) << refused.status().ToString();
-  EXPECT_EQ(RunBatch(*bus, nullptr, Spec("range:10")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("--batch-id"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_EQ(RunBatch(*bus, nullptr, Spec("range:10")).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(BatchRunnerTest, MakeBatchStartMakesAJsonlPathAbsoluteAndKeepsTheIds) {
-  const auto path = std::filesystem::temp_directory_path() / ("batch-start-" + std::to_string(getpid()) + ".jsonl");
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("batch-start-" + std::to_string(getpid()) + ".jsonl");
   { std::ofstream(path) << "{\"value\": 1}\n"; }
   const auto cwd = std::filesystem::current_path();
   std::filesystem::current_path(path.parent_path());
