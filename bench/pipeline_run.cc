@@ -3,17 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <mutex>
 #include <random>
 #include <unordered_map>
 
 #include "core/event.h"
 #include "core/routes.h"
-#include "pipeline/aggregator.h"
-#include "pipeline/batch_waiter.h"
-#include "pipeline/ventilator.h"
-#include "pipeline/worker.h"
+#include "pipeline/batch_run.h"
+#include "pipeline/batch_runner.h"
 
 namespace fanflow::bench {
 namespace {
@@ -123,28 +120,27 @@ Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, i
   if (!worker_bus.ok()) return worker_bus.status();
   auto ventilator_bus = OpenRoleBus(bus_url, clock);
   if (!ventilator_bus.ok()) return ventilator_bus.status();
-  const std::string batch_id = "bench-" + std::to_string(std::random_device{}());
-  AggregatorOptions agg_options;
-  agg_options.lease = DefaultLease(**aggregator_bus);  // as `fanflow aggregator` does by default
-  agg_options.state_path = (std::filesystem::temp_directory_path() / (batch_id + ".db")).string();
-  auto aggregator = Aggregator::Start(**aggregator_bus, agg_options);
-  if (!aggregator.ok()) return aggregator.status();
+  BatchSpec spec;
+  spec.source = "range:" + std::to_string(items);
+  spec.chunk_size = chunk_size;
+  spec.batch_id = "bench-" + std::to_string(std::random_device{}());
+  auto start = MakeBatchStart(spec);
+  if (!start.ok()) return start.status();
   auto processor = MakeProcessor(ProcessorOptions{});
   if (!processor.ok()) return processor.status();
-  WorkerOptions worker_options;
-  worker_options.concurrency = concurrency;
-  auto worker = Worker::Start(**worker_bus, std::move(processor).value(), worker_options);
-  if (!worker.ok()) return worker.status();
-  auto ventilator = Ventilator::Start(**ventilator_bus, {});
-  if (!ventilator.ok()) return ventilator.status();
-  auto waiter = BatchWaiter::Start(**aggregator_bus, batch_id, false);
-  if (!waiter.ok()) return waiter.status();
+  TemporaryLedger ledger{MakeTemporaryLedgerPath()};
+  BatchRoles roles;
+  roles.aggregator.state_path = ledger.path;
+  roles.aggregator.lease = DefaultLease(**aggregator_bus);  // as `fanflow aggregator` does by default
+  roles.processor = std::move(processor).value();
+  roles.workers.concurrency = concurrency;
 
+  auto run = BatchRun::Start({**aggregator_bus, **worker_bus, **ventilator_bus}, std::move(roles),
+                             start.value(), false);
+  if (!run.ok()) return run.status();
   const auto started = Clock::now();
-  Event start = MakeStartFanout(batch_id, batch_id, "range:" + std::to_string(items), chunk_size);
-  if (Status s = (*ventilator_bus)->Publish({Message{start.type, start.id, EncodeEvent(start)}}); !s.ok())
-    return s;
-  auto complete = waiter.value()->Wait(std::chrono::minutes(5), nullptr);
+  if (Status s = run.value()->Submit(); !s.ok()) return s;
+  auto complete = run.value()->Wait(std::chrono::minutes(5), nullptr);
   if (!complete.ok()) return complete.status();
   PipelineFigures f;
   f.seconds = std::chrono::duration<double>(Clock::now() - started).count();
@@ -155,8 +151,6 @@ Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, i
   f.items_per_second = static_cast<double>(items) / f.seconds;
   f.p50_chunk_latency_ms = clock.Percentile(0.50);
   f.p99_chunk_latency_ms = clock.Percentile(0.99);
-  for (const char* suffix : {"", "-wal", "-shm"})
-    std::filesystem::remove(agg_options.state_path + suffix);
   return f;
 }
 

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <random>
 
 #include "core/printable.h"
 
@@ -102,16 +101,6 @@ Result<std::unique_ptr<EventBus>> OpenServiceBus(const std::string& url, const s
 int Fail(const Status& status) {
   std::cerr << "fanflow: " << status.ToString() << "\n";
   return status.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitError;
-}
-
-std::string NewBatchId() {
-  std::string t = NowRfc3339();  // 2026-11-22T21:45:00.123Z
-  std::string compact;
-  for (char c : t.substr(0, 19))
-    if (c != '-' && c != ':') compact += c;
-  char suffix[8];
-  std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(std::random_device{}() & 0xffffff));
-  return "b-" + compact + "-" + suffix;
 }
 
 int ExitCodeFor(const Event& e) {

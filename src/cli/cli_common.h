@@ -75,9 +75,6 @@ class InterruptWatch {
 // Prints a status to stderr and maps it to an exit code.
 int Fail(const Status& status);
 
-// "b-20261122T214500-1a2b3c": sortable, unique enough for batch ids.
-std::string NewBatchId();
-
 // The exit code a batch_complete stands for.
 int ExitCodeFor(const Event& batch_complete);
 

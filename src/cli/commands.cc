@@ -4,15 +4,15 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <thread>
 
 #include "cli/cli_common.h"
 #include "core/bus_url.h"
-#include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/aggregator.h"
+#include "pipeline/batch_run.h"
+#include "pipeline/batch_runner.h"
 #include "pipeline/batch_waiter.h"
 #include "pipeline/ventilator.h"
 #include "pipeline/worker.h"
@@ -81,30 +81,11 @@ void ResolveLease(const AggregatorFlags& f, const EventBus& bus, AggregatorOptio
 
 namespace {
 
-// The start_fanout for the flags; jsonl paths become absolute so a ventilator
-// with another working directory finds the same file. Nothing is read here.
+// The start_fanout for the flags. Nothing is read here.
 Result<Event> BuildStart(const BatchFlags& f, std::string& batch_id) {
-  if (Status s = CheckSourceSpec(f.source); !s.ok()) return s;
-  std::string source = f.source;
-  if (source.rfind("jsonl:", 0) == 0) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(source.substr(6), ec))
-      return NotFound("--source " + source + ": no such file");
-    source = "jsonl:" + std::filesystem::absolute(source.substr(6)).lexically_normal().string();
-  }
-  batch_id = f.batch_id.empty() ? NewBatchId() : f.batch_id;
-  // The ids travel in MQTT properties: one Mosquitto refuses would cost the
-  // connection, so they follow the decoder's rules for names.
-  if (Status s = CheckName(batch_id, "--batch-id", kMaxSubjectLength); !s.ok()) return s;
-  if (!f.correlation_id.empty())
-    if (Status s = CheckName(f.correlation_id, "--correlation-id", kMaxIdLength); !s.ok()) return s;
-  Event start = MakeStartFanout(batch_id, f.correlation_id.empty() ? batch_id : f.correlation_id,
-                                source, f.chunk_size);
-  start.data["page_chunks"] = f.page_chunks;
-  start.data["claim_check_bytes"] = f.claim_check_bytes;
-  // Whatever else the decoder would refuse (e.g. --chunk-size past its limit)
-  // is a usage error here, not a dead letter later.
-  if (auto back = DecodeEvent(EncodeEvent(start)); !back.ok()) return back.status();
+  auto start = MakeBatchStart({f.source, f.chunk_size, f.page_chunks, f.claim_check_bytes, f.batch_id,
+                               f.correlation_id});
+  if (start.ok()) batch_id = start->subject;
   return start;
 }
 
@@ -138,30 +119,9 @@ int Report(Result<Event> complete, bool json, Clock::time_point started, bool pr
   return ExitCodeFor(complete.value());
 }
 
-// What a `run` reads: its own --source file's directory (the file resolved) and
-// --data-dir; stdin when the source is `-`.
-Result<SourcePolicy> RunFiles(const Event& start, std::vector<std::string> dirs) {
-  const std::string source = start.data["source"].get<std::string>();
-  if (source.rfind("jsonl:", 0) == 0) {
-    std::error_code ec;
-    dirs.push_back(std::filesystem::weakly_canonical(source.substr(6), ec).parent_path().string());
-  }
-  return SourcePolicy::Make(dirs, source == "-");
-}
-
 std::chrono::milliseconds TimeoutOf(const BatchFlags& f) {
   return std::chrono::milliseconds(static_cast<int64_t>(f.timeout_s * 1000));
 }
-
-// Removes a temporary ledger and its WAL files on scope exit.
-struct TemporaryLedger {
-  std::string path;
-  ~TemporaryLedger() { Remove(); }
-  void Remove() const {
-    if (path.empty()) return;
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
-  }
-};
 
 // After kPickupCheckAfter with no sign of the batch (no batch_sealed, no
 // chunk_done), warns once on stderr if the bus says nothing takes its
@@ -181,13 +141,6 @@ std::jthread WarnIfNotPickedUp(EventBus& bus, BatchWaiter& waiter, const std::st
                 << " yet: " << *why.value() << "; still waiting\n";
     }
   });
-}
-
-std::string MakeTemporaryLedgerPath() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "fanflow-run-XXXXXX").string();
-  int fd = mkstemp(pattern.data());
-  if (fd >= 0) close(fd);
-  return pattern;
 }
 
 }  // namespace
@@ -217,35 +170,25 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
   auto bus = OpenBus(bus_flags.url);
   if (!bus.ok()) return Fail(bus.status());
   ResolveLease(aggregator_flags, *bus.value(), agg_options.value());
-  // A bus of this process alone starts empty: a rerun of an unfinished batch publishes it again.
-  agg_options->refan_open_batches = !bus.value()->Capabilities().shared_between_processes;
-  auto aggregator = Aggregator::Start(*bus.value(), agg_options.value());
-  if (!aggregator.ok()) return Fail(aggregator.status());
-  auto workers = Worker::Start(*bus.value(), processor.value(), worker_options.value());
-  if (!workers.ok()) return Fail(workers.status());
-  auto ventilator = Ventilator::Start(*bus.value(), {1, files.value(), batch.source == "-" ? batch_id : ""});
-  if (!ventilator.ok()) return Fail(ventilator.status());
+  EventBus& b = *bus.value();
   auto progress = ProgressLine(batch_id, started);
-  auto waiter = BatchWaiter::Start(*bus.value(), batch_id, progress != nullptr);
-  if (!waiter.ok()) return Fail(waiter.status());
+  auto run = BatchRun::Start({b, b, b}, {agg_options.value(), processor.value(), worker_options.value()},
+                             start.value(), progress != nullptr);
+  if (!run.ok()) return Fail(run.status());
 
   spdlog::info("[batch {}] run: source {}, chunk size {}, processor {}, concurrency {}, rate {}, bus {}",
                batch_id, batch.source, batch.chunk_size,
                worker_flags.exec.empty() ? worker_flags.processor : "exec", worker_flags.concurrency,
-               worker_options->rate.ToString(), bus.value()->Describe());
+               worker_options->rate.ToString(), b.Describe());
   // A rerun with the same --batch-id and --state is the same batch: a finished
   // one is answered again, an unfinished one goes on where it stood.
-  const Event& s = start.value();
-  if (Status p = bus.value()->Publish(Message{s.type, s.id, EncodeEvent(s)}); !p.ok()) return Fail(p);
-  auto complete = waiter.value()->Wait(TimeoutOf(batch), progress, watch.token());
+  if (Status p = run.value()->Submit(); !p.ok()) return Fail(p);
+  auto complete = run.value()->Wait(TimeoutOf(batch), progress, watch.token());
   if (!watch.interrupted()) return Report(std::move(complete), batch.json, started, progress != nullptr);
 
   std::cerr << (progress ? "\n" : "") << "fanflow: " << watch.SignalName() << ": stopping the run of batch "
             << batch_id << ": ventilator, workers (their chunks in flight go back to the bus), aggregator\n";
-  ventilator.value().reset();
-  workers.value()->Interrupt();
-  workers.value().reset();
-  aggregator.value().reset();
+  run.value()->Stop();
   if (!temporary.path.empty()) {
     temporary.Remove();
     std::cerr << "fanflow: stopped; its temporary ledger is removed\n";

@@ -165,6 +165,8 @@ int main(int argc, char** argv) {
       "concurrency cap, and an aggregator fires one batch_complete when every chunk is done.\n"
       "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out,\n"
       "130/143 stopped by SIGINT/SIGTERM (run and submit stop within a second and say what goes on)."};
+  app.set_version_flag("--version", "fanflow " FANFLOW_VERSION "\nadapters: " FANFLOW_ADAPTERS,
+                       "print the version and the bus adapters this build has, and exit");
   app.require_subcommand(1);
 
   BusFlags bus;
