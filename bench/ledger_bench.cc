@@ -72,8 +72,8 @@ void BM_Ledger_RecordChunk(benchmark::State& state, Durability durability) {
   if (!ledger) return;
   int64_t n = 0;
   for (auto _ : state) {
-    Result<bool> counted = ledger->RecordChunk(Outcome(n++));
-    if (!counted.ok() || !counted.value()) {
+    Result<ChunkRecorded> counted = ledger->RecordChunk(Outcome(n++));
+    if (!counted.ok() || counted.value() != ChunkRecorded::kCounted) {
       state.SkipWithError(counted.ok() ? "a new chunk was not counted"
                                        : counted.status().ToString().c_str());
       return;
@@ -96,8 +96,8 @@ void BM_Ledger_RecordDuplicate(benchmark::State& state, Durability durability) {
   }
   int64_t n = 0;
   for (auto _ : state) {
-    Result<bool> counted = ledger->RecordChunk(Outcome(n++ % kChunksPerBatch));
-    if (!counted.ok() || counted.value()) {
+    Result<ChunkRecorded> counted = ledger->RecordChunk(Outcome(n++ % kChunksPerBatch));
+    if (!counted.ok() || counted.value() != ChunkRecorded::kDuplicate) {
       state.SkipWithError(counted.ok() ? "a duplicate was counted twice"
                                        : counted.status().ToString().c_str());
       return;

@@ -8,6 +8,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "pipeline/batch_run.h"
 #include "serve/serve_app.h"
 
 namespace fanflow::cli {
