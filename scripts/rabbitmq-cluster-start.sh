@@ -17,8 +17,9 @@
 # running this script. The exports also go to $DIR/env. Progress goes to stderr.
 # Stop: scripts/rabbitmq-cluster-stop.sh (same environment).
 set -euo pipefail
+# shellcheck source=scripts/rabbitmq-lib.sh
+. "$(dirname "$0")/rabbitmq-lib.sh"
 
-RUN_DIR="${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}"
 CLUSTER_DIR="$RUN_DIR/rabbitmq-cluster"
 AMQP_BASE="${FANFLOW_RABBITMQ_CLUSTER_AMQP_PORT:-5681}"
 DIST_BASE="${FANFLOW_RABBITMQ_CLUSTER_DIST_PORT:-25681}"
@@ -26,8 +27,6 @@ EPMD_PORT="${FANFLOW_RABBITMQ_CLUSTER_EPMD_PORT:-24381}"
 NAME="${FANFLOW_RABBITMQ_CLUSTER_NAME:-fanflow-cluster}"
 HOME_DIR="$CLUSTER_DIR/home"
 READY_TIMEOUT="${FANFLOW_RABBITMQ_READY_TIMEOUT:-120}"  # seconds, per wave of nodes
-# shellcheck source=scripts/rabbitmq-lib.sh
-. "$(dirname "$0")/rabbitmq-lib.sh"
 
 log() { echo "rabbitmq-cluster-start: $*" >&2; }
 

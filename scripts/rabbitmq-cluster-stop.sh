@@ -4,15 +4,13 @@
 # then the cluster's epmd. Data stays in ${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}/rabbitmq-cluster
 # (pass --wipe to delete it, so the next start forms a new cluster).
 set -uo pipefail
+# shellcheck source=scripts/rabbitmq-lib.sh
+. "$(dirname "$0")/rabbitmq-lib.sh"
 
-RUN_DIR="${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}"
 CLUSTER_DIR="$RUN_DIR/rabbitmq-cluster"
 EPMD_PORT="${FANFLOW_RABBITMQ_CLUSTER_EPMD_PORT:-24381}"
 NAME="${FANFLOW_RABBITMQ_CLUSTER_NAME:-fanflow-cluster}"
 HOME_DIR="$CLUSTER_DIR/home"
-TIMEOUT="${FANFLOW_RABBITMQ_STOP_TIMEOUT:-30}"
-# shellcheck source=scripts/rabbitmq-lib.sh
-. "$(dirname "$0")/rabbitmq-lib.sh"
 
 log() { echo "rabbitmq-cluster-stop: $*" >&2; }
 
@@ -21,7 +19,7 @@ epmd_pid="$(rmq_pid_of "$CLUSTER_DIR/epmd.pid" "epmd -port $EPMD_PORT")"
 for i in 3 2 1; do
   DIR="$CLUSTER_DIR/n$i"
   NODE="$NAME-$i@127.0.0.1"
-  rmq_stop_node "$TIMEOUT" log
+  rmq_stop_node log
 done
 rmq_stop_pid "$epmd_pid" 5 "epmd" log
 rm -f "$CLUSTER_DIR/epmd.pid"

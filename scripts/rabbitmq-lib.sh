@@ -6,6 +6,7 @@
 # nodes of one cluster share it).
 
 RMQ_SBIN=/usr/lib/rabbitmq/bin
+RUN_DIR="${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}"
 
 # "true" if NODE's host part has a dot: an address is an Erlang long name.
 rmq_longname() { [[ "${NODE#*@}" == *.* ]] && echo true || echo false; }
@@ -114,10 +115,11 @@ rmq_stop_pid() {
   fi
 }
 
-# Stops the node: `rabbitmqctl stop` (bounded by $1 seconds), then its
-# processes by pid, never by name. Logs with function $2.
+# Stops the node: `rabbitmqctl stop` (bounded by
+# ${FANFLOW_RABBITMQ_STOP_TIMEOUT:-30} seconds), then its processes by pid,
+# never by name. Logs with function $1.
 rmq_stop_node() {
-  local timeout="$1" log="$2" beam wrapper
+  local timeout="${FANFLOW_RABBITMQ_STOP_TIMEOUT:-30}" log="$1" beam wrapper
   beam="$(rmq_pid_of "$DIR/beam.pid" beam)"
   wrapper="$(rmq_pid_of "$DIR/wrapper.pid" rabbitmq-server)"
   if [[ -n "$beam" ]]; then

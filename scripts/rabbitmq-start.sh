@@ -15,8 +15,9 @@
 # The same exports are written to $DIR/env. Idempotent: if the node already runs,
 # it only prints the exports. Progress goes to stderr. Stop: scripts/rabbitmq-stop.sh
 set -euo pipefail
+# shellcheck source=scripts/rabbitmq-lib.sh
+. "$(dirname "$0")/rabbitmq-lib.sh"
 
-RUN_DIR="${FANFLOW_RUN_DIR:-/tmp/fanflow-brokers}"
 DIR="$RUN_DIR/rabbitmq"
 AMQP_PORT="${FANFLOW_AMQP_PORT:-5673}"
 AMQPS_PORT="${FANFLOW_AMQPS_PORT:-5674}"
@@ -25,8 +26,6 @@ EPMD_PORT="${FANFLOW_RABBITMQ_EPMD_PORT:-24369}"
 NODE="${FANFLOW_RABBITMQ_NODE:-fanflow-test@127.0.0.1}"
 HOME_DIR="$DIR/home"
 READY_TIMEOUT="${FANFLOW_RABBITMQ_READY_TIMEOUT:-90}"  # seconds
-# shellcheck source=scripts/rabbitmq-lib.sh
-. "$(dirname "$0")/rabbitmq-lib.sh"
 
 log() { echo "rabbitmq-start: $*" >&2; }
 
