@@ -207,7 +207,9 @@ class AmqpBus final : public EventBus {
 
   BusCapabilities Capabilities() const override {
     BusCapabilities c;
-    c.message_ttl = true;  // x-message-ttl, dead-lettered through the DLX
+    // x-message-ttl, dead-lettered through the DLX: classic queues, and quorum
+    // queues since RabbitMQ 3.10 (queue-wide TTL; fanflow sets no per-message one).
+    c.message_ttl = true;
     // delayed_retry stays false: the consumer holds the delivery unacked, in
     // its handler slot, until the delay is over (amqp_consumer.cc).
     c.shared_between_processes = true;

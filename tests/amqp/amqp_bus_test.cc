@@ -93,7 +93,8 @@ TEST(AmqpBusTest, AQueueDeclaredWithOtherArgumentsGivesAClearError) {
 TEST(AmqpBusTest, RefusesDeadLetterRetentionShorterThanTheQueues) {
   auto shorter = OpenBus(AmqpUrlWith("message_ttl_ms=60000&dlq_ttl_ms=30000"));
   EXPECT_EQ(shorter.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(shorter.status().message().find("dlq_ttl_ms=30000: dead-letter retention 30 s is not longer than the source queue's retention 60 s"),
+  EXPECT_NE(shorter.status().message().find("dlq_ttl_ms=30000: dead-letter retention 30 s is not "
+                                            "longer than the source queue's retention 60 s"),
             std::string::npos)
       << shorter.status().message();
   auto forever = OpenBus(AmqpUrlWith("dlq_ttl_ms=30000"));
@@ -127,24 +128,30 @@ TEST(AmqpBusTest, RetryWaitsAtLeastItsDelay) {
   EXPECT_GE(seen[1] - seen[0], 400ms);
 }
 
+// Quorum queues too: BusCapabilities::message_ttl holds for both (RabbitMQ 3.10
+// quorum queues take x-message-ttl), and a cluster URL makes queues quorum.
 TEST(AmqpBusTest, ExpiredMessagesLandInTheDeadLetterQueueWithTheBrokersReason) {
-  const std::string type = UniqueType("expire"), group = Unique("g");
-  auto bus = MustOpen(AmqpUrlWith(group + ".message_ttl_ms=100&" + group + ".dlq_ttl_ms=600000"));
-  ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
-  ASSERT_TRUE(bus->Publish(Numbered(type, 2)).ok());
-  std::vector<DeadLetter> dead;
-  ASSERT_TRUE(WaitFor([&] {
-    auto list = bus->ListDeadLetters(group);
-    if (list.ok()) dead = list.value();
-    return dead.size() == 2;
-  })) << dead.size();
-  for (const auto& d : dead) {
-    EXPECT_NE(d.reason.find("expired"), std::string::npos) << d.reason;
-    EXPECT_NE(d.reason.find(routes::AmqpQueue(group, type)), std::string::npos) << d.reason;
-    EXPECT_EQ(d.attempts, 1);
-    EXPECT_FALSE(d.time.empty());
-    EXPECT_EQ(d.id.rfind(type + "-", 0), 0u) << d.id;
+  for (const std::string queue_type : {"classic", "quorum"}) {
+    SCOPED_TRACE(queue_type);
+    const std::string type = UniqueType("expire"), group = Unique("g");
+    auto bus = MustOpen(AmqpUrlWith(group + ".message_ttl_ms=100&" + group +
+                                    ".dlq_ttl_ms=600000&queue_type=" + queue_type));
+    ASSERT_TRUE(bus);
+    ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
+    ASSERT_TRUE(bus->Publish(Numbered(type, 2)).ok());
+    std::vector<DeadLetter> dead;
+    ASSERT_TRUE(WaitFor([&] {
+      auto list = bus->ListDeadLetters(group);
+      if (list.ok()) dead = list.value();
+      return dead.size() == 2;
+    })) << dead.size();
+    for (const auto& d : dead) {
+      EXPECT_NE(d.reason.find("expired"), std::string::npos) << d.reason;
+      EXPECT_NE(d.reason.find(routes::AmqpQueue(group, type)), std::string::npos) << d.reason;
+      EXPECT_EQ(d.attempts, 1);
+      EXPECT_FALSE(d.time.empty());
+      EXPECT_EQ(d.id.rfind(type + "-", 0), 0u) << d.id;
+    }
   }
 }
 
