@@ -1,7 +1,11 @@
 // What the RabbitMQ adapter promises beyond the conformance suite: the confirm
 // window under load, broker refusals surfacing as errors, queue settings
 // (mismatch, retention, expiry, quorum, ephemeral), stats, TLS.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 
@@ -225,6 +229,38 @@ TEST(AmqpBusTest, QuorumQueuesDeliverAndDeadLetter) {
   auto classic = MustOpen(AmqpUrl());
   Status s = classic->DeclareGroup(group, {type});
   EXPECT_NE(s.message().find("queue_type"), std::string::npos) << s.ToString();
+}
+
+// A port nothing listens on: bound, then closed.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A node list whose first node does not answer: every connection goes on to
+// the next, and with several nodes the queues are quorum queues.
+TEST(AmqpBusTest, ANodeListSkipsANodeThatDoesNotAnswerAndDeclaresQuorumQueues) {
+  const std::string url = AmqpUrl();
+  ASSERT_EQ(url.rfind("amqp://", 0), 0u) << url;
+  const std::string listed =
+      "amqp://127.0.0.1:" + std::to_string(ClosedPort()) + "," + url.substr(7);
+  const std::string type = UniqueType("nodes"), group = Unique("g");
+  auto bus = MustOpen(listed);
+  ASSERT_TRUE(bus);
+  Received got;
+  auto sub = bus->Subscribe({group, {type}, 4}, got.Acking());
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(bus->Publish(Numbered(type, 20)).ok());
+  EXPECT_TRUE(WaitFor([&] { return got.unique() == 20; })) << got.unique();
+  Status classic = MustOpen(AmqpUrl())->DeclareGroup(group, {type});
+  EXPECT_NE(classic.message().find("queue_type"), std::string::npos) << classic.ToString();
 }
 
 TEST(AmqpBusTest, EphemeralGroupQueuesVanishOnceUnused) {
