@@ -11,8 +11,11 @@ cd "$root"
 bash scripts/install-deps.sh --brokers
 bash scripts/build.sh
 
+cluster_pid=""
 stop_brokers() {
   bash "$root/scripts/mosquitto-stop.sh" || true
+  # A cluster still starting is let finish (bounded by its ready timeout), then stopped.
+  [[ -z "$cluster_pid" ]] || wait "$cluster_pid" 2>/dev/null || true
   bash "$root/scripts/rabbitmq-cluster-stop.sh" || true
   bash "$root/scripts/rabbitmq-stop.sh" || true
 }
