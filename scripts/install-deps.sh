@@ -21,7 +21,7 @@ packages=(
 )
 if [ "$with_brokers" = 1 ]; then
   packages+=(rabbitmq-server mosquitto mosquitto-clients amqp-tools python3-pika
-             python3-paho-mqtt openssl prometheus curl chromium python3-websocket)
+             python3-paho-mqtt openssl prometheus curl chromium python3-websocket docker-compose)
 fi
 
 sudo=""

@@ -207,7 +207,9 @@ class AmqpBus final : public EventBus {
 
   BusCapabilities Capabilities() const override {
     BusCapabilities c;
-    c.message_ttl = true;  // x-message-ttl, dead-lettered through the DLX
+    // x-message-ttl, dead-lettered through the DLX: classic queues, and quorum
+    // queues since RabbitMQ 3.10 (queue-wide TTL; fanflow sets no per-message one).
+    c.message_ttl = true;
     // delayed_retry stays false: the consumer holds the delivery unacked, in
     // its handler slot, until the delay is over (amqp_consumer.cc).
     c.shared_between_processes = true;
@@ -229,7 +231,7 @@ class AmqpBus final : public EventBus {
     for (int attempt = 0; attempt < 2; ++attempt) {
       bool fresh = !admin_;
       if (!admin_) {
-        auto c = Connection::Open(config_, "fanflow admin", /*heartbeat_s=*/0);
+        auto c = Connection::Open(config_, "fanflow admin", /*heartbeat_s=*/0, admin_next_node_);
         if (!c.ok()) return c.status();
         if (s = (*c)->OpenChannel(kChannel); s.ok()) s = DeclareExchanges(**c, kChannel);
         if (!s.ok()) return s;
@@ -238,6 +240,7 @@ class AmqpBus final : public EventBus {
       s = fn(*admin_);
       if (s.ok()) return s;
       bool link_lost = !admin_->alive();
+      if (link_lost) admin_next_node_ = admin_->node() + 1;
       admin_.reset();  // a channel error closed the channel; start clean next time
       if (!link_lost || fresh) return s;
     }
@@ -314,15 +317,34 @@ class AmqpBus final : public EventBus {
   const std::shared_ptr<Publisher> publisher_;  // shared with the subscriptions
   std::mutex admin_mu_;
   std::unique_ptr<Connection> admin_;  // guarded by admin_mu_
+  size_t admin_next_node_ = 0;         // guarded by admin_mu_; the node after one lost
   std::mutex known_mu_;
   std::set<GroupType> known_;  // guarded by known_mu_
 };
+
+// Says at start-up what a lost node of the cluster would cost.
+void LogReplication(const AmqpConfig& config) {
+  if (!config.cluster()) return;
+  bool quorum = config.defaults.queue_type == "quorum";
+  for (const auto& [group, q] : config.per_group) quorum = quorum && q.queue_type == "quorum";
+  if (quorum)
+    spdlog::info(
+        "amqp: the URL names {} nodes: queues are quorum queues, replicated on the "
+        "cluster (dead-letter queues too); classic queues would not be",
+        config.nodes.size());
+  else
+    spdlog::warn(
+        "amqp: the URL names {} nodes but queue_type=classic: a classic queue lives on "
+        "one node, and a lost node takes its queues away until it returns",
+        config.nodes.size());
+}
 
 }  // namespace
 
 Result<std::unique_ptr<EventBus>> NewAmqpBus(const BusUrl& url) {
   auto config = ParseAmqpConfig(url);
   if (!config.ok()) return config.status();
+  LogReplication(*config);
   auto bus = std::make_unique<AmqpBus>(std::move(config).value());
   if (Status s = bus->Probe(); !s.ok()) return s;
   spdlog::debug("amqp bus on {}", bus->Describe());

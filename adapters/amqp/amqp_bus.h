@@ -3,11 +3,19 @@
 //
 //   amqp://USER:PASS@HOST:PORT/VHOST[?param=value&...]
 //   amqps://USER:PASS@HOST:PORT/VHOST?cacert=PATH[&cert=PATH&key=PATH][&verify_hostname=false]
+//   amqp://USER:PASS@HOST1:PORT1,HOST2:PORT2,HOST3:PORT3/VHOST   (a cluster; amqps too)
+//
+// On a cluster each connection takes the first node that answers, in the
+// URL's order, and one that loses its node reconnects from the next node on,
+// redeclares and resumes: unconfirmed publishes are sent again, unacked
+// deliveries come again from the broker (at-least-once). Queues are then quorum
+// queues (replicated) unless queue_type=classic asks otherwise.
 //
 // Credentials missing from the URL come from FANFLOW_AMQP_USER /
 // FANFLOW_AMQP_PASSWORD, else guest/guest; they never appear in logs or errors.
 // Queue parameters (all groups, or one group as GROUP.param):
-//   queue_type=classic|quorum (classic)   message_ttl_ms=N   max_length=N
+//   queue_type=classic|quorum (classic; quorum when the URL names several nodes)
+//   message_ttl_ms=N   max_length=N
 //   overflow=drop-head|reject-publish|reject-publish-dlx (reject-publish when
 //   max_length is set)   dlq_ttl_ms=N (must exceed message_ttl_ms)
 // Connection parameters: heartbeat=S (10), rpc_timeout_ms (10000),

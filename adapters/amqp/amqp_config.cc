@@ -79,8 +79,9 @@ Status ValidateQueueOptions(QueueOptions& q, const std::string& group) {
   auto ms = [](const std::optional<int64_t>& v) {
     return v ? std::optional<std::chrono::milliseconds>(*v) : std::nullopt;
   };
-  if (Status s = ValidateRetention(ms(q.message_ttl_ms), ms(q.dlq_ttl_ms),
-                                   where + ": dlq_ttl_ms=" + std::to_string(q.dlq_ttl_ms.value_or(0)));
+  if (Status s =
+          ValidateRetention(ms(q.message_ttl_ms), ms(q.dlq_ttl_ms),
+                            where + ": dlq_ttl_ms=" + std::to_string(q.dlq_ttl_ms.value_or(0)));
       !s.ok())
     return s;
   if (!q.overflow.empty() && !q.max_length)
@@ -99,12 +100,23 @@ const QueueOptions& AmqpConfig::ForGroup(const std::string& group) const {
   return it == per_group.end() ? defaults : it->second;
 }
 
+std::string AmqpConfig::NodeName(size_t i) const {
+  return nodes[i].host + ":" + std::to_string(nodes[i].port);
+}
+
 Result<AmqpConfig> ParseAmqpConfig(const BusUrl& url) {
   AmqpConfig c;
   c.redacted_url = url.Redacted();
   c.tls = url.scheme == "amqps";
-  c.host = url.host.empty() ? "localhost" : url.host;
-  c.port = url.port ? url.port : (c.tls ? 5671 : 5672);
+  for (BusNode n : url.nodes) {
+    if (n.host.empty()) n.host = "localhost";
+    if (!n.port) n.port = c.tls ? 5671 : 5672;
+    c.nodes.push_back(n);
+  }
+  if (c.nodes.empty()) c.nodes.push_back(BusNode{"localhost", c.tls ? 5671 : 5672});
+  // Classic queues live on one node: on a cluster only quorum queues survive
+  // the loss of a node. `queue_type=classic` still asks for them.
+  if (c.cluster()) c.defaults.queue_type = "quorum";
   c.vhost = url.path.empty() ? "/" : url.path;
   const char* env_user = std::getenv("FANFLOW_AMQP_USER");
   const char* env_pass = std::getenv("FANFLOW_AMQP_PASSWORD");

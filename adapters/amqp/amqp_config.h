@@ -1,5 +1,6 @@
 // The AMQP adapter's settings, read from the bus URL:
-//   amqp[s]://USER:PASS@HOST:PORT/VHOST?param=value&GROUP.param=value...
+//   amqp[s]://USER:PASS@HOST:PORT[,HOST:PORT...]/VHOST?param=value&GROUP.param=value...
+// Several nodes name one cluster: quorum queues are then the default.
 // Credentials missing from the URL come from FANFLOW_AMQP_USER /
 // FANFLOW_AMQP_PASSWORD (else guest/guest). No broker type here.
 #pragma once
@@ -8,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/bus_url.h"
 #include "core/status.h"
@@ -17,7 +19,7 @@ namespace fanflow::amqp {
 // How the queues of one consumer group are declared. Settable for all groups
 // (`?message_ttl_ms=...`) and per group (`?workers.message_ttl_ms=...`).
 struct QueueOptions {
-  std::string queue_type = "classic";     // classic | quorum
+  std::string queue_type = "classic";     // classic | quorum (the default on a cluster)
   std::optional<int64_t> message_ttl_ms;  // retention of the source queue
   std::optional<int64_t> max_length;      // messages; with `overflow`
   std::string overflow;                   // drop-head | reject-publish | reject-publish-dlx
@@ -27,8 +29,7 @@ struct QueueOptions {
 struct AmqpConfig {
   std::string redacted_url;  // for logs and Describe(): no password
   bool tls = false;
-  std::string host;
-  int port = 5672;
+  std::vector<BusNode> nodes;  // at least one, ports filled in; tried in this order
   std::string vhost = "/";
   std::string user;
   std::string password;
@@ -47,6 +48,10 @@ struct AmqpConfig {
   std::map<std::string, QueueOptions> per_group;
 
   const QueueOptions& ForGroup(const std::string& group) const;
+  // The URL names several nodes of one cluster.
+  bool cluster() const { return nodes.size() > 1; }
+  // "host:port" of nodes[i], for logs.
+  std::string NodeName(size_t i) const;
 };
 
 // Parses and validates; the error names the offending parameter.

@@ -65,12 +65,31 @@ void Waker::Drain() {
 }
 
 Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config,
-                                                     const std::string& name, int heartbeat_s) {
+                                                     const std::string& name, int heartbeat_s,
+                                                     size_t first_node) {
+  const size_t n = config.nodes.size();
+  if (n == 1) return OpenNode(config, 0, name, heartbeat_s);
+  std::string errors;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t node = (first_node + i) % n;
+    auto c = OpenNode(config, node, name, heartbeat_s);
+    if (c.ok() || c.status().code() == StatusCode::kInvalidArgument) return c;
+    errors += (errors.empty() ? "" : "; ") + c.status().message();
+  }
+  return Unavailable("amqp " + config.redacted_url + ": no node of the " + std::to_string(n) +
+                     " answered: " + errors);
+}
+
+Result<std::unique_ptr<Connection>> Connection::OpenNode(const AmqpConfig& config, size_t node,
+                                                         const std::string& name, int heartbeat_s) {
   std::unique_ptr<Connection> c(new Connection());
   c->conn_ = amqp_new_connection();
   if (!c->conn_) return Internal("amqp: out of memory creating a connection");
   c->heartbeat_s_ = heartbeat_s;
-  const std::string where = "amqp " + config.redacted_url;
+  c->node_ = node;
+  const BusNode& target = config.nodes[node];
+  const std::string where =
+      "amqp " + (config.cluster() ? "node " + config.NodeName(node) : config.redacted_url);
 
   amqp_socket_t* socket = nullptr;
   if (config.tls) {
@@ -89,7 +108,7 @@ Result<std::unique_ptr<Connection>> Connection::Open(const AmqpConfig& config,
     if (!socket) return Internal(where + ": cannot create a TCP socket");
   }
   timeval connect_tv = ToTimeval(std::chrono::milliseconds(config.connect_timeout_ms));
-  if (int rc = amqp_socket_open_noblock(socket, config.host.c_str(), config.port, &connect_tv);
+  if (int rc = amqp_socket_open_noblock(socket, target.host.c_str(), target.port, &connect_tv);
       rc != AMQP_STATUS_OK) {
     if (rc == AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED)
       return FromCode(

@@ -40,14 +40,20 @@ class Connection {
  public:
   // Connects, logs in and negotiates `heartbeat_s` (0: none, for connections
   // used only in short synchronous calls). `name` shows in rabbitmqctl
-  // list_connections. Errors never contain the password.
+  // list_connections. On a cluster the nodes are tried in turn from
+  // config.nodes[first_node % n] until one takes the login; a refused login
+  // or a bad TLS file ends the round at once (the next node would say the
+  // same). Errors never contain the password.
   static Result<std::unique_ptr<Connection>> Open(const AmqpConfig& config, const std::string& name,
-                                                  int heartbeat_s);
+                                                  int heartbeat_s, size_t first_node = 0);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   amqp_connection_state_t get() const { return conn_; }
+  // The index in config.nodes of the node this connection reached; an owner
+  // that lost it reconnects from the next one.
+  size_t node() const { return node_; }
   // False once the link failed or the server closed the connection.
   bool alive() const { return alive_; }
 
@@ -74,11 +80,14 @@ class Connection {
 
  private:
   Connection() = default;
+  static Result<std::unique_ptr<Connection>> OpenNode(const AmqpConfig& config, size_t node,
+                                                      const std::string& name, int heartbeat_s);
   Status ServerClose(const amqp_method_t& method, amqp_channel_t channel, const std::string& what);
 
   amqp_connection_state_t conn_ = nullptr;
   bool alive_ = false;
   int heartbeat_s_ = 0;
+  size_t node_ = 0;
 };
 
 }  // namespace fanflow::amqp

@@ -69,7 +69,7 @@ AmqpSubscription::~AmqpSubscription() {
 }
 
 Status AmqpSubscription::Connect() {
-  auto c = Connection::Open(config_, name_, config_.heartbeat_s);
+  auto c = Connection::Open(config_, name_, config_.heartbeat_s, next_node_);
   if (!c.ok()) return c.status();
   Connection& conn = **c;
   if (Status s = conn.OpenChannel(kChannel); !s.ok()) return s;
@@ -117,8 +117,8 @@ void AmqpSubscription::RunIo() {
         stop_cv_.wait_for(lock, Backoff(failures), [&] { return stopping_; });
         continue;
       }
-      if (failures > 0)
-        spdlog::info("amqp {}: consuming again from {}", name_, config_.redacted_url);
+      if (failures > 0 || next_node_ > 0)
+        spdlog::info("amqp {}: consuming again from {}", name_, config_.NodeName(conn_->node()));
       failures = 0;
     }
     Status s = Flush();
@@ -133,7 +133,8 @@ void AmqpSubscription::RunIo() {
     }
     if (!s.ok()) {
       spdlog::warn("amqp {}: lost the connection to {}: {}; reconnecting", name_,
-                   config_.redacted_url, s.message());
+                   config_.NodeName(conn_->node()), s.message());
+      next_node_ = conn_->node() + 1;
       conn_.reset();
       unsettled_.clear();  // the broker requeued them; tags restart on the next link
       std::lock_guard<std::mutex> lock(mu_);
@@ -175,7 +176,8 @@ Status AmqpSubscription::Flush() {
   for (uint64_t tag : acks)
     if (tag < oldest) covered = std::max(covered, tag);
   if (covered > 0)
-    if (int rc = amqp_basic_ack(conn_->get(), kChannel, covered, /*multiple=*/1); rc != AMQP_STATUS_OK)
+    if (int rc = amqp_basic_ack(conn_->get(), kChannel, covered, /*multiple=*/1);
+        rc != AMQP_STATUS_OK)
       return conn_->CheckCode(rc, "amqp ack");
   for (uint64_t tag : acks) {
     if (tag < oldest) continue;

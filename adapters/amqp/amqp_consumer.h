@@ -28,7 +28,8 @@ namespace fanflow::amqp {
 // the concurrency). A delivery is acked only after its handler
 // returned, and after the retry copy / dead letter it produced was confirmed
 // by the broker (through the shared Publisher). On a lost link the I/O thread
-// reconnects with backoff, redeclares and consumes again; the broker has
+// reconnects with backoff (to the next node of a cluster), redeclares and
+// consumes again; the broker has
 // requeued everything unacked, so settlements of the old link are dropped.
 //
 // Destruction stops taking deliveries, waits for running handlers (a pending
@@ -62,7 +63,7 @@ class AmqpSubscription final : public Subscription {
   Status Connect();  // I/O thread (or Start): connection, queues, qos, consumers
   Status Pump();     // I/O thread: deliveries and other frames that arrived
   Status ReadDeliveries(std::vector<Work>& burst);  // I/O thread: Pump's reading
-  Status Flush();    // I/O thread: acks / nacks the handlers settled
+  Status Flush();                                   // I/O thread: acks / nacks the handlers settled
   void RunIo();
   void RunHandler();
   Settlement Handle(const Work& work);
@@ -87,6 +88,7 @@ class AmqpSubscription final : public Subscription {
 
   // I/O thread only.
   std::unique_ptr<Connection> conn_;
+  size_t next_node_ = 0;                         // the node to try first: the one after a node lost
   std::map<std::string, size_t> consumer_tags_;  // tag -> queue index
   std::set<uint64_t> unsettled_;  // delivery tags of this link not acked / nacked yet
 

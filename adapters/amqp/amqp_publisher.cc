@@ -88,7 +88,7 @@ void Publisher::Run() {
 }
 
 bool Publisher::Connect() {
-  auto c = Connection::Open(config_, "fanflow publisher", config_.heartbeat_s);
+  auto c = Connection::Open(config_, "fanflow publisher", config_.heartbeat_s, next_node_);
   Status s = c.ok() ? Status::Ok() : c.status();
   if (s.ok()) s = (*c)->OpenChannel(kChannel);
   if (s.ok()) s = DeclareExchanges(**c, kChannel);
@@ -102,7 +102,8 @@ bool Publisher::Connect() {
     last_error_ = s;
     return false;
   }
-  if (failures_ > 0) spdlog::info("amqp publisher: connected to {} again", config_.redacted_url);
+  if (failures_ > 0 || next_node_ > 0)
+    spdlog::info("amqp publisher: connected to {} again", config_.NodeName((*c)->node()));
   failures_ = 0;
   last_error_ = Status::Ok();
   conn_ = std::move(c).value();
@@ -142,10 +143,10 @@ Status Publisher::ReadConfirms() {
     int rc = amqp_simple_wait_frame_noblock(conn_->get(), &frame, &now);
     if (rc == AMQP_STATUS_TIMEOUT) break;
     if (rc != AMQP_STATUS_OK) return conn_->CheckCode(rc, "amqp read confirms");
-    const bool ack = frame.frame_type == AMQP_FRAME_METHOD &&
-                     frame.payload.method.id == AMQP_BASIC_ACK_METHOD;
-    const bool nack = frame.frame_type == AMQP_FRAME_METHOD &&
-                      frame.payload.method.id == AMQP_BASIC_NACK_METHOD;
+    const bool ack =
+        frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD;
+    const bool nack =
+        frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_NACK_METHOD;
     if (ack || nack) {
       auto* a = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
       auto* n = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
@@ -187,8 +188,9 @@ void Publisher::Settle(uint64_t tag, bool multiple, bool ack,
 }
 
 void Publisher::Disconnect(const Status& why) {
-  spdlog::warn("amqp publisher: lost the connection to {}: {}; reconnecting", config_.redacted_url,
-               why.message());
+  spdlog::warn("amqp publisher: lost the connection to {}: {}; reconnecting",
+               config_.NodeName(conn_->node()), why.message());
+  next_node_ = conn_->node() + 1;
   conn_.reset();
   std::lock_guard<std::mutex> lock(mu_);
   // Unconfirmed messages go back in front, in their original order.

@@ -23,8 +23,9 @@ namespace fanflow::amqp {
 // Threads: Publish() is thread-safe and blocks its caller until every message
 // of the call is confirmed (or nacked, or config.publish_timeout_ms passed). The
 // connection belongs to the I/O thread alone, which connects lazily, services
-// heartbeats, and on a lost link reconnects with backoff and republishes what
-// was not confirmed (so a message may reach the broker twice: at-least-once).
+// heartbeats, and on a lost link reconnects with backoff (to the next node of
+// a cluster) and republishes what was not confirmed (so a message may reach
+// the broker twice: at-least-once).
 class Publisher {
  public:
   explicit Publisher(AmqpConfig config);
@@ -39,8 +40,8 @@ class Publisher {
   struct Batch {
     size_t remaining = 0;
     Status status;
-    bool abandoned = false;         // the caller gave up: don't (re)send what is left
-    std::condition_variable done;   // remaining reached 0: wakes only this caller
+    bool abandoned = false;        // the caller gave up: don't (re)send what is left
+    std::condition_variable done;  // remaining reached 0: wakes only this caller
   };
   struct Item {
     std::shared_ptr<Batch> batch;
@@ -53,13 +54,13 @@ class Publisher {
   Status ReadConfirms();  // I/O thread: applies acks / nacks that arrived
   // Requires mu_. Adds the batches it completed to `finished`, to be woken.
   void Settle(uint64_t tag, bool multiple, bool ack, std::vector<std::shared_ptr<Batch>>& finished);
-  void Disconnect(const Status& why);                  // I/O thread: requeues the unconfirmed
+  void Disconnect(const Status& why);  // I/O thread: requeues the unconfirmed
 
   const AmqpConfig config_;
   Waker waker_;
 
   std::mutex mu_;
-  std::condition_variable work_;     // the I/O thread, while unconnected, has work
+  std::condition_variable work_;  // the I/O thread, while unconnected, has work
   // Guarded by mu_.
   bool stopping_ = false;
   std::deque<Item> queue_;                // not sent on the current connection yet
@@ -69,8 +70,9 @@ class Publisher {
   // I/O thread only.
   std::unique_ptr<Connection> conn_;
   uint64_t next_seq_ = 1;
-  int failures_ = 0;    // consecutive connect failures, for the backoff
-  std::thread thread_;  // last: starts after the state above exists
+  size_t next_node_ = 0;  // the node to try first: the one after a node lost
+  int failures_ = 0;      // consecutive connect failures, for the backoff
+  std::thread thread_;    // last: starts after the state above exists
 };
 
 }  // namespace fanflow::amqp

@@ -92,7 +92,9 @@ Status DeclareQueues(Connection& conn, amqp_channel_t channel, const AmqpConfig&
   const QueueOptions& q = config.ForGroup(group);
   const std::string queue = routes::AmqpQueue(group, type);
   const std::string dlq = routes::AmqpDeadLetterQueue(group, type);
-  const std::string queue_type = ephemeral ? "classic" : q.queue_type;
+  // An ephemeral queue is classic on one node; on a cluster it is quorum too,
+  // or a waiter whose queue's node died could not declare it again elsewhere.
+  const std::string queue_type = ephemeral && !config.cluster() ? "classic" : q.queue_type;
 
   // The DLQ first, so the source queue's dead-letter route has a target.
   Arguments dlq_args;

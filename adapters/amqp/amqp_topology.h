@@ -21,8 +21,8 @@ namespace fanflow::amqp {
 
 // Declares the queue of (group, type), its DLQ and both bindings. An existing
 // queue with other arguments gives an InvalidArgument naming the queue, the
-// argument and the URL parameter behind it. `ephemeral` queues are classic and
-// vanish once unused for config.ephemeral_expires_ms.
+// argument and the URL parameter behind it. `ephemeral` queues vanish once
+// unused for config.ephemeral_expires_ms; they are classic, quorum on a cluster.
 [[nodiscard]] Status DeclareQueues(Connection& conn, amqp_channel_t channel,
                                    const AmqpConfig& config, const std::string& group,
                                    const std::string& type, bool ephemeral);

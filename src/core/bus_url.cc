@@ -26,13 +26,31 @@ std::string WithoutCredentials(const std::string& url) {
   return at == std::string::npos ? url : "***" + url.substr(at);
 }
 
+// One "host[:port]" of the node list; `where` names it in errors.
+Result<BusNode> ParseNode(std::string rest, const std::string& where) {
+  BusNode n;
+  if (auto colon = rest.rfind(':');
+      colon != std::string::npos && rest.find(']') == std::string::npos) {
+    std::string port = rest.substr(colon + 1);
+    rest = rest.substr(0, colon);
+    if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
+        port.size() > 5 || std::stoi(port) == 0 || std::stoi(port) > 65535)
+      return InvalidArgument(where + ": port '" + port + "' is not a number in 1..65535");
+    n.port = std::stoi(port);
+  }
+  n.host = rest;
+  return n;
+}
+
 }  // namespace
 
 std::string BusUrl::Redacted() const {
   std::string s = scheme + "://";
   if (!user.empty()) s += user + (password.empty() ? "" : ":***") + "@";
-  s += host;
-  if (port) s += ":" + std::to_string(port);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    s += (i ? "," : "") + nodes[i].host;
+    if (nodes[i].port) s += ":" + std::to_string(nodes[i].port);
+  }
   if (!path.empty()) s += "/" + path;
   return s;
 }
@@ -51,7 +69,8 @@ Result<BusUrl> ParseBusUrl(const std::string& url) {
     size_t start = 0;
     while (start <= query.size()) {
       size_t amp = query.find('&', start);
-      std::string kv = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+      std::string kv =
+          query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
       if (!kv.empty()) {
         auto eq = kv.find('=');
         u.query[PercentDecode(kv.substr(0, eq))] =
@@ -72,15 +91,41 @@ Result<BusUrl> ParseBusUrl(const std::string& url) {
     u.user = PercentDecode(cred.substr(0, colon));
     if (colon != std::string::npos) u.password = PercentDecode(cred.substr(colon + 1));
   }
-  if (auto colon = rest.rfind(':'); colon != std::string::npos && rest.find(']') == std::string::npos) {
-    std::string port = rest.substr(colon + 1);
-    rest = rest.substr(0, colon);
-    if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 ||
-        std::stoi(port) == 0 || std::stoi(port) > 65535)
-      return InvalidArgument("bus URL '" + u.Redacted() + "': port '" + port + "' is not a number in 1..65535");
-    u.port = std::stoi(port);
+  // Names the host list as written (credentials masked), for errors about it.
+  const std::string in_url = "bus URL '" + u.scheme + "://" + (u.user.empty() ? "" : "***@") +
+                             rest + (u.path.empty() ? "" : "/" + u.path) + "'";
+  if (rest.find(',') == std::string::npos) {
+    auto node = ParseNode(rest, "bus URL '" + u.Redacted() + "'");
+    if (!node.ok()) return node.status();
+    u.nodes.push_back(*node);
+  } else {
+    if (u.scheme != "amqp" && u.scheme != "amqps")
+      return InvalidArgument(in_url +
+                             " names several hosts; only amqp:// and amqps:// take a node list");
+    size_t start = 0, count = 1;
+    for (char c : rest) count += c == ',';
+    if (count > kMaxBusUrlNodes)
+      return InvalidArgument(in_url + " names " + std::to_string(count) + " nodes; at most " +
+                             std::to_string(kMaxBusUrlNodes));
+    while (true) {
+      const size_t comma = rest.find(',', start);
+      const std::string item =
+          rest.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      const std::string where = in_url + ": node " + std::to_string(u.nodes.size() + 1) + " of " +
+                                std::to_string(count) + " ('" + item + "')";
+      auto node = ParseNode(item, where);
+      if (!node.ok()) return node.status();
+      if (node->host.empty()) return InvalidArgument(where + " has no host");
+      for (const BusNode& seen : u.nodes)
+        if (seen.host == node->host && seen.port == node->port)
+          return InvalidArgument(where + " is named twice");
+      u.nodes.push_back(*node);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
   }
-  u.host = rest;
+  u.host = u.nodes.front().host;
+  u.port = u.nodes.front().port;
   return u;
 }
 

@@ -1,7 +1,11 @@
 // What the RabbitMQ adapter promises beyond the conformance suite: the confirm
 // window under load, broker refusals surfacing as errors, queue settings
 // (mismatch, retention, expiry, quorum, ephemeral), stats, TLS.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 
@@ -93,7 +97,8 @@ TEST(AmqpBusTest, AQueueDeclaredWithOtherArgumentsGivesAClearError) {
 TEST(AmqpBusTest, RefusesDeadLetterRetentionShorterThanTheQueues) {
   auto shorter = OpenBus(AmqpUrlWith("message_ttl_ms=60000&dlq_ttl_ms=30000"));
   EXPECT_EQ(shorter.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(shorter.status().message().find("dlq_ttl_ms=30000: dead-letter retention 30 s is not longer than the source queue's retention 60 s"),
+  EXPECT_NE(shorter.status().message().find("dlq_ttl_ms=30000: dead-letter retention 30 s is not "
+                                            "longer than the source queue's retention 60 s"),
             std::string::npos)
       << shorter.status().message();
   auto forever = OpenBus(AmqpUrlWith("dlq_ttl_ms=30000"));
@@ -127,24 +132,30 @@ TEST(AmqpBusTest, RetryWaitsAtLeastItsDelay) {
   EXPECT_GE(seen[1] - seen[0], 400ms);
 }
 
+// Quorum queues too: BusCapabilities::message_ttl holds for both (RabbitMQ 3.10
+// quorum queues take x-message-ttl), and a cluster URL makes queues quorum.
 TEST(AmqpBusTest, ExpiredMessagesLandInTheDeadLetterQueueWithTheBrokersReason) {
-  const std::string type = UniqueType("expire"), group = Unique("g");
-  auto bus = MustOpen(AmqpUrlWith(group + ".message_ttl_ms=100&" + group + ".dlq_ttl_ms=600000"));
-  ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
-  ASSERT_TRUE(bus->Publish(Numbered(type, 2)).ok());
-  std::vector<DeadLetter> dead;
-  ASSERT_TRUE(WaitFor([&] {
-    auto list = bus->ListDeadLetters(group);
-    if (list.ok()) dead = list.value();
-    return dead.size() == 2;
-  })) << dead.size();
-  for (const auto& d : dead) {
-    EXPECT_NE(d.reason.find("expired"), std::string::npos) << d.reason;
-    EXPECT_NE(d.reason.find(routes::AmqpQueue(group, type)), std::string::npos) << d.reason;
-    EXPECT_EQ(d.attempts, 1);
-    EXPECT_FALSE(d.time.empty());
-    EXPECT_EQ(d.id.rfind(type + "-", 0), 0u) << d.id;
+  for (const std::string queue_type : {"classic", "quorum"}) {
+    SCOPED_TRACE(queue_type);
+    const std::string type = UniqueType("expire"), group = Unique("g");
+    auto bus = MustOpen(AmqpUrlWith(group + ".message_ttl_ms=100&" + group +
+                                    ".dlq_ttl_ms=600000&queue_type=" + queue_type));
+    ASSERT_TRUE(bus);
+    ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
+    ASSERT_TRUE(bus->Publish(Numbered(type, 2)).ok());
+    std::vector<DeadLetter> dead;
+    ASSERT_TRUE(WaitFor([&] {
+      auto list = bus->ListDeadLetters(group);
+      if (list.ok()) dead = list.value();
+      return dead.size() == 2;
+    })) << dead.size();
+    for (const auto& d : dead) {
+      EXPECT_NE(d.reason.find("expired"), std::string::npos) << d.reason;
+      EXPECT_NE(d.reason.find(routes::AmqpQueue(group, type)), std::string::npos) << d.reason;
+      EXPECT_EQ(d.attempts, 1);
+      EXPECT_FALSE(d.time.empty());
+      EXPECT_EQ(d.id.rfind(type + "-", 0), 0u) << d.id;
+    }
   }
 }
 
@@ -218,6 +229,38 @@ TEST(AmqpBusTest, QuorumQueuesDeliverAndDeadLetter) {
   auto classic = MustOpen(AmqpUrl());
   Status s = classic->DeclareGroup(group, {type});
   EXPECT_NE(s.message().find("queue_type"), std::string::npos) << s.ToString();
+}
+
+// A port nothing listens on: bound, then closed.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A node list whose first node does not answer: every connection goes on to
+// the next, and with several nodes the queues are quorum queues.
+TEST(AmqpBusTest, ANodeListSkipsANodeThatDoesNotAnswerAndDeclaresQuorumQueues) {
+  const std::string url = AmqpUrl();
+  ASSERT_EQ(url.rfind("amqp://", 0), 0u) << url;
+  const std::string listed =
+      "amqp://127.0.0.1:" + std::to_string(ClosedPort()) + "," + url.substr(7);
+  const std::string type = UniqueType("nodes"), group = Unique("g");
+  auto bus = MustOpen(listed);
+  ASSERT_TRUE(bus);
+  Received got;
+  auto sub = bus->Subscribe({group, {type}, 4}, got.Acking());
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(bus->Publish(Numbered(type, 20)).ok());
+  EXPECT_TRUE(WaitFor([&] { return got.unique() == 20; })) << got.unique();
+  Status classic = MustOpen(AmqpUrl())->DeclareGroup(group, {type});
+  EXPECT_NE(classic.message().find("queue_type"), std::string::npos) << classic.ToString();
 }
 
 TEST(AmqpBusTest, EphemeralGroupQueuesVanishOnceUnused) {

@@ -121,7 +121,8 @@ class RabbitMq:
         self.host, self.port = parsed.hostname, parsed.port or 5672
         self.vhost = None
 
-    def rabbitmqctl(self, *args, limit=60):
+    def rabbitmqctl(self, *args, limit=180):
+        # 180 s: on a loaded 2-core machine one rabbitmqctl call has taken 70 s.
         r = subprocess.run(self.ctl.split() + list(args), capture_output=True, text=True, timeout=limit)
         if r.returncode != 0:
             raise RuntimeError("rabbitmqctl %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
@@ -136,7 +137,8 @@ class RabbitMq:
             self.rabbitmqctl("delete_vhost", self.vhost)
             self.vhost = None
 
-    def url(self):
+    def url(self, name=None):
+        """`name`: the process the URL is for (a cluster places processes on nodes)."""
         return "amqp://%s:%d/%s" % (self.host, self.port, self.vhost)
 
     def restart(self):
@@ -149,19 +151,127 @@ class RabbitMq:
         return "RabbitMQ node at %s:%d, vhost %s" % (self.host, self.port, self.vhost)
 
     def spy(self):
-        return _AmqpSpy(self.host, self.port, self.vhost)
+        return _AmqpSpy([(self.host, self.port)], self.vhost)
+
+
+class RabbitMqCluster(RabbitMq):
+    """The 3-node cluster scripts/rabbitmq-cluster-start.sh started; one vhost
+    per case. Each fanflow process gets the node list in its own order (its
+    node first), as `placement` says; a node is killed by its Erlang VM's pid
+    and brought back by the start script."""
+
+    name = "amqp-cluster"
+    placement = {}  # process name -> node index (0..2), "NAME-restarted" as NAME; others: node 0
+
+    def __init__(self):
+        env = os.environ
+        self.url_base = env.get("FANFLOW_TEST_AMQP_CLUSTER_URL", "")
+        self.start_cmd = env.get("FANFLOW_TEST_AMQP_CLUSTER_START", "")
+        if not self.url_base or not self.start_cmd:
+            raise BrokerMissing("FANFLOW_TEST_AMQP_CLUSTER_URL / _START unset: start the cluster "
+                                'with eval "$(scripts/rabbitmq-cluster-start.sh)"')
+        self.nodes = [{"name": env["FANFLOW_TEST_AMQP_CLUSTER_NODE_%d" % i],
+                       "port": int(env["FANFLOW_TEST_AMQP_CLUSTER_PORT_%d" % i]),
+                       "pid_file": env["FANFLOW_TEST_AMQP_CLUSTER_PID_FILE_%d" % i],
+                       "ctl": env["FANFLOW_TEST_AMQP_CLUSTER_CTL_%d" % i]} for i in (1, 2, 3)]
+        self.host = "127.0.0.1"
+        self.vhost = None
+        self.killed = [i for i in range(3) if not self._running(i)]
+        if self.killed:
+            self.bring_back()  # a node an earlier case left down
+
+    @property
+    def ctl(self):
+        """rabbitmqctl of a node that runs."""
+        return next(n["ctl"] for i, n in enumerate(self.nodes) if i not in self.killed)
+
+    def url(self, name=None):
+        first = self.node_of(name)
+        order = [self.nodes[(first + i) % 3]["port"] for i in range(3)]
+        return "amqp://%s/%s" % (",".join("127.0.0.1:%d" % p for p in order), self.vhost)
+
+    def node_of(self, name):
+        return self.placement.get((name or "").replace("-restarted", ""), 0)
+
+    def _running(self, node):
+        try:
+            os.kill(self.pid(node), 0)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def pid(self, node):
+        with open(self.nodes[node]["pid_file"]) as f:
+            return int(f.read().strip())
+
+    def kill(self, node):
+        """SIGKILL of node's Erlang VM, by pid: the node is lost hard."""
+        pid = self.pid(node)
+        os.kill(pid, signal.SIGKILL)
+        self.killed.append(node)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("node %s (pid %d) still there 10 s after SIGKILL" % (self.nodes[node]["name"], pid))
+
+    def bring_back(self):
+        """Starts every node that is down again (the start script leaves the others alone)."""
+        r = subprocess.run(["bash", "-c", self.start_cmd], capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError("cluster start: %s" % r.stderr[-2000:])
+        self.killed = []
+
+    def leader(self, queue, other_than=None):
+        """The index of the node that hosts `queue`'s leader (other than node
+        `other_than`: waits for the leader to move off it). Asked of one queue's
+        record: `list_queues name leader` waits for every queue of the vhost,
+        and one still electing makes it time out."""
+        expr = ('{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"%s">>, queue, <<"%s">>)), '
+                '{_, Node} = amqqueue:get_pid(Q), Node.' % (self.vhost, queue))
+        names = [n["name"] for n in self.nodes]
+        deadline, last = time.monotonic() + 120, ""
+        while time.monotonic() < deadline:
+            r = subprocess.run(self.ctl.split() + ["-q", "eval", expr], capture_output=True, text=True,
+                               timeout=180)
+            last = (r.stdout + r.stderr).strip()
+            node = last.strip("'")
+            if r.returncode == 0 and node in names and names.index(node) != other_than:
+                return names.index(node)
+            time.sleep(0.5)
+        raise RuntimeError("leader of %s (other than node %s): %s" % (queue, other_than, last[-500:]))
+
+    def end_case(self):
+        if self.killed:
+            self.bring_back()
+        super().end_case()
+
+    def describe(self):
+        return "RabbitMQ cluster %s, vhost %s (killed: %s)" % (
+            self.url_base, self.vhost, [self.nodes[i]["name"] for i in self.killed])
+
+    def spy(self):
+        # Its own node first (the last); it reconnects to the others.
+        order = [2, 0, 1]
+        return _AmqpSpy([(self.host, self.nodes[i]["port"]) for i in order], self.vhost,
+                        {"x-queue-type": "quorum"})
 
 
 class _AmqpSpy(Spy):
     # Durable, so the events published while the spy reconnects after a broker
-    # restart wait for it.
+    # restart wait for it (quorum on a cluster, so it outlives a node).
     QUEUE = "faults.spy"
 
-    def __init__(self, host, port, vhost):
+    def __init__(self, nodes, vhost, queue_args=None):
         super().__init__()
-        self._params = pika.ConnectionParameters(
+        self._queue_args = queue_args
+        self._params = [pika.ConnectionParameters(
             host=host, port=port, virtual_host=vhost, credentials=pika.PlainCredentials("guest", "guest"),
             heartbeat=10, blocked_connection_timeout=10, connection_attempts=1, socket_timeout=5)
+            for host, port in nodes]
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -172,11 +282,11 @@ class _AmqpSpy(Spy):
     def _run(self):
         while not self._stop.is_set():
             try:
-                conn = pika.BlockingConnection(self._params)
+                conn = pika.BlockingConnection(self._params)  # the first node that answers
                 ch = conn.channel()
                 # `fanflow topology` declares it too; declaring here keeps the spy first.
                 ch.exchange_declare("fanflow", exchange_type="topic", durable=True)
-                ch.queue_declare(self.QUEUE, durable=True)
+                ch.queue_declare(self.QUEUE, durable=True, arguments=self._queue_args)
                 for key in ("batch_complete", "chunk_done"):
                     ch.queue_bind(self.QUEUE, "fanflow", routing_key=key)
 
@@ -238,7 +348,7 @@ class StockMosquitto:
         self._kill()
         self.proc = None
 
-    def url(self):
+    def url(self, name=None):
         return "mqtt://127.0.0.1:%d" % self.port
 
     def restart(self):
@@ -280,4 +390,4 @@ class _MqttSpy(Spy):
         self._client.disconnect()
 
 
-BROKERS = {"amqp": RabbitMq, "mqtt": StockMosquitto}
+BROKERS = {"amqp": RabbitMq, "amqp-cluster": RabbitMqCluster, "mqtt": StockMosquitto}

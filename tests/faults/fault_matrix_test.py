@@ -104,7 +104,7 @@ class FaultHarness(unittest.TestCase):
         self.started = time.monotonic()
         self.broker.start_case(self.case, self.dir)
         self.addCleanup(self._cleanup)
-        topo = subprocess.run(self._argv(["topology"]), capture_output=True, text=True, timeout=60)
+        topo = subprocess.run(self._argv(["topology"], "topology"), capture_output=True, text=True, timeout=60)
         self.assertEqual(topo.returncode, 0, "fanflow topology: %s%s" % (topo.stdout, topo.stderr))
         self.spy = self.broker.spy()
         self.data = os.path.join(self.dir, "items.jsonl")
@@ -129,14 +129,15 @@ class FaultHarness(unittest.TestCase):
 
     # --- processes -------------------------------------------------------
 
-    def _argv(self, args):
-        return [FANFLOW] + args + ["--bus", self.broker.url(), "--log-level", "info"]
+    def _argv(self, args, name=None):
+        """`name`: the process's name, which places it on a node of a cluster."""
+        return [FANFLOW] + args + ["--bus", self.broker.url(name), "--log-level", "info"]
 
     def _data_dir(self, role):
         return ["--data-dir", self.dir] if _help_lists(role, "--data-dir") else []
 
     def start(self, name, args):
-        self.procs[name] = Proc(name, self._argv(args), os.path.join(self.dir, name + ".log"))
+        self.procs[name] = Proc(name, self._argv(args, name), os.path.join(self.dir, name + ".log"))
         self.note("started %s (pid %d)" % (name, self.procs[name].popen.pid))
         return self.procs[name]
 
@@ -201,7 +202,7 @@ class FaultHarness(unittest.TestCase):
         self.faults = []
         argv = self._argv(["submit", "--source", "jsonl:" + self.data, "--chunk-size", str(CHUNK_SIZE),
                            "--batch-id", batch_id, "--wait", "--json", "--timeout", str(DEADLINE_S + 30)]
-                          + list(submit_args))
+                          + list(submit_args), "submit")
         out_path = os.path.join(self.dir, batch_id + ".out")
         self.submit = Proc("submit " + batch_id, argv, os.path.join(self.dir, batch_id + ".submit.log"), out_path)
         self.procs[self.submit.name] = self.submit
@@ -379,7 +380,8 @@ def main():
     global FANFLOW
     args = sys.argv[1:]
     if len(args) < 2 or args[0] != "--fanflow":
-        sys.exit("usage: fault_matrix_test.py --fanflow PATH [unittest args, e.g. AmqpFaults.test_aggregator_killed]")
+        sys.exit("usage: %s --fanflow PATH [unittest args, e.g. AmqpFaults.test_aggregator_killed]"
+                 % os.path.basename(sys.argv[0]))
     FANFLOW = os.path.abspath(args[1])
     program = unittest.main(argv=[sys.argv[0], "-v"] + args[2:], exit=False)
     r = program.result
