@@ -7,6 +7,7 @@
 #include "core/event.h"
 #include "core/printable.h"
 #include "core/routes.h"
+#include "pipeline/results_sink.h"
 #include "pipeline/source.h"
 #include "pipeline/ventilator.h"
 
@@ -24,10 +25,13 @@ constexpr std::chrono::milliseconds kReportWait{200};
 // The fields of a start_fanout that define its batch, defaults filled in, so
 // that the same request compares equal however it was spelled.
 json RequestOf(const json& d) {
-  return {{"source", d["source"]},
-          {"chunk_size", d["chunk_size"]},
-          {"page_chunks", d.value("page_chunks", kDefaultPageChunks)},
-          {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
+  json r = {{"source", d["source"]},
+            {"chunk_size", d["chunk_size"]},
+            {"page_chunks", d.value("page_chunks", kDefaultPageChunks)},
+            {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
+  // Only when not the default, so a request admitted before combine existed still matches.
+  if (d.value("combine", "merge") != "merge") r["combine"] = d["combine"];
+  return r;
 }
 
 // Why a batch of `request` is too large to admit, or "" when it is not (only
@@ -287,6 +291,8 @@ Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
   c.attempts = e.data["attempts"].get<int>();
   c.result = e.data.value("result", json());
   c.error = e.data.value("error", "");
+  c.combine = CombineOf(b.request);
+  c.keep_result = c.combine == Combine::kConcat || !options_.results.empty();
   auto recorded = ledger_->RecordChunk(c);
   if (!recorded.ok()) return Settled(recorded.status(), e.subject, e.id);
   if (recorded.value() == ChunkRecorded::kConflict) {
@@ -355,6 +361,9 @@ Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const
   auto failed_chunks = ledger_->FailedChunks(b.batch_id);
   if (!failed_chunks.ok()) return failed_chunks.status();
   const int64_t total = b.total_chunks.value_or(b.succeeded + b.failed);
+  // The results file is durable before the batch is decided and announced.
+  auto results = Consolidate(*ledger_, b, options_.results);
+  if (!results.ok()) return results.status();
   const std::string completed_at = NowRfc3339();
   json data = {{"status", status},
                {"items", b.total_items},
@@ -363,15 +372,23 @@ Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const
                {"failed", b.failed},
                {"failed_chunks", failed_chunks.value()},
                {"conflicts", b.conflicts},
-               {"result", b.result},
+               {"result", results->result},
                {"started_at", b.started_at},
                {"completed_at", completed_at}};
+  if (results->file) data["results"] = results->file->ToJson();
+  // Results that cannot be combined fail the batch (a timed_out one stays so).
+  if (results->error) {
+    spdlog::error("[batch {}] results not combined ({}): {}", b.batch_id, CombineName(CombineOf(b.request)),
+                  EscapeForLog(*results->error));
+    if (status != "timed_out") data["status"] = "failed";
+    data["error"] = "data.result: " + *results->error;
+  }
   data.update(extra);
   Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id, data);
   std::string event_json = EncodeEvent(e);
   if (Status s = ledger_->DecideComplete(b.batch_id, event_json); !s.ok()) return s;
   spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, {} conflicts, correlation {})",
-               b.batch_id, status, b.succeeded, total, b.total_items, b.conflicts, b.correlation_id);
+               b.batch_id, data["status"].get<std::string>(), b.succeeded, total, b.total_items, b.conflicts, b.correlation_id);
   return Announce(b.batch_id, event_json);
 }
 
