@@ -47,14 +47,14 @@ struct Reply {
 // Status: the line is not a reply (the copy is out of step and is replaced).
 Result<Reply> ParseReply(std::string_view line) {
   auto parsed = ParseBoundedJson(line, "reply");
-  const char* shape = "a reply must be one JSON object, {\"result\": ANY} or {\"error\": \"message\"}";
-  if (!parsed.ok()) return InvalidArgument(parsed.status().message() + "; " + shape);
+  if (!parsed.ok()) return parsed.status();
+  constexpr char kShape[] = "not {\"result\": ANY} or {\"error\": \"message\"}";
   const nlohmann::json& j = parsed.value();
-  if (!j.is_object() || j.size() != 1) return InvalidArgument(std::string("not ") + shape);
+  if (!j.is_object() || j.size() != 1) return InvalidArgument(kShape);
   if (auto it = j.find("result"); it != j.end()) return Reply{true, std::move(*it), ""};
   auto it = j.find("error");
   if (it == j.end() || !it->is_string() || it->get_ref<const std::string&>().empty())
-    return InvalidArgument(std::string("not ") + shape + " (the error a non-empty string)");
+    return InvalidArgument(std::string(kShape) + " (an error is a non-empty string)");
   return Reply{false, nullptr, it->get<std::string>()};
 }
 
