@@ -89,6 +89,8 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
   if (options.fanout_window < 2) return InvalidArgument("--fanout-window: must be at least 2 chunks");
   if (options.max_batch_chunks < 1 || options.max_batch_items < 1)
     return InvalidArgument("--max-batch-chunks / --max-batch-items: must be at least 1");
+  if (!options.results.empty())
+    if (Status s = CheckResultsPath(options.results); !s.ok()) return s;
   auto ledger = Ledger::Open(options.state_path, options.durability);
   if (!ledger.ok()) return ledger.status();
   std::unique_ptr<Aggregator> agg(new Aggregator(bus, std::move(options), std::move(ledger).value()));
@@ -364,31 +366,33 @@ Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const
   // The results file is durable before the batch is decided and announced.
   auto results = Consolidate(*ledger_, b, options_.results);
   if (!results.ok()) return results.status();
+  // Results that cannot be combined fail the batch (a timed_out one stays so).
+  std::string decided = status;
+  if (results->error) {
+    spdlog::error("[batch {}] results not combined ({}): {}", b.batch_id, CombineName(CombineOf(b.request)),
+                  EscapeForLog(*results->error));
+    if (status != "timed_out") decided = "failed";
+  }
   const std::string completed_at = NowRfc3339();
-  json data = {{"status", status},
+  json data = {{"status", decided},
                {"items", b.total_items},
                {"chunks", total},
                {"succeeded", b.succeeded},
                {"failed", b.failed},
                {"failed_chunks", failed_chunks.value()},
                {"conflicts", b.conflicts},
-               {"result", results->result},
+               {"result", nullptr},
                {"started_at", b.started_at},
                {"completed_at", completed_at}};
+  data["result"] = std::move(results->result);  // moved: a concat result may be large
   if (results->file) data["results"] = results->file->ToJson();
-  // Results that cannot be combined fail the batch (a timed_out one stays so).
-  if (results->error) {
-    spdlog::error("[batch {}] results not combined ({}): {}", b.batch_id, CombineName(CombineOf(b.request)),
-                  EscapeForLog(*results->error));
-    if (status != "timed_out") data["status"] = "failed";
-    data["error"] = "data.result: " + *results->error;
-  }
+  if (results->error) data["error"] = "data.result: " + *results->error;
   data.update(extra);
-  Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id, data);
+  Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id, std::move(data));
   std::string event_json = EncodeEvent(e);
   if (Status s = ledger_->DecideComplete(b.batch_id, event_json); !s.ok()) return s;
   spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, {} conflicts, correlation {})",
-               b.batch_id, data["status"].get<std::string>(), b.succeeded, total, b.total_items, b.conflicts, b.correlation_id);
+               b.batch_id, decided, b.succeeded, total, b.total_items, b.conflicts, b.correlation_id);
   return Announce(b.batch_id, event_json);
 }
 

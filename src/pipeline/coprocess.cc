@@ -62,9 +62,12 @@ Result<Reply> ParseReply(std::string_view line) {
 std::string RequestLine(const ChunkInput& chunk) {
   Event e;
   if (chunk.event) {
-    e = *chunk.event;
-    e.data.erase("items");
-    e.data.erase("ref");
+    e = MakeEvent(chunk.event->type, chunk.event->id, chunk.event->subject, chunk.event->correlation_id,
+                  nlohmann::json::object());
+    e.source = chunk.event->source;
+    e.time = chunk.event->time;
+    for (auto it = chunk.event->data.begin(); it != chunk.event->data.end(); ++it)
+      if (it.key() != "items" && it.key() != "ref") e.data[it.key()] = it.value();
   } else {
     e = MakeEvent(kProcessChunk, ChunkEventId(chunk.batch_id, chunk.chunk_index), chunk.batch_id,
                   chunk.batch_id,

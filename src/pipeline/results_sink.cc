@@ -127,6 +127,15 @@ std::string ResultsPathFor(const std::string& pattern, const std::string& batch_
   return path;
 }
 
+Status CheckResultsPath(const std::string& pattern) {
+  std::string dir = std::filesystem::path(ResultsPathFor(pattern, "b")).parent_path().string();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec) || access(dir.c_str(), W_OK) != 0)
+    return InvalidArgument("--results '" + pattern + "': " + dir + " is not a directory this process can write");
+  return Status::Ok();
+}
+
 Result<Consolidation> Consolidate(Ledger& ledger, const BatchRecord& b, const std::string& results_pattern) {
   Consolidation out;
   auto error = ledger.CombineError(b.batch_id);

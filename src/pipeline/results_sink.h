@@ -37,6 +37,10 @@ Combine CombineOf(const nlohmann::json& request);
 // so no batch id names a directory, a parent or a hidden file.
 std::string ResultsPathFor(const std::string& pattern, const std::string& batch_id);
 
+// OK when a results file of `pattern` can be created: its directory exists
+// and is writable (checked once at start, not found out at a batch's end).
+[[nodiscard]] Status CheckResultsPath(const std::string& pattern);
+
 // Combines the batch's results and, when `results_pattern` is not empty,
 // writes its results file (a temporary file, fsynced, renamed over the path,
 // its directory fsynced) before it returns: the batch may be announced then.
