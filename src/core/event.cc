@@ -110,7 +110,8 @@ Status ValidateRequest(const json& d) {
                              static_cast<int64_t>(kMaxJsonContainerElements)));
   FANFLOW_CHECK(CheckInteger(d, "page_chunks", "data.page_chunks", 1, false));
   FANFLOW_CHECK(CheckInteger(d, "claim_check_bytes", "data.claim_check_bytes", 0, false));
-  if (d.contains("combine")) FANFLOW_CHECK(CheckEnum(d, "combine", "data.combine", {"merge", "concat", "none"}));
+  if (d.contains("combine"))
+    FANFLOW_CHECK(CheckEnum(d, "combine", "data.combine", {"merge", "concat", "none"}));
   return CheckOptionalTime(d, "started_at", "data.started_at");
 }
 

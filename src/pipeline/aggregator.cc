@@ -369,8 +369,8 @@ Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const
   // Results that cannot be combined fail the batch (a timed_out one stays so).
   std::string decided = status;
   if (results->error) {
-    spdlog::error("[batch {}] results not combined ({}): {}", b.batch_id, CombineName(CombineOf(b.request)),
-                  EscapeForLog(*results->error));
+    spdlog::error("[batch {}] results not combined ({}): {}", b.batch_id,
+                  CombineName(CombineOf(b.request)), EscapeForLog(*results->error));
     if (status != "timed_out") decided = "failed";
   }
   const std::string completed_at = NowRfc3339();
@@ -388,11 +388,13 @@ Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const
   if (results->file) data["results"] = results->file->ToJson();
   if (results->error) data["error"] = "data.result: " + *results->error;
   data.update(extra);
-  Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id, std::move(data));
+  Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id,
+                      std::move(data));
   std::string event_json = EncodeEvent(e);
   if (Status s = ledger_->DecideComplete(b.batch_id, event_json); !s.ok()) return s;
   spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, {} conflicts, correlation {})",
-               b.batch_id, decided, b.succeeded, total, b.total_items, b.conflicts, b.correlation_id);
+               b.batch_id, decided, b.succeeded, total, b.total_items, b.conflicts,
+               b.correlation_id);
   return Announce(b.batch_id, event_json);
 }
 

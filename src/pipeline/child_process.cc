@@ -14,7 +14,8 @@ extern char** environ;
 
 namespace fanflow {
 
-Result<ChildProcess> SpawnShell(const std::string& command, const std::vector<std::string>& extra_env) {
+Result<ChildProcess> SpawnShell(const std::string& command,
+                                const std::vector<std::string>& extra_env) {
   signal(SIGPIPE, SIG_IGN);
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC)) return Internal("cannot create pipes: " + std::string(strerror(errno)));

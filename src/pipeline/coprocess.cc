@@ -62,8 +62,8 @@ Result<Reply> ParseReply(std::string_view line) {
 std::string RequestLine(const ChunkInput& chunk) {
   Event e;
   if (chunk.event) {
-    e = MakeEvent(chunk.event->type, chunk.event->id, chunk.event->subject, chunk.event->correlation_id,
-                  nlohmann::json::object());
+    e = MakeEvent(chunk.event->type, chunk.event->id, chunk.event->subject,
+                  chunk.event->correlation_id, nlohmann::json::object());
     e.source = chunk.event->source;
     e.time = chunk.event->time;
     for (auto it = chunk.event->data.begin(); it != chunk.event->data.end(); ++it)
@@ -152,8 +152,8 @@ class CoprocessPool final : public Processor {
       return Internal("coprocess: " + child.status().message());
     }
     fcntl(child->in, F_SETFL, O_NONBLOCK);
-    spdlog::info("[batch {}] coprocess: started '{}' (pid {})", batch_id, EscapeForLog(options_.command),
-                 child->pid);
+    spdlog::info("[batch {}] coprocess: started '{}' (pid {})", batch_id,
+                 EscapeForLog(options_.command), child->pid);
     auto c = std::make_unique<Copy>();
     c->child = child.value();
     return c;
@@ -199,25 +199,28 @@ class CoprocessPool final : public Processor {
       if (options_.timeout.count() > 0) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (left.count() <= 0)
-          return Timeout("took longer than --chunk-timeout " + std::to_string(options_.timeout.count()) +
-                         " ms");
+          return Timeout("took longer than --chunk-timeout " +
+                         std::to_string(options_.timeout.count()) + " ms");
         wait_ms = static_cast<int>(left.count());
       }
-      if (poll(fds, 3, wait_ms) < 0 && errno != EINTR) return Internal("poll: " + std::string(strerror(errno)));
+      if (poll(fds, 3, wait_ms) < 0 && errno != EINTR)
+        return Internal("poll: " + std::string(strerror(errno)));
       if (fds[0].revents & (POLLERR | POLLHUP)) return Internal("closed its stdin mid-chunk");
       if (fds[0].revents & POLLOUT) {
         ssize_t n = write(c.child.in, line.data() + written, line.size() - written);
         if (n > 0) written += static_cast<size_t>(n);
-        if (n < 0 && errno != EAGAIN && errno != EINTR) return Internal("closed its stdin mid-chunk");
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+          return Internal("closed its stdin mid-chunk");
       }
       if (fds[2].revents) DrainStderr(c, batch_id);
       if (!fds[1].revents) continue;
-      if (!ReadSome(c.child.out, out, kMaxReplyBytes + 1, false)) return Internal("ended mid-chunk");
+      if (!ReadSome(c.child.out, out, kMaxReplyBytes + 1, false))
+        return Internal("ended mid-chunk");
       const size_t newline = out.find('\n');
       if (newline == std::string::npos) {
         if (out.size() > kMaxReplyBytes)
-          return InvalidArgument("replied with a line longer than " + std::to_string(kMaxReplyBytes) +
-                                 " bytes");
+          return InvalidArgument("replied with a line longer than " +
+                                 std::to_string(kMaxReplyBytes) + " bytes");
         continue;
       }
       if (newline + 1 != out.size()) return InvalidArgument("replied with more than one line");
@@ -226,7 +229,8 @@ class CoprocessPool final : public Processor {
       if (!out.empty() && out.back() == '\r') out.pop_back();
       auto reply = ParseReply(out);
       if (!reply.ok())
-        return InvalidArgument("replied '" + EscapeForLog(out, 200) + "': " + reply.status().message());
+        return InvalidArgument("replied '" + EscapeForLog(out, 200) +
+                               "': " + reply.status().message());
       return reply;
     }
   }
@@ -250,7 +254,8 @@ class CoprocessPool final : public Processor {
   }
 
   void LogStderr(const Copy& c, const std::string& batch_id, std::string_view line) {
-    spdlog::warn("[batch {}] coprocess pid {} stderr: {}", batch_id, c.child.pid, EscapeForLog(line, kMaxLogLine));
+    spdlog::warn("[batch {}] coprocess pid {} stderr: {}", batch_id, c.child.pid,
+                 EscapeForLog(line, kMaxLogLine));
   }
 
   // Kills and reaps a copy that failed; returns `why` with how it ended and the
@@ -268,10 +273,12 @@ class CoprocessPool final : public Processor {
     for (int fd : {c->child.in, c->child.out, c->child.err})
       if (fd >= 0) close(fd);
     // Killed by us is no news; an exit code or another signal is.
-    std::string how = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL ? "" : " (" + DescribeExit(wstatus) + ")";
+    std::string how = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL
+                          ? ""
+                          : " (" + DescribeExit(wstatus) + ")";
     if (std::string tail = StderrTail(c->err_tail); !tail.empty()) how += ": " + tail;
-    spdlog::warn("[batch {}] coprocess pid {} replaced: {}{}", batch_id, c->child.pid, EscapeForLog(why),
-                 EscapeForLog(how));
+    spdlog::warn("[batch {}] coprocess pid {} replaced: {}{}", batch_id, c->child.pid,
+                 EscapeForLog(why), EscapeForLog(how));
     Release();
     return why + how;
   }

@@ -335,8 +335,9 @@ Result<ChunkRecorded> Ledger::RecordChunkIn(const char* begin, const ChunkOutcom
   if (c.succeeded)
     if (Status s = CombineResult(c.combine, merged, c.result); !s.ok())
       combine_error = "chunk " + std::to_string(c.chunk_index) + ": " + s.message();
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
   const std::string dump_result =
-      c.keep_result && c.succeeded ? c.result.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : "";
+      c.keep_result && c.succeeded ? c.result.dump(-1, ' ', false, kReplace) : "";
 
   Statement write(*statements_,
                   "INSERT OR REPLACE INTO chunks(batch_id, chunk_index, succeeded, items, attempts, "
@@ -353,8 +354,7 @@ Result<ChunkRecorded> Ledger::RecordChunkIn(const char* begin, const ChunkOutcom
   update.Bind(1, c.batch_id)
       .Bind(2, int64_t{c.succeeded})
       .Bind(3, int64_t{upgrade ? -1 : (c.succeeded ? 0 : 1)})
-      .Bind(4, combine_error.empty() ? merged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                                     : before)
+      .Bind(4, combine_error.empty() ? merged.dump(-1, ' ', false, kReplace) : before)
       .Bind(5, NowMs());
   if (!combine_error.empty()) update.Bind(6, combine_error);  // else NULL: keeps what is there
   if (Status s = update.Run(); !s.ok()) return s;
@@ -504,10 +504,11 @@ Result<std::optional<std::string>> Ledger::CombineError(const std::string& batch
   return std::optional<std::string>(q.Text(0));
 }
 
-Status Ledger::ForEachChunk(const std::string& batch_id, const std::function<Status(const StoredChunk&)>& each) {
+Status Ledger::ForEachChunk(const std::string& batch_id,
+                            const std::function<Status(const StoredChunk&)>& each) {
   Statement q(*statements_,
-              "SELECT chunk_index, succeeded, items, attempts, error, COALESCE(result, 'null') FROM chunks "
-              "WHERE batch_id=?1 ORDER BY chunk_index");
+              "SELECT chunk_index, succeeded, items, attempts, error, COALESCE(result, 'null') "
+              "FROM chunks WHERE batch_id=?1 ORDER BY chunk_index");
   q.Bind(1, batch_id);
   StoredChunk c;
   while (true) {

@@ -37,7 +37,8 @@ struct Frame {
 
 // "a string (\"x\")", for an error message: its kind and its start.
 std::string Shown(const nlohmann::json& j) {
-  std::string text = j.is_object() ? "{...}" : j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string text =
+      j.is_object() ? "{...}" : j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (text.size() > 80) text = text.substr(0, 80) + "...";
   return std::string(KindOf(j)) + " (" + text + ")";
 }
@@ -80,7 +81,8 @@ Status MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
     // with the first chunk that has it, not the second.
     if ((a->is_null() || a->is_discarded()) && r->is_object()) *a = nlohmann::json::object();
     if (r->is_array()) {
-      return InvalidArgument(PathOf(frames, i) + ": an array cannot be merged (--combine concat takes arrays)");
+      return InvalidArgument(PathOf(frames, i) +
+                             ": an array cannot be merged (--combine concat takes arrays)");
     } else if (a->is_null() || a->is_discarded()) {
       *a = *r;
     } else if (a->is_number() && r->is_number()) {
@@ -97,7 +99,8 @@ Status MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
         todo.push_back(frames.size() - 1);
       }
     } else if (!((a->is_string() || a->is_boolean()) && *a == *r)) {
-      return InvalidArgument(PathOf(frames, i) + ": " + Shown(*r) + " cannot be merged into " + Shown(*a));
+      return InvalidArgument(PathOf(frames, i) + ": " + Shown(*r) + " cannot be merged into " +
+                             Shown(*a));
     }
   }
   return Status::Ok();
@@ -106,7 +109,8 @@ Status MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
 Status CombineResult(Combine combine, nlohmann::json& into, const nlohmann::json& chunk_result) {
   if (combine == Combine::kMerge) return MergeResult(into, chunk_result);
   if (combine == Combine::kConcat && !chunk_result.is_array())
-    return InvalidArgument("result: " + Shown(chunk_result) + " cannot be concatenated (concat takes arrays)");
+    return InvalidArgument("result: " + Shown(chunk_result) +
+                           " cannot be concatenated (concat takes arrays)");
   return Status::Ok();
 }
 

@@ -33,6 +33,7 @@ const char* CombineName(Combine combine);
 // What `combine` does with one chunk's result as it arrives: merge merges it
 // into `into`; concat checks it is an array (the concatenation is built at
 // completion); none takes it as it is.
-[[nodiscard]] Status CombineResult(Combine combine, nlohmann::json& into, const nlohmann::json& chunk_result);
+[[nodiscard]] Status CombineResult(Combine combine, nlohmann::json& into,
+                                   const nlohmann::json& chunk_result);
 
 }  // namespace fanflow

@@ -30,7 +30,8 @@ struct Fd {
   }
 };
 
-Result<nlohmann::json> Concatenate(Ledger& ledger, const std::string& batch_id, std::optional<std::string>& error) {
+Result<nlohmann::json> Concatenate(Ledger& ledger, const std::string& batch_id,
+                                   std::optional<std::string>& error) {
   nlohmann::json all = nlohmann::json::array();
   size_t bytes = 0;
   Status s = ledger.ForEachChunk(batch_id, [&](const StoredChunk& c) {
@@ -39,13 +40,14 @@ Result<nlohmann::json> Concatenate(Ledger& ledger, const std::string& batch_id, 
     nlohmann::json part = nlohmann::json::parse(c.result_json, nullptr, false);
     if (bytes > kMaxConcatBytes || all.size() + part.size() > kMaxJsonContainerElements) {
       error = "result: the concatenated results are larger than a batch_complete may carry (" +
-              std::to_string(kMaxConcatBytes) + " bytes or " + std::to_string(kMaxJsonContainerElements) +
-              " elements) from chunk " + std::to_string(c.chunk_index) +
-              " on; use --combine none with --results PATH";
+              std::to_string(kMaxConcatBytes) + " bytes or " +
+              std::to_string(kMaxJsonContainerElements) + " elements) from chunk " +
+              std::to_string(c.chunk_index) + " on; use --combine none with --results PATH";
       return Status::Ok();
     }
     if (!part.is_array()) {  // RecordChunk refused it already; a ledger from elsewhere
-      error = "chunk " + std::to_string(c.chunk_index) + ": result: not an array, cannot be concatenated";
+      error = "chunk " + std::to_string(c.chunk_index) +
+              ": result: not an array, cannot be concatenated";
       return Status::Ok();
     }
     for (auto& v : part) all.push_back(std::move(v));
@@ -55,7 +57,8 @@ Result<nlohmann::json> Concatenate(Ledger& ledger, const std::string& batch_id, 
   return all;
 }
 
-Result<ResultsFile> WriteResultsFile(Ledger& ledger, const std::string& batch_id, const std::string& path) {
+Result<ResultsFile> WriteResultsFile(Ledger& ledger, const std::string& batch_id,
+                                     const std::string& path) {
   const std::string temporary = path + ".tmp";
   Fd out{open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)};
   if (out.fd < 0) return IoError("cannot create " + temporary, path);
@@ -93,7 +96,8 @@ Result<ResultsFile> WriteResultsFile(Ledger& ledger, const std::string& batch_id
   if (s.ok()) s = flush();
   if (!s.ok()) return s;
   if (fsync(out.fd) != 0) return IoError("cannot fsync", path);
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) return IoError("cannot rename " + temporary, path);
+  if (std::rename(temporary.c_str(), path.c_str()) != 0)
+    return IoError("cannot rename " + temporary, path);
   // The rename itself must be durable before the batch is announced.
   const std::string dir = std::filesystem::path(file.path).parent_path().string();
   Fd d{open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
@@ -132,11 +136,13 @@ Status CheckResultsPath(const std::string& pattern) {
   if (dir.empty()) dir = ".";
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec) || access(dir.c_str(), W_OK) != 0)
-    return InvalidArgument("--results '" + pattern + "': " + dir + " is not a directory this process can write");
+    return InvalidArgument("--results '" + pattern + "': " + dir +
+                           " is not a directory this process can write");
   return Status::Ok();
 }
 
-Result<Consolidation> Consolidate(Ledger& ledger, const BatchRecord& b, const std::string& results_pattern) {
+Result<Consolidation> Consolidate(Ledger& ledger, const BatchRecord& b,
+                                  const std::string& results_pattern) {
   Consolidation out;
   auto error = ledger.CombineError(b.batch_id);
   if (!error.ok()) return error.status();

@@ -66,7 +66,8 @@ Verdict Worker::Handle(const Delivery& d) {
                                 options_.files);
     // A claim check the policy or its bounds refuse is refused again on retry.
     retryable = items.ok() || items.status().code() != StatusCode::kInvalidArgument;
-    result = items.ok() ? processor_->Process({e.subject, index, items.value(), interrupt_.get_token(), &e})
+    result = items.ok() ? processor_->Process(
+                              {e.subject, index, items.value(), interrupt_.get_token(), &e})
                         : items.status();
   } else {
     result = processor_->Process({e.subject, index, e.data["items"], interrupt_.get_token(), &e});

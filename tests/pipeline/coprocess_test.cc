@@ -25,8 +25,9 @@ using testing::Unique;
 Event Chunk(const std::string& batch, int64_t index) {
   nlohmann::json items = nlohmann::json::array();
   for (int64_t v : {1, 2, 3}) items.push_back({{"id", index * 3 + v}, {"value", v * (index + 1)}});
-  return MakeEvent(kProcessChunk, ChunkEventId(batch, index), batch, "corr-" + batch,
-                   {{"chunk_index", index}, {"first_item", index * 3}, {"item_count", 3}, {"items", items}});
+  return MakeEvent(
+      kProcessChunk, ChunkEventId(batch, index), batch, "corr-" + batch,
+      {{"chunk_index", index}, {"first_item", index * 3}, {"item_count", 3}, {"items", items}});
 }
 
 // Neither gone nor a zombie.
@@ -49,7 +50,8 @@ class CoprocessTest : public testing::EveryBus {
     bus_ = Open();
     ASSERT_TRUE(bus_);
     batch_ = Unique("coproc-");
-    done_ = std::make_unique<EventCollector>(*bus_, kChunkDone, [this](const Event& e) { return e.subject == batch_; });
+    done_ = std::make_unique<EventCollector>(
+        *bus_, kChunkDone, [this](const Event& e) { return e.subject == batch_; });
   }
   void TearDown() override {
     worker_.reset();
@@ -64,8 +66,8 @@ class CoprocessTest : public testing::EveryBus {
                    std::chrono::milliseconds timeout = {}) {
     ProcessorOptions p;
     p.name = "coprocess";
-    p.command = std::string(FANFLOW_PYTHON3) + " " FANFLOW_SOURCE_DIR "/tests/pipeline/coprocess_copy.py " +
-                dir_ + " " + mode;
+    p.command = std::string(FANFLOW_PYTHON3) +
+                " " FANFLOW_SOURCE_DIR "/tests/pipeline/coprocess_copy.py " + dir_ + " " + mode;
     p.copies = concurrency;
     p.timeout = timeout;
     auto processor = MakeProcessor(p);
@@ -111,7 +113,8 @@ class CoprocessTest : public testing::EveryBus {
   bool Logged(const std::string& text, const std::string& also = "") {
     for (const std::string& line : log_->last_formatted()) {
       const size_t at = line.find(text);
-      if (at != std::string::npos && line.find(also, at + text.size()) != std::string::npos) return true;
+      if (at != std::string::npos && line.find(also, at + text.size()) != std::string::npos)
+        return true;
     }
     return false;
   }
@@ -151,7 +154,8 @@ TEST_P(CoprocessTest, ACopyThatCrashesMidChunkIsReplacedAndTheChunkRetried) {
   EXPECT_EQ(e.data["attempts"], 2);
   EXPECT_EQ(e.data["result"], 6);
   ASSERT_EQ(Pids().size(), 2u) << "the crashed copy was replaced";
-  EXPECT_TRUE(Logged("[batch " + batch_ + "] coprocess pid ", " stderr: dying on purpose in chunk 0"))
+  EXPECT_TRUE(
+      Logged("[batch " + batch_ + "] coprocess pid ", " stderr: dying on purpose in chunk 0"))
       << "stderr with the batch id";
   EXPECT_TRUE(Logged("ended mid-chunk (exited with 3)"));
 }
@@ -163,8 +167,9 @@ TEST_P(CoprocessTest, ABadReplyLineFailsTheAttemptAndReplacesTheCopy) {
   EXPECT_EQ(e.data["status"], "failed");
   EXPECT_EQ(e.data["attempts"], 2);
   const std::string error = e.data.value("error", "");
-  EXPECT_NE(error.find("replied '{\"resutl\": 1}': not {\"result\": ANY} or {\"error\": \"message\"}"),
-            std::string::npos)
+  EXPECT_NE(
+      error.find("replied '{\"resutl\": 1}': not {\"result\": ANY} or {\"error\": \"message\"}"),
+      std::string::npos)
       << error;
   EXPECT_EQ(Pids().size(), 2u) << "each bad reply cost its copy";
 }
@@ -196,11 +201,13 @@ TEST_P(CoprocessTest, ACopyPastTheChunkTimeoutIsKilledAndReplaced) {
   const Event e = OnlyDone();
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(10));
   EXPECT_EQ(e.data["status"], "failed");
-  EXPECT_NE(e.data.value("error", "").find("took longer than --chunk-timeout 300 ms"), std::string::npos)
+  EXPECT_NE(e.data.value("error", "").find("took longer than --chunk-timeout 300 ms"),
+            std::string::npos)
       << e.data.dump();
   ASSERT_EQ(Pids().size(), 2u);
   // Killed with its process group (/bin/sh was its parent: a zombie is dead too).
-  for (int pid : Pids()) EXPECT_TRUE(testing::Eventually([&] { return !Running(pid); })) << pid << " still runs";
+  for (int pid : Pids())
+    EXPECT_TRUE(testing::Eventually([&] { return !Running(pid); })) << pid << " still runs";
 }
 
 // A hostile copy cannot make the worker buffer without bound.
@@ -209,7 +216,8 @@ TEST_P(CoprocessTest, AReplyLongerThanAMessageFailsTheAttempt) {
   Publish(1);
   const Event e = OnlyDone();
   EXPECT_EQ(e.data["status"], "failed");
-  EXPECT_NE(e.data.value("error", "").find("replied with a line longer than 16777216 bytes"), std::string::npos)
+  EXPECT_NE(e.data.value("error", "").find("replied with a line longer than 16777216 bytes"),
+            std::string::npos)
       << e.data.dump();
 }
 

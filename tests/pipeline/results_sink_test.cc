@@ -98,7 +98,8 @@ class ResultsTest : public ::testing::Test {
     EXPECT_TRUE(ventilator.ok());
     std::unique_ptr<Redeliverer> redeliverer;
     if (redeliver) redeliverer = std::make_unique<Redeliverer>(*bus_);
-    EventCollector complete(*bus_, kBatchComplete, [&](const Event& e) { return e.subject == batch; });
+    EventCollector complete(*bus_, kBatchComplete,
+                            [&](const Event& e) { return e.subject == batch; });
     Event start = MakeStartFanout(batch, batch, "range:" + std::to_string(items) + ":5", 10);
     start.data["combine"] = combine;
     EXPECT_TRUE(bus_->Publish(testing::ToMessage(start)).ok());
@@ -152,9 +153,12 @@ TEST_F(ResultsTest, ArraysFrom1000ChunksConcatenateInChunkOrderNoneLostWithRedel
 
 TEST_F(ResultsTest, AValueMergeCannotCombineFailsTheBatchWithTheReasonAndTheFileKeepsEveryResult) {
   const std::string batch = Unique("uncombinable-");
-  const Event e = RunBatch(batch, 200, "merge", [](const ChunkInput& c) {
-    return json{{"count", c.items.size()}, {"label", "chunk-" + std::to_string(c.chunk_index)}};
-  }, false);
+  const Event e = RunBatch(
+      batch, 200, "merge",
+      [](const ChunkInput& c) {
+        return json{{"count", c.items.size()}, {"label", "chunk-" + std::to_string(c.chunk_index)}};
+      },
+      false);
   EXPECT_EQ(e.data["status"], "failed");
   EXPECT_TRUE(e.data["result"].is_null()) << "no half-merged result";
   EXPECT_EQ(e.data["succeeded"], 20) << "every chunk itself succeeded";
@@ -169,11 +173,13 @@ TEST_F(ResultsTest, AValueMergeCannotCombineFailsTheBatchWithTheReasonAndTheFile
 
 TEST_F(ResultsTest, ConcatOfSomethingElseThanAnArrayFailsTheBatch) {
   const std::string batch = Unique("concat-number-");
-  const Event e = RunBatch(batch, 50, "concat", [](const ChunkInput& c) {
-    return c.chunk_index == 3 ? json(7) : Ids(c);
-  }, false);
+  const Event e = RunBatch(
+      batch, 50, "concat",
+      [](const ChunkInput& c) { return c.chunk_index == 3 ? json(7) : Ids(c); }, false);
   EXPECT_EQ(e.data["status"], "failed");
-  EXPECT_EQ(e.data["error"], "data.result: chunk 3: result: a number (7) cannot be concatenated (concat takes arrays)");
+  EXPECT_EQ(
+      e.data["error"],
+      "data.result: chunk 3: result: a number (7) cannot be concatenated (concat takes arrays)");
   EXPECT_TRUE(e.data["result"].is_null());
 }
 
