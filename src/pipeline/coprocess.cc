@@ -214,9 +214,10 @@ class CoprocessPool final : public Processor {
       }
       if (fds[2].revents) DrainStderr(c, batch_id);
       if (!fds[1].revents) continue;
+      const size_t scanned = out.size();  // no newline before: only the new bytes are searched
       if (!ReadSome(c.child.out, out, kMaxReplyBytes + 1, false))
         return Internal("ended mid-chunk");
-      const size_t newline = out.find('\n');
+      const size_t newline = out.find('\n', scanned);
       if (newline == std::string::npos) {
         if (out.size() > kMaxReplyBytes)
           return InvalidArgument("replied with a line longer than " +
