@@ -16,7 +16,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libsimdjson-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libcpp-httplib-dev
   librabbitmq-dev libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
-  python3 python3-jsonschema
+  python3 python3-jsonschema nodejs
   clang-14 libfuzzer-14-dev
 )
 if [ "$with_brokers" = 1 ]; then

@@ -31,13 +31,21 @@ constexpr std::chrono::milliseconds kPickupCheckAfter{3000};
 
 Result<std::shared_ptr<Processor>> BuildProcessor(const WorkerFlags& f) {
   ProcessorOptions o;
-  o.name = f.exec.empty() ? f.processor : "exec";
-  o.command = f.exec;
+  o.name = !f.coprocess.empty() ? "coprocess" : f.exec.empty() ? f.processor : "exec";
+  o.command = f.coprocess.empty() ? f.exec : f.coprocess;
+  o.copies = f.concurrency;
   o.sleep_scale = f.sleep_scale;
   o.timeout = std::chrono::milliseconds(f.chunk_timeout_ms);
   auto p = MakeProcessor(o);
   if (!p.ok()) return p.status();
   return std::shared_ptr<Processor>(std::move(p).value());
+}
+
+// For the log: "sum", "exec 'CMD'", "coprocess 'CMD'".
+std::string ProcessorName(const WorkerFlags& f) {
+  if (!f.coprocess.empty()) return "coprocess '" + EscapeForLog(f.coprocess) + "'";
+  if (!f.exec.empty()) return "exec '" + EscapeForLog(f.exec) + "'";
+  return f.processor;
 }
 
 Result<WorkerOptions> ToWorkerOptions(const WorkerFlags& f) {
@@ -64,6 +72,7 @@ Result<AggregatorOptions> ToAggregatorOptions(const AggregatorFlags& f, const st
   o.max_batch_chunks = f.max_batch_chunks;
   o.max_batch_items = f.max_batch_items;
   o.step_lease = std::chrono::milliseconds(static_cast<int64_t>(f.step_lease_s * 1000));
+  o.results = f.results;
   if (f.lease != "auto") {
     char* end = nullptr;
     double seconds = std::strtod(f.lease.c_str(), &end);
@@ -84,7 +93,7 @@ namespace {
 // The start_fanout for the flags. Nothing is read here.
 Result<Event> BuildStart(const BatchFlags& f, std::string& batch_id) {
   auto start = MakeBatchStart({f.source, f.chunk_size, f.page_chunks, f.claim_check_bytes, f.batch_id,
-                               f.correlation_id});
+                               f.correlation_id, f.combine});
   if (start.ok()) batch_id = start->subject;
   return start;
 }
@@ -178,7 +187,7 @@ int RunCommand(const BusFlags& bus_flags, const BatchFlags& batch, const WorkerF
 
   spdlog::info("[batch {}] run: source {}, chunk size {}, processor {}, concurrency {}, rate {}, bus {}",
                batch_id, batch.source, batch.chunk_size,
-               worker_flags.exec.empty() ? worker_flags.processor : "exec", worker_flags.concurrency,
+               ProcessorName(worker_flags), worker_flags.concurrency,
                worker_options->rate.ToString(), b.Describe());
   // A rerun with the same --batch-id and --state is the same batch: a finished
   // one is answered again, an unfinished one goes on where it stood.
@@ -267,13 +276,18 @@ int WorkerCommand(const BusFlags& bus_flags, const WorkerFlags& flags,
   auto worker = Worker::Start(*bus.value(), processor.value(), options.value());
   if (!worker.ok()) return Fail(worker.status());
   spdlog::info("worker ready on {}: processor {}, concurrency {}, rate {}, max attempts {}",
-               bus.value()->Describe(), flags.exec.empty() ? flags.processor : "exec '" + flags.exec + "'",
+               bus.value()->Describe(), ProcessorName(flags),
                flags.concurrency, options->rate.ToString(), flags.max_attempts);
   spdlog::info("worker stopping on {}; finishing chunks in flight", WaitForShutdownSignal());
   return kExitSucceeded;
 }
 
 int AggregatorCommand(const BusFlags& bus_flags, const AggregatorFlags& flags) {
+  // One path for every batch would keep only the last batch's file.
+  if (!flags.results.empty() && flags.results.find("{batch}") == std::string::npos)
+    return Fail(InvalidArgument("--results '" + flags.results +
+                                "': the aggregator serves many batches; put {batch} in the path, "
+                                "e.g. /var/lib/fanflow/{batch}.results.jsonl"));
   auto options = ToAggregatorOptions(flags, "fanflow-ledger.db");
   if (!options.ok()) return Fail(options.status());
   auto bus = OpenServiceBus(bus_flags.url, "aggregator", true);

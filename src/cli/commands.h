@@ -18,6 +18,7 @@ struct BusFlags {
 struct WorkerFlags {
   std::string processor = "sum";
   std::string exec;
+  std::string coprocess;  // long-lived copies, at most `concurrency`
   double sleep_scale = 1.0;
   int concurrency = 4;
   int max_attempts = 3;
@@ -38,6 +39,7 @@ struct AggregatorFlags {
   int64_t max_batch_chunks = 10'000'000;
   int64_t max_batch_items = 1'000'000'000;
   double step_lease_s = 10;
+  std::string results;  // a results file per batch ("{batch}": its id); "": none
 };
 
 struct BatchFlags {
@@ -47,6 +49,7 @@ struct BatchFlags {
   int64_t claim_check_bytes = 256 * 1024;
   std::string batch_id;
   std::string correlation_id;
+  std::string combine = "merge";  // merge | concat | none
   bool json = false;
   double timeout_s = 0;
 };

@@ -26,9 +26,14 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
                   "sum: sums each item's numeric \"value\"; sleep: sleeps value*scale ms per item")
       ->check(CLI::IsMember({"sum", "sleep", "exec"}))
       ->capture_default_str();
-  cmd->add_option("--exec", f.exec,
-                  "run CMD (via /bin/sh -c) per chunk: chunk JSON on stdin, result JSON on stdout, "
-                  "non-zero exit = failed attempt");
+  auto* exec = cmd->add_option("--exec", f.exec,
+                               "run CMD (via /bin/sh -c) per chunk: chunk JSON on stdin, result JSON on "
+                               "stdout, non-zero exit = failed attempt");
+  cmd->add_option("--coprocess", f.coprocess,
+                  "keep up to --concurrency copies of CMD (via /bin/sh -c) running; each chunk is one "
+                  "line on a copy's stdin (its process_chunk event), answered by one line on its stdout: "
+                  "{\"result\": ANY} or {\"error\": \"message\"} (topics/COPROCESS.md)")
+      ->excludes(exec);
   cmd->add_option("--sleep-scale", f.sleep_scale, "ms slept per unit of value (sleep processor)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -95,6 +100,11 @@ void AddAggregatorFlags(CLI::App* cmd, AggregatorFlags& f, const std::string& st
                   "again (its ventilator died)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--results", f.results,
+                  "write each batch's chunk outcomes (chunk_index, status, result or error), one JSON "
+                  "line per chunk in chunk order, to PATH before its batch_complete, which refers to it; "
+                  "{batch} in PATH is replaced by the batch id (needed by `fanflow aggregator`)")
+      ->type_name("PATH");
 }
 
 void AddBatchFlags(CLI::App* cmd, BatchFlags& f) {
@@ -113,6 +123,12 @@ void AddBatchFlags(CLI::App* cmd, BatchFlags& f) {
       ->capture_default_str();
   cmd->add_option("--batch-id", f.batch_id, "batch id (default: generated)");
   cmd->add_option("--correlation-id", f.correlation_id, "correlation id (default: the batch id)");
+  cmd->add_option("--combine", f.combine,
+                  "how chunk results make the batch result: merge (numbers add, objects merge), concat "
+                  "(arrays joined in chunk order) or none (null; see --results). A value the strategy "
+                  "cannot combine fails the batch with the reason")
+      ->check(CLI::IsMember({"merge", "concat", "none"}))
+      ->capture_default_str();
   cmd->add_flag("--json", f.json, "print the batch_complete CloudEvent as one JSON line on stdout");
   cmd->add_option("--timeout", f.timeout_s, "seconds to wait for batch_complete (0: forever)")
       ->check(CLI::NonNegativeNumber);

@@ -111,6 +111,8 @@ Status ValidateRequest(const json& d) {
                              static_cast<int64_t>(kMaxJsonContainerElements)));
   FANFLOW_CHECK(CheckInteger(d, "page_chunks", "data.page_chunks", 1, false));
   FANFLOW_CHECK(CheckInteger(d, "claim_check_bytes", "data.claim_check_bytes", 0, false));
+  if (d.contains("combine"))
+    FANFLOW_CHECK(CheckEnum(d, "combine", "data.combine", {"merge", "concat", "none"}));
   return CheckOptionalTime(d, "started_at", "data.started_at");
 }
 
@@ -180,6 +182,12 @@ Status ValidateBatchComplete(const json& d) {
   FANFLOW_CHECK(CheckOptionalTime(d, "completed_at", "data.completed_at"));
   FANFLOW_CHECK(CheckOptional(d, "sealed", "data.sealed", &json::is_boolean, "a boolean"));
   FANFLOW_CHECK(CheckNonNegativeNumber(d, "deadline_seconds", "data.deadline_seconds"));
+  if (auto it = d.find("results"); it != d.end()) {
+    if (!it->is_object()) return InvalidArgument("data.results: must be an object");
+    FANFLOW_CHECK(RequireNonEmptyString(*it, "path", "data.results.path"));
+    FANFLOW_CHECK(CheckInteger(*it, "lines", "data.results.lines", 0, true));
+    FANFLOW_CHECK(CheckInteger(*it, "bytes", "data.results.bytes", 0, true));
+  }
   return Status::Ok();
 }
 

@@ -7,6 +7,7 @@
 #include "core/event.h"
 #include "core/printable.h"
 #include "core/routes.h"
+#include "pipeline/results_sink.h"
 #include "pipeline/source.h"
 #include "pipeline/ventilator.h"
 
@@ -70,10 +71,13 @@ std::string StepMisfit(const BatchRecord& b, int64_t chunks, int64_t items, Step
 }  // namespace
 
 json BatchRequestOf(const json& d) {
-  return {{"source", d["source"]},
-          {"chunk_size", d["chunk_size"]},
-          {"page_chunks", d.value("page_chunks", kDefaultPageChunks)},
-          {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
+  json r = {{"source", d["source"]},
+            {"chunk_size", d["chunk_size"]},
+            {"page_chunks", d.value("page_chunks", kDefaultPageChunks)},
+            {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
+  // Only when not the default, so a request admitted before combine existed still matches.
+  if (d.value("combine", "merge") != "merge") r["combine"] = d["combine"];
+  return r;
 }
 
 Result<Tolerance> Tolerance::Parse(const std::string& text) {
@@ -103,6 +107,8 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
   if (options.fanout_window < 2) return InvalidArgument("--fanout-window: must be at least 2 chunks");
   if (options.max_batch_chunks < 1 || options.max_batch_items < 1)
     return InvalidArgument("--max-batch-chunks / --max-batch-items: must be at least 1");
+  if (!options.results.empty())
+    if (Status s = CheckResultsPath(options.results); !s.ok()) return s;
   auto ledger = Ledger::Open(options.state_path, options.durability);
   if (!ledger.ok()) return ledger.status();
   std::unique_ptr<Aggregator> agg(new Aggregator(bus, std::move(options), std::move(ledger).value()));
@@ -294,6 +300,8 @@ Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
   c.attempts = e.data["attempts"].get<int>();
   c.result = e.data.value("result", json());
   c.error = e.data.value("error", "");
+  c.combine = CombineOf(b.request);
+  c.keep_result = c.combine == Combine::kConcat || !options_.results.empty();
   auto recorded = ledger_->RecordChunk(c);
   if (!recorded.ok()) return Settled(recorded.status(), e.subject, e.id);
   if (recorded.value() == ChunkRecorded::kConflict) {
@@ -373,23 +381,38 @@ Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const
   auto failed_chunks = ledger_->FailedChunks(b.batch_id);
   if (!failed_chunks.ok()) return failed_chunks.status();
   const int64_t total = b.total_chunks.value_or(b.succeeded + b.failed);
+  // The results file is durable before the batch is decided and announced.
+  auto results = Consolidate(*ledger_, b, options_.results);
+  if (!results.ok()) return results.status();
+  // Results that cannot be combined fail the batch (a timed_out one stays so).
+  std::string decided = status;
+  if (results->error) {
+    spdlog::error("[batch {}] results not combined ({}): {}", b.batch_id,
+                  CombineName(CombineOf(b.request)), EscapeForLog(*results->error));
+    if (status != "timed_out") decided = "failed";
+  }
   const std::string completed_at = NowRfc3339();
-  json data = {{"status", status},
+  json data = {{"status", decided},
                {"items", b.total_items},
                {"chunks", total},
                {"succeeded", b.succeeded},
                {"failed", b.failed},
                {"failed_chunks", failed_chunks.value()},
                {"conflicts", b.conflicts},
-               {"result", b.result},
+               {"result", nullptr},
                {"started_at", b.started_at},
                {"completed_at", completed_at}};
+  data["result"] = std::move(results->result);  // moved: a concat result may be large
+  if (results->file) data["results"] = results->file->ToJson();
+  if (results->error) data["error"] = "data.result: " + *results->error;
   data.update(extra);
-  Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id, data);
+  Event e = MakeEvent(kBatchComplete, b.batch_id + "/complete", b.batch_id, b.correlation_id,
+                      std::move(data));
   std::string event_json = EncodeEvent(e);
   if (Status s = ledger_->DecideComplete(b.batch_id, event_json); !s.ok()) return s;
   spdlog::info("[batch {}] complete: {} ({} of {} chunks succeeded, {} items, {} conflicts, correlation {})",
-               b.batch_id, status, b.succeeded, total, b.total_items, b.conflicts, b.correlation_id);
+               b.batch_id, decided, b.succeeded, total, b.total_items, b.conflicts,
+               b.correlation_id);
   return Announce(b.batch_id, event_json);
 }
 

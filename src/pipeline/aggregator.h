@@ -74,6 +74,9 @@ struct AggregatorOptions {
   // not stall the next delivery (with 1, RabbitMQ hands out one at a time).
   int concurrency = 8;
   std::chrono::milliseconds deadline{0};  // 0: a batch may take forever
+  // A results file per batch, written before its batch_complete ("{batch}" is
+  // replaced by the batch id, see ResultsPathFor); "": none.
+  std::string results;
 };
 
 class Aggregator {

@@ -54,6 +54,7 @@ Result<Event> MakeBatchStart(const BatchSpec& spec) {
                       source, spec.chunk_size);
   start.data["page_chunks"] = spec.page_chunks;
   start.data["claim_check_bytes"] = spec.claim_check_bytes;
+  start.data["combine"] = spec.combine;
   // Whatever else the decoder would refuse (e.g. a chunk size past its limit)
   // is a usage error here, not a dead letter later.
   if (auto back = DecodeEvent(EncodeEvent(start)); !back.ok()) return back.status();

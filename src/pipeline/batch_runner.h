@@ -27,6 +27,7 @@ struct BatchSpec {
   int64_t claim_check_bytes = 256 * 1024;  // a larger chunk travels as a file reference
   std::string batch_id;                    // "": a new one, "b-<UTC time>-<random>"
   std::string correlation_id;              // "": the batch id
+  std::string combine = "merge";           // how chunk results combine: merge | concat | none
 };
 
 // The batch's start_fanout; a jsonl: path becomes absolute and must name a

@@ -203,6 +203,8 @@ constexpr AddedColumn kAddedColumns[] = {
     {"batches", "step_max_chunks", "INTEGER NOT NULL DEFAULT 0"},
     {"batches", "step_ms", "INTEGER NOT NULL DEFAULT 0"},
     {"chunks", "digest", "INTEGER NOT NULL DEFAULT 0"},
+    {"chunks", "result", "TEXT"},
+    {"batches", "combine_error", "TEXT"},
 };
 
 // What tells two successful outcomes of a chunk apart.
@@ -346,24 +348,36 @@ Result<ChunkRecorded> Ledger::RecordChunkIn(const char* begin, const ChunkOutcom
   auto found = current.Step();
   if (!found.ok()) return found.status();
   if (!found.value()) return InvalidArgument("subject: unknown batch '" + c.batch_id + "'");
-  nlohmann::json merged = StoredJson(current.Text(0));
-  if (c.succeeded) MergeResult(merged, c.result);
+  const std::string before = current.Text(0);
+  nlohmann::json merged = StoredJson(before);
+  // A result that cannot be combined fails the batch's consolidation; the
+  // batch result stays as it was.
+  std::string combine_error;
+  if (c.succeeded)
+    if (Status s = CombineResult(c.combine, merged, c.result); !s.ok())
+      combine_error = "chunk " + std::to_string(c.chunk_index) + ": " + s.message();
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+  const std::string dump_result =
+      c.keep_result && c.succeeded ? c.result.dump(-1, ' ', false, kReplace) : "";
 
   Statement write(*statements_,
                   "INSERT OR REPLACE INTO chunks(batch_id, chunk_index, succeeded, items, attempts, "
-                  "error, done_ms, digest) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+                  "error, done_ms, digest, result) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   write.Bind(1, c.batch_id).Bind(2, c.chunk_index).Bind(3, int64_t{c.succeeded});
   write.Bind(4, c.items).Bind(5, int64_t{c.attempts}).Bind(6, c.error).Bind(7, NowMs()).Bind(8, digest);
+  if (!dump_result.empty()) write.Bind(9, dump_result);  // else NULL: not kept
   if (Status s = write.Run(); !s.ok()) return s;
 
   Statement update(*statements_,
                    "UPDATE batches SET succeeded = succeeded + ?2, failed = failed + ?3, "
-                   "result = ?4, updated_ms = ?5 WHERE batch_id = ?1");
+                   "result = ?4, updated_ms = ?5, combine_error = COALESCE(combine_error, ?6) "
+                   "WHERE batch_id = ?1");
   update.Bind(1, c.batch_id)
       .Bind(2, int64_t{c.succeeded})
       .Bind(3, int64_t{upgrade ? -1 : (c.succeeded ? 0 : 1)})
-      .Bind(4, merged.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+      .Bind(4, combine_error.empty() ? merged.dump(-1, ' ', false, kReplace) : before)
       .Bind(5, NowMs());
+  if (!combine_error.empty()) update.Bind(6, combine_error);  // else NULL: keeps what is there
   if (Status s = update.Run(); !s.ok()) return s;
   Statement unlease(*statements_, "DELETE FROM leases WHERE batch_id=?1 AND chunk_index=?2");
   if (Status s = unlease.Bind(1, c.batch_id).Bind(2, c.chunk_index).Run(); !s.ok()) return s;
@@ -534,6 +548,37 @@ Result<std::vector<BatchRecord>> Ledger::RecentlyDecided(int64_t limit) {
       "batch_id IN (SELECT batch_id FROM batches WHERE complete_event IS NOT NULL "
       "ORDER BY updated_ms DESC LIMIT CAST(?1 AS INTEGER))",
       &n);
+}
+
+
+Result<std::optional<std::string>> Ledger::CombineError(const std::string& batch_id) {
+  Statement q(*statements_, "SELECT combine_error FROM batches WHERE batch_id=?1");
+  q.Bind(1, batch_id);
+  auto row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!row.value() || q.IsNull(0)) return std::optional<std::string>();
+  return std::optional<std::string>(q.Text(0));
+}
+
+Status Ledger::ForEachChunk(const std::string& batch_id,
+                            const std::function<Status(const StoredChunk&)>& each) {
+  Statement q(*statements_,
+              "SELECT chunk_index, succeeded, items, attempts, error, COALESCE(result, 'null') "
+              "FROM chunks WHERE batch_id=?1 ORDER BY chunk_index");
+  q.Bind(1, batch_id);
+  StoredChunk c;
+  while (true) {
+    auto row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!row.value()) return Status::Ok();
+    c.chunk_index = q.Int(0);
+    c.succeeded = q.Int(1) != 0;
+    c.items = q.Int(2);
+    c.attempts = static_cast<int>(q.Int(3));
+    c.error = q.Text(4);
+    c.result_json = q.Text(5);
+    if (Status s = each(c); !s.ok()) return s;
+  }
 }
 
 Status Ledger::DecideComplete(const std::string& batch_id, const std::string& event_json) {

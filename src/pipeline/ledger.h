@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "pipeline/result_merge.h"
 
 struct sqlite3;
 
@@ -26,8 +28,20 @@ struct ChunkOutcome {
   bool succeeded = false;
   int64_t items = 0;
   int attempts = 1;
-  nlohmann::json result;  // merged into the batch result when succeeded
+  nlohmann::json result;  // combined into the batch result when succeeded
   std::string error;
+  Combine combine = Combine::kMerge;  // the batch's data.combine
+  bool keep_result = false;  // stored with the chunk (concat, a results file)
+};
+
+// A chunk as recorded, for the results file and concat.
+struct StoredChunk {
+  int64_t chunk_index = 0;
+  bool succeeded = false;
+  int64_t items = 0;
+  int attempts = 0;
+  std::string error;
+  std::string result_json;  // the result as JSON text; "null" when not kept
 };
 
 // One bounded step of a batch's fan-out: the aggregator hands the ventilator
@@ -132,6 +146,13 @@ class Ledger {
   [[nodiscard]] Result<std::vector<FailedChunk>> FailedChunkRows(const std::string& batch_id, int64_t limit);
   // Decided batches, the most recently updated first, at most `limit`.
   [[nodiscard]] Result<std::vector<BatchRecord>> RecentlyDecided(int64_t limit);
+  // Why the batch's results could not be combined (the first chunk that
+  // could not be, with the reason); nullopt when they could.
+  [[nodiscard]] Result<std::optional<std::string>> CombineError(const std::string& batch_id);
+  // Calls `each` for every recorded chunk of the batch in chunk-index order,
+  // one row at a time; stops at its first error.
+  [[nodiscard]] Status ForEachChunk(const std::string& batch_id,
+                                    const std::function<Status(const StoredChunk&)>& each);
 
   // Stores the decided batch_complete event; it is the only one ever published
   // for this batch (a re-announcement after a crash reads it back).

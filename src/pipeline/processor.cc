@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,8 +13,8 @@
 #include <mutex>
 
 #include "core/bounded_json.h"
-
-extern char** environ;
+#include "pipeline/child_process.h"
+#include "pipeline/coprocess.h"
 
 namespace fanflow {
 namespace {
@@ -99,45 +98,16 @@ class ExecProcessor final : public Processor {
         nlohmann::json({{"batch_id", chunk.batch_id}, {"chunk_index", chunk.chunk_index},
                         {"items", chunk.items}})
             .dump() + "\n";
-    int in[2], out[2], err[2];
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
-      return Internal("exec: cannot create pipes");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-
-    std::vector<std::string> env_store = {"FANFLOW_BATCH_ID=" + chunk.batch_id,
-                                          "FANFLOW_CHUNK_INDEX=" + std::to_string(chunk.chunk_index)};
-    std::vector<char*> envp;
-    for (char** e = environ; *e; ++e) envp.push_back(*e);
-    for (auto& e : env_store) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    const char* argv[] = {"/bin/sh", "-c", command_.c_str(), nullptr};
-    pid_t pid = 0;
-    int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char**>(argv), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    if (rc != 0) {
-      close(in[1]);
-      close(out[0]);
-      close(err[0]);
-      return Internal("exec: cannot start /bin/sh: " + std::string(strerror(rc)));
-    }
+    auto child = SpawnShell(command_, {"FANFLOW_BATCH_ID=" + chunk.batch_id,
+                                       "FANFLOW_CHUNK_INDEX=" + std::to_string(chunk.chunk_index)});
+    if (!child.ok()) return Internal("exec: " + child.status().message());
+    const pid_t pid = child->pid;
     std::string stdout_text, stderr_text;
     bool timed_out = false;
     {
       // Ends before waitpid, so it never signals a process group id reused since.
       std::stop_callback kill_on_stop(chunk.stop, [pid] { kill(-pid, SIGKILL); });
-      timed_out = Pump(in[1], out[0], err[0], input, stdout_text, stderr_text);
+      timed_out = Pump(child.value(), input, stdout_text, stderr_text);
       if (timed_out) kill(-pid, SIGKILL);
     }
     int wstatus = 0;
@@ -147,12 +117,9 @@ class ExecProcessor final : public Processor {
       return Timeout("exec: '" + command_ + "' ran longer than " + std::to_string(timeout_.count()) +
                      " ms and was killed");
     if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-      std::string why = WIFEXITED(wstatus) ? "exited with " + std::to_string(WEXITSTATUS(wstatus))
-                                           : "killed by signal " + std::to_string(WTERMSIG(wstatus));
-      if (stderr_text.size() > 500) stderr_text = "..." + stderr_text.substr(stderr_text.size() - 500);
-      while (!stderr_text.empty() && (stderr_text.back() == '\n' || stderr_text.back() == '\r'))
-        stderr_text.pop_back();
-      return Internal("exec: '" + command_ + "' " + why + (stderr_text.empty() ? "" : ": " + stderr_text));
+      stderr_text = StderrTail(std::move(stderr_text));
+      return Internal("exec: '" + command_ + "' " + DescribeExit(wstatus) +
+                      (stderr_text.empty() ? "" : ": " + stderr_text));
     }
     // Past the limit the text was cut (Pump): too large, even if what was kept is blank.
     if (stdout_text.size() <= kMaxEventBytes &&
@@ -169,15 +136,13 @@ class ExecProcessor final : public Processor {
  private:
   // Feeds stdin and drains stdout/stderr without deadlocking on full pipes.
   // Returns true if the timeout passed first. Closes all three descriptors.
-  bool Pump(int in_fd, int out_fd, int err_fd, const std::string& input, std::string& out,
-            std::string& err) {
+  bool Pump(ChildProcess child, const std::string& input, std::string& out, std::string& err) {
     const auto deadline = Clock::now() + timeout_;
     size_t written = 0;
-    fcntl(in_fd, F_SETFL, O_NONBLOCK);
-    signal(SIGPIPE, SIG_IGN);  // a command that ignores its stdin must not kill us
+    fcntl(child.in, F_SETFL, O_NONBLOCK);
     bool timed_out = false;
-    while (out_fd >= 0 || err_fd >= 0) {
-      pollfd fds[3] = {{in_fd, POLLOUT, 0}, {out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
+    while (child.out >= 0 || child.err >= 0) {
+      pollfd fds[3] = {{child.in, POLLOUT, 0}, {child.out, POLLIN, 0}, {child.err, POLLIN, 0}};
       int wait_ms = -1;
       if (timeout_.count() > 0) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -188,36 +153,22 @@ class ExecProcessor final : public Processor {
         wait_ms = static_cast<int>(left.count());
       }
       if (poll(fds, 3, wait_ms) < 0 && errno != EINTR) break;
-      if (in_fd >= 0 && (fds[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
-        ssize_t n = write(in_fd, input.data() + written, input.size() - written);
+      if (child.in >= 0 && (fds[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
+        ssize_t n = write(child.in, input.data() + written, input.size() - written);
         if (n > 0) written += static_cast<size_t>(n);
         if (n < 0 || written == input.size()) {
-          close(in_fd);
-          in_fd = -1;
+          close(child.in);
+          child.in = -1;
         }
       }
-      for (int i = 1; i < 3; ++i) {
-        int& fd = i == 1 ? out_fd : err_fd;
-        if (fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        char buf[65536];
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n > 0) {
-          // Drained to the end, kept bounded: one byte past the body limit is
-          // enough for the parser to refuse it; of stderr only the tail is shown.
-          if (i == 1) {
-            const size_t room = kMaxEventBytes + 1 - std::min(out.size(), kMaxEventBytes + 1);
-            out.append(buf, std::min(static_cast<size_t>(n), room));
-          } else {
-            err.append(buf, static_cast<size_t>(n));
-            if (err.size() > kMaxStderrBytes) err.erase(0, err.size() - kMaxStderrBytes);
-          }
-        } else if (n == 0 || errno != EINTR) {
-          close(fd);
-          fd = -1;
-        }
-      }
+      // Drained to the end, kept bounded: one byte past the body limit is
+      // enough for the parser to refuse it; of stderr only the tail is shown.
+      if (child.out >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
+        ReadSome(child.out, out, kMaxEventBytes + 1, false);
+      if (child.err >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR)))
+        ReadSome(child.err, err, kMaxStderrBytes, true);
     }
-    for (int fd : {in_fd, out_fd, err_fd})
+    for (int fd : {child.in, child.out, child.err})
       if (fd >= 0) close(fd);
     return timed_out;
   }
@@ -231,6 +182,7 @@ class ExecProcessor final : public Processor {
 }  // namespace
 
 Result<std::unique_ptr<Processor>> MakeProcessor(const ProcessorOptions& o) {
+  if (o.name == "coprocess") return MakeCoprocess({o.command, o.copies, o.timeout});
   if (!o.command.empty() || o.name == "exec") {
     if (o.command.empty()) return InvalidArgument("--processor exec needs --exec 'COMMAND'");
     return std::unique_ptr<Processor>(new ExecProcessor(o.command, o.timeout));

@@ -1,7 +1,8 @@
-// What a worker does to a chunk. Built in: `sum`, `sleep`; and `--exec CMD`,
+// What a worker does to a chunk. Built in: `sum`, `sleep`; `--exec CMD`,
 // which runs CMD per chunk (chunk JSON on stdin, result JSON on stdout,
-// non-zero exit = failure). Processors are called from several worker
-// threads at once and must be thread-safe.
+// non-zero exit = failure); and `--coprocess CMD`, long-lived copies of CMD
+// that take one chunk per line (coprocess.h). Processors are called from
+// several worker threads at once and must be thread-safe.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include <stop_token>
 #include <string>
 
+#include "core/event.h"
 #include "core/status.h"
 
 namespace fanflow {
@@ -20,6 +22,9 @@ struct ChunkInput {
   const nlohmann::json& items;  // an array of items
   // Asked to stop (the worker is interrupted): Process returns Cancelled soon.
   std::stop_token stop = {};
+  // The process_chunk it came in (its items may be a claim check's); null
+  // when the chunk did not come from a bus.
+  const Event* event = nullptr;
 };
 
 class Processor {
@@ -30,8 +35,9 @@ class Processor {
 };
 
 struct ProcessorOptions {
-  std::string name = "sum";  // sum | sleep | exec
-  std::string command;       // exec: run with /bin/sh -c
+  std::string name = "sum";  // sum | sleep | exec | coprocess
+  std::string command;       // exec, coprocess: run with /bin/sh -c
+  int copies = 1;            // coprocess: long-lived copies, at most
   double sleep_scale = 1.0;  // sleep: ms slept per unit of `value`
   std::chrono::milliseconds timeout{0};  // 0: none; past it the attempt fails
 };

@@ -1,7 +1,7 @@
 #include "pipeline/result_merge.h"
 
 #include <cstdint>
-#include <utility>
+#include <string>
 #include <vector>
 
 namespace fanflow {
@@ -18,18 +18,72 @@ bool AsInt64(const nlohmann::json& j, int64_t& out) {
   return j.is_number_integer();
 }
 
+const char* KindOf(const nlohmann::json& j) {
+  if (j.is_number()) return "a number";
+  if (j.is_object()) return "an object";
+  if (j.is_array()) return "an array";
+  if (j.is_string()) return "a string";
+  if (j.is_boolean()) return "a boolean";
+  return "null";
+}
+
+// One pair to merge; `parent` and `key` give its place for an error message.
+struct Frame {
+  nlohmann::json* into;
+  const nlohmann::json* from;
+  size_t parent;
+  const std::string* key;
+};
+
+// "a string (\"x\")", for an error message: its kind and its start.
+std::string Shown(const nlohmann::json& j) {
+  std::string text =
+      j.is_object() ? "{...}" : j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (text.size() > 80) text = text.substr(0, 80) + "...";
+  return std::string(KindOf(j)) + " (" + text + ")";
+}
+
+std::string PathOf(const std::vector<Frame>& frames, size_t i) {
+  std::vector<const std::string*> keys;
+  for (; i != 0; i = frames[i].parent) keys.push_back(frames[i].key);
+  std::string path = "result";
+  for (auto it = keys.rbegin(); it != keys.rend(); ++it) path += "." + **it;
+  return path;
+}
+
 }  // namespace
 
-void MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
+std::optional<Combine> ParseCombine(std::string_view name) {
+  if (name == "merge") return Combine::kMerge;
+  if (name == "concat") return Combine::kConcat;
+  if (name == "none") return Combine::kNone;
+  return std::nullopt;
+}
+
+const char* CombineName(Combine c) {
+  return c == Combine::kMerge ? "merge" : c == Combine::kConcat ? "concat" : "none";
+}
+
+Status MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
   // An explicit stack instead of recursion: the depth of a result is the
   // client's choice (bounded by the decoder, but no stack should depend on it).
   // Pointers into objects stay valid: their nodes do not move on insertion.
-  std::vector<std::pair<nlohmann::json*, const nlohmann::json*>> todo{{&into, &chunk_result}};
+  // Frames are kept (not popped) so an error can name its path.
+  std::vector<Frame> frames{{&into, &chunk_result, 0, nullptr}};
+  std::vector<size_t> todo{0};
   while (!todo.empty()) {
-    auto [a, r] = todo.back();
+    const size_t i = todo.back();
     todo.pop_back();
+    nlohmann::json* a = frames[i].into;
+    const nlohmann::json* r = frames[i].from;
     if (r->is_null()) continue;
-    if (a->is_null() || a->is_discarded()) {
+    // An object is merged into an empty one, so an array inside it is found
+    // with the first chunk that has it, not the second.
+    if ((a->is_null() || a->is_discarded()) && r->is_object()) *a = nlohmann::json::object();
+    if (r->is_array()) {
+      return InvalidArgument(PathOf(frames, i) +
+                             ": an array cannot be merged (--combine concat takes arrays)");
+    } else if (a->is_null() || a->is_discarded()) {
       *a = *r;
     } else if (a->is_number() && r->is_number()) {
       // Integers stay exact; a float anywhere, or a sum beyond int64, makes
@@ -40,10 +94,24 @@ void MergeResult(nlohmann::json& into, const nlohmann::json& chunk_result) {
       else
         *a = a->get<double>() + r->get<double>();
     } else if (a->is_object() && r->is_object()) {
-      for (auto it = r->begin(); it != r->end(); ++it)
-        todo.emplace_back(&(*a)[it.key()], &it.value());
+      for (auto it = r->begin(); it != r->end(); ++it) {
+        frames.push_back({&(*a)[it.key()], &it.value(), i, &it.key()});
+        todo.push_back(frames.size() - 1);
+      }
+    } else if (!((a->is_string() || a->is_boolean()) && *a == *r)) {
+      return InvalidArgument(PathOf(frames, i) + ": " + Shown(*r) + " cannot be merged into " +
+                             Shown(*a));
     }
   }
+  return Status::Ok();
+}
+
+Status CombineResult(Combine combine, nlohmann::json& into, const nlohmann::json& chunk_result) {
+  if (combine == Combine::kMerge) return MergeResult(into, chunk_result);
+  if (combine == Combine::kConcat && !chunk_result.is_array())
+    return InvalidArgument("result: " + Shown(chunk_result) +
+                           " cannot be concatenated (concat takes arrays)");
+  return Status::Ok();
 }
 
 }  // namespace fanflow

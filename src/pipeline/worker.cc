@@ -66,10 +66,11 @@ Verdict Worker::Handle(const Delivery& d) {
                                 options_.files);
     // A claim check the policy or its bounds refuse is refused again on retry.
     retryable = items.ok() || items.status().code() != StatusCode::kInvalidArgument;
-    result = items.ok() ? processor_->Process({e.subject, index, items.value(), interrupt_.get_token()})
+    result = items.ok() ? processor_->Process(
+                              {e.subject, index, items.value(), interrupt_.get_token(), &e})
                         : items.status();
   } else {
-    result = processor_->Process({e.subject, index, e.data["items"], interrupt_.get_token()});
+    result = processor_->Process({e.subject, index, e.data["items"], interrupt_.get_token(), &e});
   }
   if (!result.ok() && interrupt_.stop_requested())
     return Verdict::Retry(std::chrono::milliseconds(0), "worker interrupted mid-chunk");
