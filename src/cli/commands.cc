@@ -9,6 +9,7 @@
 
 #include "cli/cli_common.h"
 #include "core/bus_url.h"
+#include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/aggregator.h"
 #include "pipeline/batch_run.h"
