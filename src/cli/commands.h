@@ -68,6 +68,23 @@ struct MonitorFlags {
   AlarmSpecs alarms;
 };
 
+struct CancelFlags {
+  std::string batch_id;
+  std::string reason;
+  double wait_s = 10;  // 0: publish the cancel and return
+  bool json = false;
+};
+
+struct ScheduleFlags {
+  std::string file;
+  bool list = false;     // print the next slots
+  bool run = false;      // submit each slot as it comes
+  int count = 10;        // --list: slots to print
+  std::string from;      // --list: start here (RFC 3339, UTC) instead of now
+  std::string catch_up = "latest";  // latest | none
+  double catch_up_within_s = 86400;
+};
+
 // `data_dirs`: the --data-dir roots files may be read under (sources, claim checks).
 int RunCommand(const BusFlags& bus, const BatchFlags& batch, const WorkerFlags& worker,
                const AggregatorFlags& aggregator, const std::vector<std::string>& data_dirs);
@@ -80,5 +97,7 @@ int TopologyCommand(const BusFlags& bus);
 // action: list | show | replay | purge.
 int DlqCommand(const BusFlags& bus, const std::string& action, const DlqFlags& flags);
 int MonitorCommand(const BusFlags& bus, const MonitorFlags& flags);
+int CancelCommand(const BusFlags& bus, const CancelFlags& flags);
+int ScheduleCommand(const BusFlags& bus, const ScheduleFlags& flags);
 
 }  // namespace fanflow::cli

@@ -10,6 +10,8 @@
 // message once a worker has received it). With a deadline it decides a batch
 // still open that long after its first event `timed_out`, listing the chunks
 // still missing; chunks that arrive later are recorded but announce nothing.
+// A cancel_batch decides an open batch `cancelled` at once: no step is handed
+// out any more and its late chunk_done events are acknowledged and ignored.
 // Owns its ledger and its subscription; handlers are serialized on mu_.
 #pragma once
 
@@ -88,6 +90,7 @@ class Aggregator {
   Verdict HandleStart(const Event& start);
   Verdict HandleProgress(const Event& report);
   Verdict HandleChunkDone(const Delivery& delivery, const Event& done);
+  Verdict HandleCancel(const Event& cancel);
   // Requires mu_. Hands the ventilator the batch's next step if it is waiting
   // for one and below half its window.
   Status NextStepIfRoom(const std::string& batch_id);

@@ -17,6 +17,11 @@ Result<std::unique_ptr<Worker>> Worker::Start(EventBus& bus, std::shared_ptr<Pro
   if (options.concurrency < 1) return InvalidArgument("--concurrency must be >= 1");
   if (options.max_attempts < 1) return InvalidArgument("--max-attempts must be >= 1");
   std::unique_ptr<Worker> w(new Worker(bus, std::move(processor), options));
+  if (options.skip_cancelled) {
+    auto cancelled = CancelledBatches::Start(bus);
+    if (!cancelled.ok()) return cancelled.status();
+    w->cancelled_ = std::move(cancelled).value();
+  }
   SubscribeOptions subscribe{routes::kWorkerGroup, {kProcessChunk}, options.concurrency};
   subscribe.elastic = true;
   auto sub = bus.Subscribe(subscribe,
@@ -52,6 +57,10 @@ Verdict Worker::Handle(const Delivery& d) {
     return Verdict::DeadLetter("type: a worker does not consume '" + e.type + "'");
   const int64_t index = e.data["chunk_index"].get<int64_t>();
   const int64_t item_count = e.data["item_count"].get<int64_t>();
+  if (cancelled_ && cancelled_->Contains(e.subject)) {
+    spdlog::info("[batch {}] chunk {} skipped: the batch was cancelled", e.subject, index);
+    return Verdict::Ack();
+  }
   if (limiter_ && !limiter_->Acquire(options_.rate.unit == RateUnit::kItems
                                          ? static_cast<double>(item_count)
                                          : 1.0))
