@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
       "fanflow: fan-out / fan-in batch processing over an event bus.\n"
       "A start_fanout is split into process_chunk events, workers process them with a\n"
       "concurrency cap, and an aggregator fires one batch_complete when every chunk is done.\n"
-      "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out,\n"
+      "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out, 6 cancelled,\n"
       "130/143 stopped by SIGINT/SIGTERM (run and submit stop within a second and say what goes on)."};
   app.require_subcommand(1);
 
