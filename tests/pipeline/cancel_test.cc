@@ -4,7 +4,6 @@
 #include "pipeline/cancel.h"
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <thread>
 
@@ -15,6 +14,7 @@
 #include "pipeline/worker.h"
 #include "tests/pipeline/pipeline_test_util.h"
 #include "tests/pipeline/test_buses.h"
+#include "tests/support/ledger_rows.h"
 #include "tests/support/subprocess.h"
 
 namespace fanflow {
@@ -23,21 +23,6 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Eventually;
 using testing::ToMessage;
-
-// Chunks the ledger holds for `batch`, read as another process would.
-int64_t LedgerChunks(const std::string& path, const std::string& batch) {
-  sqlite3* db = nullptr;
-  int64_t n = -1;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* q = nullptr;
-    sqlite3_prepare_v2(db, "SELECT count(*) FROM chunks WHERE batch_id=?1", -1, &q, nullptr);
-    sqlite3_bind_text(q, 1, batch.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-  }
-  sqlite3_close(db);
-  return n;
-}
 
 class CancelTest : public ::testing::Test {
  protected:
@@ -110,7 +95,7 @@ TEST_F(CancelTest, StopsABatchMidWayWithOneCancelledCompleteAndIgnoresLateChunks
   const int64_t late = answer->data["missing_chunks"].back().get<int64_t>();
   ASSERT_TRUE(bus_->Publish(ToMessage(testing::ChunkDone("c1", late, 5))).ok());
   std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(LedgerChunks(ledger_, "c1"), counted);
+  EXPECT_EQ(testing::LedgerChunkRows(ledger_, "c1"), counted);
   ASSERT_EQ(Completes("c1").size(), 1u);
   EXPECT_TRUE(DeadLetters().empty());
 

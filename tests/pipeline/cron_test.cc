@@ -108,7 +108,7 @@ TEST(Cron, RefusesWhatIsNotACronNamingTheField) {
   EXPECT_NE(ParseError("0 0 31 4,6,9,11 *").find("never fires"), std::string::npos);
   EXPECT_NE(ParseError("@reboot").find("expected 5 fields"), std::string::npos);
   // The text is escaped for the error (a schedule file is untrusted).
-  EXPECT_NE(ParseError("\x1b[2J * * * *").find("\\x1b"), std::string::npos);
+  EXPECT_NE(ParseError("\x1b[2J * * * *").find("\\x1B[2J"), std::string::npos);
 }
 
 TEST(Cron, SlotsFormatAndUtcTimesParseStrictly) {
