@@ -215,10 +215,15 @@ void Scheduler::Run(std::stop_token stop) {
       if (n && (!soonest || *n < *soonest)) soonest = n;
     if (!soonest) return;  // no entry fires any more (year 9990)
     while (!stop.stop_requested() && clock_.Now() < *soonest) clock_.SleepUntil(*soonest, stop);
+    const sys_seconds now = clock_.Now();
     for (size_t i = 0; i < entries_.size() && !stop.stop_requested(); ++i) {
-      if (next[i] != soonest) continue;
-      if (!SubmitUntilDone(Slot(entries_[i], *soonest), stop)) return;
-      next[i] = entries_[i].cron.Next(*soonest);
+      if (!next[i] || *next[i] > now) continue;
+      // Woken late (the machine slept, the clock jumped): only the latest slot
+      // due runs, as at start-up, not every one in between.
+      UtcMinutes slot = *next[i];
+      for (auto s = entries_[i].cron.Next(slot); s && *s <= now; s = entries_[i].cron.Next(*s)) slot = *s;
+      if (!SubmitUntilDone(Slot(entries_[i], slot), stop)) return;
+      next[i] = entries_[i].cron.Next(slot);
     }
   }
 }

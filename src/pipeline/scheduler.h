@@ -78,7 +78,9 @@ class Scheduler {
   std::vector<ScheduledBatch> Upcoming(std::chrono::sys_seconds from, int count) const;
 
   // Catches up (per options), then submits every slot as it comes until
-  // `stop`. A slot whose submit fails is retried until it succeeds or stop.
+  // `stop`. Woken late past several slots of an entry (a suspended machine, a
+  // clock jump), it submits only the latest of them. A slot whose submit
+  // fails is retried until it succeeds or stop.
   void Run(std::stop_token stop);
 
  private:

@@ -23,22 +23,24 @@ using namespace std::chrono;
 
 sys_seconds At(const char* text) { return ParseUtcTime(text, "test").value(); }
 
-// Time that moves only when the scheduler sleeps: to the instant it asked for.
+// Time that moves only when the scheduler sleeps: to the instant it asked for,
+// or `oversleep` past it (a machine suspended).
 class FakeClock final : public SchedulerClock {
  public:
-  explicit FakeClock(sys_seconds start) : now_(start) {}
+  explicit FakeClock(sys_seconds start, seconds oversleep = seconds(0)) : now_(start), oversleep_(oversleep) {}
   sys_seconds Now() override {
     std::lock_guard<std::mutex> l(mu_);
     return now_;
   }
   void SleepUntil(sys_seconds t, std::stop_token) override {
     std::lock_guard<std::mutex> l(mu_);
-    now_ = std::max(now_, t);
+    now_ = std::max(now_, t + oversleep_);
   }
 
  private:
   std::mutex mu_;
   sys_seconds now_;
+  const seconds oversleep_;
 };
 
 std::vector<ScheduleEntry> Entries(const std::string& json) {
@@ -56,8 +58,9 @@ const char* kTwoEntries = R"([
 // slots; returns their batch ids in order.
 std::vector<std::string> RunUntil(const std::string& schedule, const char* start, size_t n,
                                   SchedulerOptions options = {},
-                                  std::function<Status(const ScheduledBatch&)> also = nullptr) {
-  FakeClock clock(At(start));
+                                  std::function<Status(const ScheduledBatch&)> also = nullptr,
+                                  seconds oversleep = seconds(0)) {
+  FakeClock clock(At(start), oversleep);
   std::vector<std::string> ids;
   std::stop_source stop;
   auto s = Scheduler::Create(Entries(schedule), options, clock, [&](const ScheduledBatch& b) {
@@ -156,6 +159,15 @@ TEST(Schedule, ASubmitThatFailsIsRetriedWithTheSameBatchId) {
     return failures-- > 0 ? Unavailable("broker away") : Status::Ok();
   });
   EXPECT_EQ(ids, (std::vector<std::string>{"half-hourly/2026-12-02T06:30Z", "half-hourly/2026-12-02T07:00Z"}));
+}
+
+TEST(Schedule, WokenLatePastSeveralSlotsItRunsOnlyTheLatest) {
+  SchedulerOptions none;
+  none.catch_up = SchedulerOptions::CatchUp::kNone;
+  // Each sleep overshoots by 95 minutes: woken for 06:30 at 08:05, when 07:00,
+  // 07:30 and 08:00 are due too; then for 08:30 at 10:05.
+  EXPECT_EQ(RunUntil(kTwoEntries, "2026-12-02T06:10Z", 2, none, nullptr, minutes(95)),
+            (std::vector<std::string>{"half-hourly/2026-12-02T08:00Z", "half-hourly/2026-12-02T10:00Z"}));
 }
 
 // Two schedulers on one schedule, and one restarted later, against a real
