@@ -54,9 +54,10 @@ Result<std::unique_ptr<CancelledBatches>> CancelledBatches::Start(EventBus& bus,
   return c;
 }
 
-bool CancelledBatches::Contains(const std::string& batch_id) {
+int64_t CancelledBatches::Skip(const std::string& batch_id) {
   std::lock_guard<std::mutex> lock(mu_);
-  return ids_.count(batch_id) != 0;
+  auto it = skipped_.find(batch_id);
+  return it == skipped_.end() ? 0 : ++it->second;
 }
 
 Verdict CancelledBatches::Handle(const Delivery& d) {
@@ -64,10 +65,10 @@ Verdict CancelledBatches::Handle(const Delivery& d) {
   // Other outcomes and foreign junk are none of a worker's business.
   if (!e.ok() || e->type != kBatchComplete || e->data["status"] != "cancelled") return Verdict::Ack();
   std::lock_guard<std::mutex> lock(mu_);
-  if (!ids_.insert(e->subject).second) return Verdict::Ack();
+  if (!skipped_.emplace(e->subject, 0).second) return Verdict::Ack();
   order_.push_back(e->subject);
   if (order_.size() > capacity_) {
-    ids_.erase(order_.front());
+    skipped_.erase(order_.front());
     order_.pop_front();
   }
   return Verdict::Ack();

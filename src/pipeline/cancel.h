@@ -13,7 +13,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "core/bus.h"
 #include "core/event.h"
@@ -38,7 +38,9 @@ class CancelledBatches {
  public:
   [[nodiscard]] static Result<std::unique_ptr<CancelledBatches>> Start(EventBus& bus,
                                                                        size_t capacity = 10000);
-  bool Contains(const std::string& batch_id);
+  // 0 when `batch_id` is not known cancelled; else this skip's number, from 1
+  // (so a caller can log the first one and count the rest).
+  int64_t Skip(const std::string& batch_id);
 
  private:
   explicit CancelledBatches(size_t capacity) : capacity_(capacity) {}
@@ -46,8 +48,9 @@ class CancelledBatches {
 
   const size_t capacity_;
   std::mutex mu_;
-  // Guarded by mu_: the ids, and their order of arrival to forget the oldest.
-  std::unordered_set<std::string> ids_;
+  // Guarded by mu_: the ids with the chunks skipped, and their order of
+  // arrival to forget the oldest.
+  std::unordered_map<std::string, int64_t> skipped_;
   std::deque<std::string> order_;
   std::unique_ptr<Subscription> subscription_;  // last: stops before the state goes
 };

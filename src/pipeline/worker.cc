@@ -57,8 +57,10 @@ Verdict Worker::Handle(const Delivery& d) {
     return Verdict::DeadLetter("type: a worker does not consume '" + e.type + "'");
   const int64_t index = e.data["chunk_index"].get<int64_t>();
   const int64_t item_count = e.data["item_count"].get<int64_t>();
-  if (cancelled_ && cancelled_->Contains(e.subject)) {
-    spdlog::info("[batch {}] chunk {} skipped: the batch was cancelled", e.subject, index);
+  if (const int64_t skips = cancelled_ ? cancelled_->Skip(e.subject) : 0; skips > 0) {
+    spdlog::log(skips == 1 ? spdlog::level::info : spdlog::level::debug,
+                "[batch {}] chunk {} skipped: the batch was cancelled ({} skipped here so far)", e.subject,
+                index, skips);
     return Verdict::Ack();
   }
   if (limiter_ && !limiter_->Acquire(options_.rate.unit == RateUnit::kItems
