@@ -25,7 +25,8 @@ int CancelCommand(const BusFlags& bus_flags, const CancelFlags& f) {
     std::cout << EncodeEvent(e) << "\n";
   else
     std::cout << "batch " << e.subject << ": " << status << " ("
-              << e.data["succeeded"].get<int64_t>() + e.data["failed"].get<int64_t>() << " chunks done"
+              << e.data["succeeded"].get<int64_t>() + e.data["failed"].get<int64_t>()
+              << " chunks done"
               << (e.data.contains("missing_chunks")
                       ? ", " + std::to_string(e.data["missing_chunks"].size()) + " not"
                       : std::string())

@@ -12,11 +12,13 @@
 namespace fanflow::cli {
 
 int ScheduleCommand(const BusFlags& bus_flags, const ScheduleFlags& f) {
-  if (f.list == f.run) return Fail(InvalidArgument("schedule: give exactly one of --list or --run"));
+  if (f.list == f.run)
+    return Fail(InvalidArgument("schedule: give exactly one of --list or --run"));
   auto entries = LoadSchedule(f.file);
   if (!entries.ok()) return Fail(entries.status());
   SchedulerOptions options;
-  options.catch_up = f.catch_up == "none" ? SchedulerOptions::CatchUp::kNone : SchedulerOptions::CatchUp::kLatest;
+  options.catch_up =
+      f.catch_up == "none" ? SchedulerOptions::CatchUp::kNone : SchedulerOptions::CatchUp::kLatest;
   options.catch_up_within = std::chrono::seconds(static_cast<int64_t>(f.catch_up_within_s));
   if (f.list) {
     std::chrono::sys_seconds from = SystemSchedulerClock().Now();
@@ -25,7 +27,8 @@ int ScheduleCommand(const BusFlags& bus_flags, const ScheduleFlags& f) {
       if (!parsed.ok()) return Fail(parsed.status());
       from = parsed.value();
     }
-    auto scheduler = Scheduler::Create(std::move(entries).value(), options, SystemSchedulerClock(), nullptr);
+    auto scheduler =
+        Scheduler::Create(std::move(entries).value(), options, SystemSchedulerClock(), nullptr);
     if (!scheduler.ok()) return Fail(scheduler.status());
     for (const ScheduledBatch& b : scheduler.value()->Upcoming(from, f.count))
       std::cout << FormatSlot(b.slot) << "  " << b.batch_id << "  " << b.entry->cron.text() << "  "
@@ -35,8 +38,9 @@ int ScheduleCommand(const BusFlags& bus_flags, const ScheduleFlags& f) {
   auto bus = OpenServiceBus(bus_flags.url, "schedule --run", true);
   if (!bus.ok()) return Fail(bus.status());
   EventBus& b = *bus.value();
-  auto scheduler = Scheduler::Create(std::move(entries).value(), options, SystemSchedulerClock(),
-                                     [&b](const ScheduledBatch& slot) { return PublishScheduledStart(b, slot); });
+  auto scheduler = Scheduler::Create(
+      std::move(entries).value(), options, SystemSchedulerClock(),
+      [&b](const ScheduledBatch& slot) { return PublishScheduledStart(b, slot); });
   if (!scheduler.ok()) return Fail(scheduler.status());
   spdlog::info("scheduler ready on {}: {}", b.Describe(), f.file);
   std::jthread runner([s = scheduler.value().get()](std::stop_token stop) { s->Run(stop); });

@@ -46,7 +46,9 @@ Result<Event> RequestCancel(EventBus& bus, std::string_view batch_id, std::strin
 
 Result<std::unique_ptr<CancelledBatches>> CancelledBatches::Start(EventBus& bus, size_t capacity) {
   std::unique_ptr<CancelledBatches> c(new CancelledBatches(capacity));
-  SubscribeOptions options{"cancels-" + std::to_string(std::random_device{}()), {kBatchComplete}, 1,
+  SubscribeOptions options{"cancels-" + std::to_string(std::random_device{}()),
+                           {kBatchComplete},
+                           1,
                            /*ephemeral=*/true};
   auto sub = bus.Subscribe(options, [raw = c.get()](const Delivery& d) { return raw->Handle(d); });
   if (!sub.ok()) return sub.status();
@@ -63,7 +65,8 @@ int64_t CancelledBatches::Skip(const std::string& batch_id) {
 Verdict CancelledBatches::Handle(const Delivery& d) {
   auto e = DecodeEvent(d.message.body);
   // Other outcomes and foreign junk are none of a worker's business.
-  if (!e.ok() || e->type != kBatchComplete || e->data["status"] != "cancelled") return Verdict::Ack();
+  if (!e.ok() || e->type != kBatchComplete || e->data["status"] != "cancelled")
+    return Verdict::Ack();
   std::lock_guard<std::mutex> lock(mu_);
   if (!skipped_.emplace(e->subject, 0).second) return Verdict::Ack();
   order_.push_back(e->subject);

@@ -22,7 +22,8 @@ namespace fanflow {
 
 // Publishes a cancel_batch for `batch_id` (id "<batch>/cancel"); `reason` may be
 // empty. Refuses a batch id or reason the decoder would refuse.
-[[nodiscard]] Status PublishCancel(EventBus& bus, std::string_view batch_id, std::string_view reason);
+[[nodiscard]] Status PublishCancel(EventBus& bus, std::string_view batch_id,
+                                   std::string_view reason);
 
 // Publishes the cancel and waits up to `wait` for the batch's batch_complete:
 // status `cancelled` if this (or an earlier) cancel stopped it, another status

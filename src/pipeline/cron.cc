@@ -19,8 +19,8 @@ struct Field {
   const char* const* names;  // names[i] stands for min + i; null: numbers only
 };
 
-constexpr const char* kMonthNames[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                       "jul", "aug", "sep", "oct", "nov", "dec", nullptr};
+constexpr const char* kMonthNames[] = {"jan", "feb", "mar", "apr", "may", "jun",  "jul",
+                                       "aug", "sep", "oct", "nov", "dec", nullptr};
 constexpr const char* kWeekdayNames[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat", nullptr};
 constexpr std::array<Field, 5> kFields = {{{"minute", 0, 59, nullptr},
                                            {"hour", 0, 23, nullptr},
@@ -44,14 +44,15 @@ Result<int> Value(std::string_view s, const Field& f, const std::string& where) 
     return InvalidArgument(where + "'" + EscapeForLog(s, 32) + "' is not a number" +
                            (f.names ? " or a name" : ""));
   if (v < f.min || v > f.max)
-    return InvalidArgument(where + std::to_string(v) + " is out of " + std::to_string(f.min) + ".." +
-                           std::to_string(f.max));
+    return InvalidArgument(where + std::to_string(v) + " is out of " + std::to_string(f.min) +
+                           ".." + std::to_string(f.max));
   return v;
 }
 
 // Sets the bits of one field's text; bit i stands for value i.
 template <size_t N>
-Status ParseField(std::string_view text, const Field& f, const std::string& where, std::bitset<N>& bits) {
+Status ParseField(std::string_view text, const Field& f, const std::string& where,
+                  std::bitset<N>& bits) {
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = std::min(text.find(',', start), text.size());
@@ -109,7 +110,8 @@ Result<CronSchedule> CronSchedule::Parse(std::string_view text) {
     i = j;
   }
   if (parts.size() != 5)
-    return InvalidArgument(where + "expected 5 fields (minute hour day-of-month month day-of-week), got " +
+    return InvalidArgument(where +
+                           "expected 5 fields (minute hour day-of-month month day-of-week), got " +
                            std::to_string(parts.size()));
   CronSchedule c;
   c.text_ = std::string(text);
@@ -168,13 +170,15 @@ std::string FormatSlot(UtcMinutes slot) {
 Result<sys_seconds> ParseUtcTime(std::string_view text, std::string_view field) {
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, used = 0;
   const std::string t(text);
-  const int got = std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d%n:%2d%n", &y, &mo, &d, &h, &mi, &used, &s, &used);
+  const int got =
+      std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d%n:%2d%n", &y, &mo, &d, &h, &mi, &used, &s, &used);
   size_t rest = static_cast<size_t>(used);
   if (got == 6 && rest < t.size() && t[rest] == '.')
     for (++rest; rest < t.size() && std::isdigit(static_cast<unsigned char>(t[rest]));) ++rest;
-  const year_month_day ymd{year(y), month(static_cast<unsigned>(mo)), day(static_cast<unsigned>(d))};
-  if (got < 5 || rest + 1 != t.size() || t[rest] != 'Z' || !ymd.ok() || h < 0 || h > 23 ||
-      mi < 0 || mi > 59 || s < 0 || s > 59)
+  const year_month_day ymd{year(y), month(static_cast<unsigned>(mo)),
+                           day(static_cast<unsigned>(d))};
+  if (got < 5 || rest + 1 != t.size() || t[rest] != 'Z' || !ymd.ok() || h < 0 || h > 23 || mi < 0 ||
+      mi > 59 || s < 0 || s > 59)
     return InvalidArgument(std::string(field) + ": '" + EscapeForLog(text, 64) +
                            "' is not a UTC time like 2026-12-02T06:00Z");
   return sys_days(ymd) + hours(h) + minutes(mi) + seconds(s);

@@ -38,9 +38,9 @@ class CronSchedule {
   std::string text_;
   std::bitset<60> minutes_;
   std::bitset<24> hours_;
-  std::bitset<32> days_;      // 1..31
-  std::bitset<13> months_;    // 1..12
-  std::bitset<7> weekdays_;   // 0 = Sunday
+  std::bitset<32> days_;     // 1..31
+  std::bitset<13> months_;   // 1..12
+  std::bitset<7> weekdays_;  // 0 = Sunday
   bool days_star_ = false;
   bool weekdays_star_ = false;
 };
@@ -48,6 +48,7 @@ class CronSchedule {
 // "2026-12-02T06:00Z": a slot as it appears in a scheduled batch id.
 std::string FormatSlot(UtcMinutes slot);
 // Parses "YYYY-MM-DDTHH:MM[:SS[.fff]]Z" (UTC); the error names `field`.
-[[nodiscard]] Result<std::chrono::sys_seconds> ParseUtcTime(std::string_view text, std::string_view field);
+[[nodiscard]] Result<std::chrono::sys_seconds> ParseUtcTime(std::string_view text,
+                                                            std::string_view field);
 
 }  // namespace fanflow

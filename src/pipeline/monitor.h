@@ -43,7 +43,10 @@ class Monitor {
  private:
   Monitor(EventBus& bus, MonitorOptions options, std::shared_ptr<Metrics> metrics,
           std::unique_ptr<MonitorSampler> sampler)
-      : bus_(bus), options_(std::move(options)), metrics_(std::move(metrics)), sampler_(std::move(sampler)) {}
+      : bus_(bus),
+        options_(std::move(options)),
+        metrics_(std::move(metrics)),
+        sampler_(std::move(sampler)) {}
 
   EventBus& bus_;
   const MonitorOptions options_;

@@ -19,7 +19,8 @@ int64_t NowMs() {
 
 }  // namespace
 
-MonitorSampler::MonitorSampler(EventBus& bus, SamplerOptions options, std::shared_ptr<Metrics> metrics)
+MonitorSampler::MonitorSampler(EventBus& bus, SamplerOptions options,
+                               std::shared_ptr<Metrics> metrics)
     : bus_(bus),
       options_(std::move(options)),
       metrics_(std::move(metrics)),
@@ -29,9 +30,10 @@ MonitorSampler::MonitorSampler(EventBus& bus, SamplerOptions options, std::share
 MonitorSampler::~MonitorSampler() { taps_.clear(); }  // before the counters the tap writes
 
 Result<std::unique_ptr<MonitorSampler>> MonitorSampler::Start(EventBus& bus, SamplerOptions options,
-                                                std::shared_ptr<Metrics> metrics) {
+                                                              std::shared_ptr<Metrics> metrics) {
   if (options.rate_window.count() <= 0) return InvalidArgument("the rate window must be > 0");
-  std::unique_ptr<MonitorSampler> m(new MonitorSampler(bus, std::move(options), std::move(metrics)));
+  std::unique_ptr<MonitorSampler> m(
+      new MonitorSampler(bus, std::move(options), std::move(metrics)));
   if (Status s = m->OpenLedger(); !s.ok()) return s;
   // fanflow's own types from the start, so nothing published before the
   // first sample is missed; other types as Stats shows their queues.

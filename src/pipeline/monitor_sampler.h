@@ -44,8 +44,8 @@ struct BatchRow {
   int64_t succeeded = 0;
   int64_t failed = 0;
   int64_t conflicts = 0;  // chunk_done refused for contradicting a counted result
-  double age_s = 0;   // since its first event
-  double idle_s = 0;  // since its last progress
+  double age_s = 0;       // since its first event
+  double idle_s = 0;      // since its last progress
   // Published and not yet done (waiting or being processed), as the ledger's
   // leases tell: kept only where the aggregator leases chunks (--lease, MQTT).
   int64_t outstanding = 0;
@@ -70,8 +70,8 @@ struct SamplerOptions {
 
 class MonitorSampler {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<MonitorSampler>> Start(EventBus& bus, SamplerOptions options,
-                                                                     std::shared_ptr<Metrics> metrics);
+  [[nodiscard]] static Result<std::unique_ptr<MonitorSampler>> Start(
+      EventBus& bus, SamplerOptions options, std::shared_ptr<Metrics> metrics);
   ~MonitorSampler();
 
   // One round: statistics and rates of the queues, the open batches. Alarms

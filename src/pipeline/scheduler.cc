@@ -31,18 +31,17 @@ Status CheckEntryName(const json& value, const std::string& where) {
   const std::string& name = value.get_ref<const std::string&>();
   bool ok = !name.empty() && name.size() <= kMaxGroupLength;
   for (char c : name)
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                c == '_' || c == '-');
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == '-');
   if (ok) return Status::Ok();
   return InvalidArgument(where + ": '" + EscapeForLog(name, 100) + "' must be 1.." +
                          std::to_string(kMaxGroupLength) + " characters of A-Z a-z 0-9 . _ -");
 }
 
-Result<ScheduleEntry> ParseEntry(const json& e, const std::string& at, const std::string& base_dir) {
-  static const std::set<std::string> kKeys = {"name",        "cron",
-                                              "source",      "chunk_size",
-                                              "page_chunks", "claim_check_bytes",
-                                              "correlation_id"};
+Result<ScheduleEntry> ParseEntry(const json& e, const std::string& at,
+                                 const std::string& base_dir) {
+  static const std::set<std::string> kKeys = {
+      "name", "cron", "source", "chunk_size", "page_chunks", "claim_check_bytes", "correlation_id"};
   if (!e.is_object()) return InvalidArgument(at + ": must be an object");
   for (const auto& [key, value] : e.items())
     if (!kKeys.count(key))
@@ -64,9 +63,11 @@ Result<ScheduleEntry> ParseEntry(const json& e, const std::string& at, const std
     if (e.contains(key)) data[key] = e[key];
   // The aggregator's own rules, with the entry's field named.
   if (Status s = ValidateEventData(kStartFanout, data); !s.ok())
-    return InvalidArgument(at + "." + s.message().substr(s.message().rfind("data.", 0) == 0 ? 5 : 0));
+    return InvalidArgument(at + "." +
+                           s.message().substr(s.message().rfind("data.", 0) == 0 ? 5 : 0));
   std::string source = data["source"].get<std::string>();
-  if (Status s = CheckSourceSpec(source); !s.ok()) return InvalidArgument(at + ".source: " + s.message());
+  if (Status s = CheckSourceSpec(source); !s.ok())
+    return InvalidArgument(at + ".source: " + s.message());
   if (source == "-") return InvalidArgument(at + ".source: '-' (stdin) cannot be scheduled");
   if (source.rfind("jsonl:", 0) == 0) {
     // The ventilator reads it from another working directory: absolute.
@@ -76,9 +77,11 @@ Result<ScheduleEntry> ParseEntry(const json& e, const std::string& at, const std
   }
   entry.request = std::move(data);
   if (e.contains("correlation_id")) {
-    if (!e["correlation_id"].is_string()) return InvalidArgument(at + ".correlation_id: must be a string");
+    if (!e["correlation_id"].is_string())
+      return InvalidArgument(at + ".correlation_id: must be a string");
     entry.correlation_id = e["correlation_id"].get<std::string>();
-    if (Status s = CheckName(entry.correlation_id, at + ".correlation_id", kMaxIdLength); !s.ok()) return s;
+    if (Status s = CheckName(entry.correlation_id, at + ".correlation_id", kMaxIdLength); !s.ok())
+      return s;
   }
   return entry;
 }
@@ -104,7 +107,8 @@ Result<std::vector<ScheduleEntry>> ParseSchedule(std::string_view text, const st
   if (!parsed.ok()) return InvalidArgument(parsed.status().message());
   const json& list = parsed.value();
   if (!list.is_array() || list.empty())
-    return InvalidArgument(where + ": must be a non-empty JSON list of {name, cron, source, chunk_size}");
+    return InvalidArgument(where +
+                           ": must be a non-empty JSON list of {name, cron, source, chunk_size}");
   if (list.size() > kMaxEntries)
     return InvalidArgument(where + ": more than " + std::to_string(kMaxEntries) + " entries");
   std::vector<ScheduleEntry> entries;
@@ -132,8 +136,9 @@ Result<std::vector<ScheduleEntry>> LoadSchedule(const std::string& path) {
 
 Event ScheduledStart(const ScheduledBatch& b) {
   const ScheduleEntry& e = *b.entry;
-  Event start = MakeStartFanout(b.batch_id, e.correlation_id.empty() ? b.batch_id : e.correlation_id,
-                                e.request["source"].get<std::string>(), e.request["chunk_size"].get<int64_t>());
+  Event start = MakeStartFanout(
+      b.batch_id, e.correlation_id.empty() ? b.batch_id : e.correlation_id,
+      e.request["source"].get<std::string>(), e.request["chunk_size"].get<int64_t>());
   start.data = e.request;
   return start;
 }
@@ -148,13 +153,15 @@ SchedulerClock& SystemSchedulerClock() {
   return clock;
 }
 
-Result<std::unique_ptr<Scheduler>> Scheduler::Create(std::vector<ScheduleEntry> entries, SchedulerOptions options,
+Result<std::unique_ptr<Scheduler>> Scheduler::Create(std::vector<ScheduleEntry> entries,
+                                                     SchedulerOptions options,
                                                      SchedulerClock& clock, Submit submit) {
   if (entries.empty()) return InvalidArgument("schedule: no entries");
   if (options.catch_up_within < seconds(0) || options.catch_up_within > kMaxCatchUpWithin)
-    return InvalidArgument("--catch-up-within: must be 0.." + std::to_string(kMaxCatchUpWithin.count()) +
-                           " seconds");
-  return std::unique_ptr<Scheduler>(new Scheduler(std::move(entries), options, clock, std::move(submit)));
+    return InvalidArgument("--catch-up-within: must be 0.." +
+                           std::to_string(kMaxCatchUpWithin.count()) + " seconds");
+  return std::unique_ptr<Scheduler>(
+      new Scheduler(std::move(entries), options, clock, std::move(submit)));
 }
 
 ScheduledBatch Scheduler::Slot(const ScheduleEntry& entry, UtcMinutes slot) const {
@@ -183,10 +190,12 @@ bool Scheduler::SubmitUntilDone(const ScheduledBatch& b, std::stop_token stop) {
   while (!stop.stop_requested()) {
     Status s = submit_(b);
     if (s.ok()) {
-      spdlog::info("[batch {}] submitted for schedule '{}' ({})", b.batch_id, b.entry->name, b.entry->cron.text());
+      spdlog::info("[batch {}] submitted for schedule '{}' ({})", b.batch_id, b.entry->name,
+                   b.entry->cron.text());
       return true;
     }
-    spdlog::error("[batch {}] not submitted, retrying in {} s: {}", b.batch_id, options_.retry.count(), s.ToString());
+    spdlog::error("[batch {}] not submitted, retrying in {} s: {}", b.batch_id,
+                  options_.retry.count(), s.ToString());
     clock_.SleepUntil(clock_.Now() + options_.retry, stop);
   }
   return false;
@@ -201,11 +210,14 @@ void Scheduler::Run(std::stop_token stop) {
     // The latest slot in (started - within, started]: if it ran, its batch id
     // is known to the aggregator and nothing runs twice.
     std::optional<UtcMinutes> latest;
-    for (auto s = e.cron.Next(started - options_.catch_up_within); s && *s <= started; s = e.cron.Next(*s))
+    for (auto s = e.cron.Next(started - options_.catch_up_within); s && *s <= started;
+         s = e.cron.Next(*s))
       latest = s;
     if (latest) {
-      spdlog::info("schedule '{}': catching up slot {} (missed while no scheduler ran, or already run: "
-                   "then the aggregator answers with that batch)", e.name, FormatSlot(*latest));
+      spdlog::info(
+          "schedule '{}': catching up slot {} (missed while no scheduler ran, or already run: "
+          "then the aggregator answers with that batch)",
+          e.name, FormatSlot(*latest));
       if (!SubmitUntilDone(Slot(e, *latest), stop)) return;
     }
   }
@@ -221,7 +233,8 @@ void Scheduler::Run(std::stop_token stop) {
       // Woken late (the machine slept, the clock jumped): only the latest slot
       // due runs, as at start-up, not every one in between.
       UtcMinutes slot = *next[i];
-      for (auto s = entries_[i].cron.Next(slot); s && *s <= now; s = entries_[i].cron.Next(*s)) slot = *s;
+      for (auto s = entries_[i].cron.Next(slot); s && *s <= now; s = entries_[i].cron.Next(*s))
+        slot = *s;
       if (!SubmitUntilDone(Slot(entries_[i], slot), stop)) return;
       next[i] = entries_[i].cron.Next(slot);
     }

@@ -10,9 +10,9 @@
 // A Scheduler is driven by one thread (Run); Upcoming is thread-safe.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <chrono>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -26,14 +26,16 @@ namespace fanflow {
 struct ScheduleEntry {
   std::string name;
   CronSchedule cron;
-  nlohmann::json request;  // start_fanout data: source, chunk_size[, page_chunks, claim_check_bytes]
+  nlohmann::json
+      request;  // start_fanout data: source, chunk_size[, page_chunks, claim_check_bytes]
   std::string correlation_id;  // "": the batch id
 };
 
 // Parses a schedule; `where` (the file name) starts every error, which names
 // the entry and field: "s.json: [1].chunk_size: must be an integer >= 1".
 // A relative jsonl: path is taken from `base_dir`.
-[[nodiscard]] Result<std::vector<ScheduleEntry>> ParseSchedule(std::string_view text, const std::string& where,
+[[nodiscard]] Result<std::vector<ScheduleEntry>> ParseSchedule(std::string_view text,
+                                                               const std::string& where,
                                                                const std::string& base_dir);
 [[nodiscard]] Result<std::vector<ScheduleEntry>> LoadSchedule(const std::string& path);
 
@@ -63,7 +65,7 @@ struct SchedulerOptions {
   enum class CatchUp { kLatest, kNone };
   CatchUp catch_up = CatchUp::kLatest;
   std::chrono::seconds catch_up_within{86400};  // at most 366 days
-  std::chrono::seconds retry{5};  // a submit that failed is tried again this often
+  std::chrono::seconds retry{5};                // a submit that failed is tried again this often
 };
 
 class Scheduler {
@@ -71,7 +73,8 @@ class Scheduler {
   using Submit = std::function<Status(const ScheduledBatch&)>;
   [[nodiscard]] static Result<std::unique_ptr<Scheduler>> Create(std::vector<ScheduleEntry> entries,
                                                                  SchedulerOptions options,
-                                                                 SchedulerClock& clock, Submit submit);
+                                                                 SchedulerClock& clock,
+                                                                 Submit submit);
 
   // The first `count` slots at or after `from`, across entries, in time order
   // (entries in file order within a minute).
@@ -84,8 +87,12 @@ class Scheduler {
   void Run(std::stop_token stop);
 
  private:
-  Scheduler(std::vector<ScheduleEntry> entries, SchedulerOptions options, SchedulerClock& clock, Submit submit)
-      : entries_(std::move(entries)), options_(options), clock_(clock), submit_(std::move(submit)) {}
+  Scheduler(std::vector<ScheduleEntry> entries, SchedulerOptions options, SchedulerClock& clock,
+            Submit submit)
+      : entries_(std::move(entries)),
+        options_(options),
+        clock_(clock),
+        submit_(std::move(submit)) {}
   ScheduledBatch Slot(const ScheduleEntry& entry, UtcMinutes slot) const;
   // Submits, retrying; false when stopped first.
   bool SubmitUntilDone(const ScheduledBatch& batch, std::stop_token stop);

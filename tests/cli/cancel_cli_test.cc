@@ -8,13 +8,13 @@
 #include <thread>
 
 #include "core/event.h"
+#include "tests/amqp/amqp_test_env.h"
+#include "tests/mqtt/scratch_broker.h"
 #include "tests/pipeline/pipeline_test_util.h"
 #include "tests/pipeline/test_buses.h"
 #include "tests/support/command_output.h"
 #include "tests/support/ledger_rows.h"
 #include "tests/support/subprocess.h"
-#include "tests/amqp/amqp_test_env.h"
-#include "tests/mqtt/scratch_broker.h"
 
 namespace fanflow {
 namespace {
@@ -53,8 +53,9 @@ class AcrossProcesses : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (GetParam() == "amqp") {
-      FANFLOW_REQUIRE_OR_SKIP(!testing::EnvOr("FANFLOW_TEST_RABBITMQCTL").empty(),
-                              "FANFLOW_TEST_RABBITMQCTL is unset (scripts/rabbitmq-start.sh sets it)");
+      FANFLOW_REQUIRE_OR_SKIP(
+          !testing::EnvOr("FANFLOW_TEST_RABBITMQCTL").empty(),
+          "FANFLOW_TEST_RABBITMQCTL is unset (scripts/rabbitmq-start.sh sets it)");
       broker_ = std::make_unique<Vhost>();
     }
     if (GetParam() == "mqtt") {
@@ -73,18 +74,21 @@ class AcrossProcesses : public ::testing::TestWithParam<std::string> {
 
   void TearDown() override {
     if (HasFailure())
-      for (auto& [name, p] : services_) std::cerr << "---- " << name << " ----\n" << p->Log() << "\n";
+      for (auto& [name, p] : services_)
+        std::cerr << "---- " << name << " ----\n" << p->Log() << "\n";
     services_.clear();
   }
 
   BackgroundProcess& Service(const std::string& name, std::vector<std::string> args) {
     args.insert(args.begin(), FanflowBinary());
     args.insert(args.end(), {"--bus", broker_->url()});
-    services_.emplace_back(name, std::make_unique<BackgroundProcess>(args, dir_ + "/" + name + ".log"));
+    services_.emplace_back(name,
+                           std::make_unique<BackgroundProcess>(args, dir_ + "/" + name + ".log"));
     return *services_.back().second;
   }
   void StartServices(const std::string& sleep_scale) {
-    ASSERT_TRUE(Service("aggregator", {"aggregator", "--state", ledger_}).WaitForLog("aggregator ready", 30s));
+    ASSERT_TRUE(Service("aggregator", {"aggregator", "--state", ledger_})
+                    .WaitForLog("aggregator ready", 30s));
     ASSERT_TRUE(Service("ventilator", {"ventilator"}).WaitForLog("ventilator ready", 30s));
     ASSERT_TRUE(Service("worker", {"worker", "--processor", "sleep", "--sleep-scale", sleep_scale,
                                    "--concurrency", "2"})
@@ -105,9 +109,11 @@ class AcrossProcesses : public ::testing::TestWithParam<std::string> {
 
 TEST_P(AcrossProcesses, CancelStopsTheBatchWithOneCancelledCompleteAndWorkersSkipTheRest) {
   testing::EventCollector completes(*bus_, kBatchComplete, [](const Event&) { return true; });
-  testing::EventCollector done(*bus_, kChunkDone, [](const Event& e) { return e.subject == "slow"; });
+  testing::EventCollector done(*bus_, kChunkDone,
+                               [](const Event& e) { return e.subject == "slow"; });
   StartServices("0.02");  // about 100 ms a chunk of 10: 100 chunks take 5 s on 2 slots
-  auto submit = Fanflow({"submit", "--batch-id", "slow", "--source", "range:1000", "--chunk-size", "10"});
+  auto submit =
+      Fanflow({"submit", "--batch-id", "slow", "--source", "range:1000", "--chunk-size", "10"});
   ASSERT_EQ(submit.exit_code, 0) << submit.err;
   ASSERT_TRUE(done.WaitFor(4, 60s));
 
@@ -117,17 +123,20 @@ TEST_P(AcrossProcesses, CancelStopsTheBatchWithOneCancelledCompleteAndWorkersSki
   ASSERT_TRUE(answer.is_object()) << cancel.out;
   EXPECT_EQ(answer["data"]["status"], "cancelled");
   EXPECT_EQ(answer["data"]["reason"], "operator");
-  const int64_t counted = answer["data"]["succeeded"].get<int64_t>() + answer["data"]["failed"].get<int64_t>();
+  const int64_t counted =
+      answer["data"]["succeeded"].get<int64_t>() + answer["data"]["failed"].get<int64_t>();
   EXPECT_LT(counted, 100);
 
   // The worker skips the queued chunks instead of sleeping through them.
   BackgroundProcess& worker = *services_[2].second;
   ASSERT_TRUE(worker.WaitForLog("skipped: the batch was cancelled", 20s)) << worker.Log();
-  ASSERT_TRUE(Eventually([&] {
-    const size_t before = done.size();
-    std::this_thread::sleep_for(1s);
-    return done.size() == before;
-  }, 30s));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        const size_t before = done.size();
+        std::this_thread::sleep_for(1s);
+        return done.size() == before;
+      },
+      30s));
   EXPECT_LT(done.size(), 100u);
 
   // A late chunk_done (here: one the test makes) changes nothing.
@@ -153,7 +162,8 @@ TEST_P(AcrossProcesses, TwoSchedulerProcessesRunTheCaughtUpSlotOnce) {
   testing::EventCollector chunks(*bus_, kProcessChunk, [](const Event&) { return true; });
   StartServices("0");
   const std::string schedule = dir_ + "/schedule.json";
-  std::ofstream(schedule) << R"([{"name": "minutely", "cron": "* * * * *", "source": "range:50", "chunk_size": 10}])";
+  std::ofstream(schedule)
+      << R"([{"name": "minutely", "cron": "* * * * *", "source": "range:50", "chunk_size": 10}])";
   BackgroundProcess& a = Service("scheduler-a", {"schedule", "--run", schedule});
   BackgroundProcess& b = Service("scheduler-b", {"schedule", "--run", schedule});
   ASSERT_TRUE(completes.WaitFor(1, 60s));

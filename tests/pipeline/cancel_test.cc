@@ -80,7 +80,8 @@ TEST_F(CancelTest, StopsABatchMidWayWithOneCancelledCompleteAndIgnoresLateChunks
   ASSERT_TRUE(answer.ok()) << answer.status().ToString();
   EXPECT_EQ(answer->data["status"], "cancelled");
   EXPECT_EQ(answer->data["reason"], "wrong input");
-  const int64_t counted = answer->data["succeeded"].get<int64_t>() + answer->data["failed"].get<int64_t>();
+  const int64_t counted =
+      answer->data["succeeded"].get<int64_t>() + answer->data["failed"].get<int64_t>();
   EXPECT_GE(counted, 3);
   EXPECT_EQ(answer->data["missing_chunks"].size(), static_cast<size_t>(200 - counted));
 
@@ -120,7 +121,8 @@ TEST_F(CancelTest, ACancelOfAnUnknownBatchIsDeadLetteredAndTimesOut) {
   auto answer = RequestCancel(*bus_, "no-such-batch", "", 500ms);
   ASSERT_FALSE(answer.ok());
   EXPECT_EQ(answer.status().code(), StatusCode::kTimeout);
-  EXPECT_NE(answer.status().message().find("fanflow dlq list --group aggregator"), std::string::npos);
+  EXPECT_NE(answer.status().message().find("fanflow dlq list --group aggregator"),
+            std::string::npos);
   ASSERT_TRUE(Eventually([&] { return !DeadLetters().empty(); }));
   EXPECT_EQ(DeadLetters().front().reason.rfind("subject: unknown batch 'no-such-batch'", 0), 0u)
       << DeadLetters().front().reason;
@@ -132,7 +134,8 @@ TEST_F(CancelTest, AMalformedCancelIsDeadLetteredNamingTheField) {
   Event bad = MakeEvent(kCancelBatch, "c3/cancel", "c3", "c3", {{"reason", 42}});
   ASSERT_TRUE(bus_->Publish(ToMessage(bad)).ok());
   ASSERT_TRUE(Eventually([&] { return !DeadLetters().empty(); }));
-  EXPECT_EQ(DeadLetters().front().reason.rfind("data.reason:", 0), 0u) << DeadLetters().front().reason;
+  EXPECT_EQ(DeadLetters().front().reason.rfind("data.reason:", 0), 0u)
+      << DeadLetters().front().reason;
   // And the client side refuses to send one.
   EXPECT_EQ(PublishCancel(*bus_, "c3", "line\nbreak").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(PublishCancel(*bus_, "", "").code(), StatusCode::kInvalidArgument);

@@ -39,7 +39,8 @@ std::string ParseError(const char* cron) {
 TEST(Cron, EveryMinuteIsTheMinuteAfterAndNeverTheSameOne) {
   EXPECT_EQ(Slots("* * * * *", "2026-12-02T06:00Z", 2),
             (std::vector<std::string>{"2026-12-02T06:01Z", "2026-12-02T06:02Z"}));
-  EXPECT_EQ(Slots("* * * * *", "2026-12-02T06:00:59Z", 1), (std::vector<std::string>{"2026-12-02T06:01Z"}));
+  EXPECT_EQ(Slots("* * * * *", "2026-12-02T06:00:59Z", 1),
+            (std::vector<std::string>{"2026-12-02T06:01Z"}));
 }
 
 TEST(Cron, ListsRangesAndStepsCombine) {
@@ -51,17 +52,20 @@ TEST(Cron, ListsRangesAndStepsCombine) {
             (std::vector<std::string>{"2026-12-02T01:05Z", "2026-12-02T01:50Z", "2026-12-02T03:05Z",
                                       "2026-12-02T03:50Z"}));
   // "a/n" runs from a to the end of the field.
-  EXPECT_EQ(Slots("50/5 0 * * *", "2026-12-02T00:00Z", 3),
-            (std::vector<std::string>{"2026-12-02T00:50Z", "2026-12-02T00:55Z", "2026-12-03T00:50Z"}));
+  EXPECT_EQ(
+      Slots("50/5 0 * * *", "2026-12-02T00:00Z", 3),
+      (std::vector<std::string>{"2026-12-02T00:50Z", "2026-12-02T00:55Z", "2026-12-03T00:50Z"}));
 }
 
 TEST(Cron, MonthEndsSkipMonthsWithoutTheDayAndLeapDaysWaitForALeapYear) {
-  EXPECT_EQ(Slots("0 0 31 * *", "2026-01-31T00:00Z", 3),
-            (std::vector<std::string>{"2026-03-31T00:00Z", "2026-05-31T00:00Z", "2026-07-31T00:00Z"}));
+  EXPECT_EQ(
+      Slots("0 0 31 * *", "2026-01-31T00:00Z", 3),
+      (std::vector<std::string>{"2026-03-31T00:00Z", "2026-05-31T00:00Z", "2026-07-31T00:00Z"}));
   EXPECT_EQ(Slots("0 12 29 2 *", "2026-03-01T00:00Z", 2),
             (std::vector<std::string>{"2028-02-29T12:00Z", "2032-02-29T12:00Z"}));
   // 2100 is not a leap year: eight years from 2096 to 2104.
-  EXPECT_EQ(Slots("0 0 29 2 *", "2096-03-01T00:00Z", 1), (std::vector<std::string>{"2104-02-29T00:00Z"}));
+  EXPECT_EQ(Slots("0 0 29 2 *", "2096-03-01T00:00Z", 1),
+            (std::vector<std::string>{"2104-02-29T00:00Z"}));
   // The turn of a year.
   EXPECT_EQ(Slots("59 23 31 12 *", "2026-12-31T23:58Z", 2),
             (std::vector<std::string>{"2026-12-31T23:59Z", "2027-12-31T23:59Z"}));
@@ -73,8 +77,10 @@ TEST(Cron, BothDayFieldsRestrictedMatchEitherOne) {
             (std::vector<std::string>{"2026-11-06T00:00Z", "2026-11-13T00:00Z", "2026-11-20T00:00Z",
                                       "2026-11-27T00:00Z", "2026-12-04T00:00Z"}));
   // One day field starting with '*' leaves the other alone deciding.
-  EXPECT_EQ(Slots("0 0 13 * *", "2026-11-01T00:00Z", 1), (std::vector<std::string>{"2026-11-13T00:00Z"}));
-  EXPECT_EQ(Slots("0 0 * * fri", "2026-11-01T00:00Z", 1), (std::vector<std::string>{"2026-11-06T00:00Z"}));
+  EXPECT_EQ(Slots("0 0 13 * *", "2026-11-01T00:00Z", 1),
+            (std::vector<std::string>{"2026-11-13T00:00Z"}));
+  EXPECT_EQ(Slots("0 0 * * fri", "2026-11-01T00:00Z", 1),
+            (std::vector<std::string>{"2026-11-06T00:00Z"}));
   // "*/2" starts with '*': both must match (odd days that are Fridays).
   EXPECT_EQ(Slots("0 0 */2 * 5", "2026-11-01T00:00Z", 2),
             (std::vector<std::string>{"2026-11-13T00:00Z", "2026-11-27T00:00Z"}));
@@ -86,10 +92,14 @@ TEST(Cron, NamesAndSundayAsSevenAndMacros) {
   EXPECT_EQ(Slots("0 6 * * 7", "2026-12-02T00:00Z", 1), Slots("0 6 * * 0", "2026-12-02T00:00Z", 1));
   EXPECT_EQ(Slots("0 0 * * mon-fri", "2026-12-04T12:00Z", 2),
             (std::vector<std::string>{"2026-12-07T00:00Z", "2026-12-08T00:00Z"}));
-  EXPECT_EQ(Slots("@daily", "2026-12-02T06:00Z", 1), (std::vector<std::string>{"2026-12-03T00:00Z"}));
-  EXPECT_EQ(Slots("@hourly", "2026-12-02T06:00Z", 1), (std::vector<std::string>{"2026-12-02T07:00Z"}));
-  EXPECT_EQ(Slots("@monthly", "2026-12-02T06:00Z", 1), (std::vector<std::string>{"2027-01-01T00:00Z"}));
-  EXPECT_EQ(Slots("@weekly", "2026-12-02T06:00Z", 1), (std::vector<std::string>{"2026-12-06T00:00Z"}));
+  EXPECT_EQ(Slots("@daily", "2026-12-02T06:00Z", 1),
+            (std::vector<std::string>{"2026-12-03T00:00Z"}));
+  EXPECT_EQ(Slots("@hourly", "2026-12-02T06:00Z", 1),
+            (std::vector<std::string>{"2026-12-02T07:00Z"}));
+  EXPECT_EQ(Slots("@monthly", "2026-12-02T06:00Z", 1),
+            (std::vector<std::string>{"2027-01-01T00:00Z"}));
+  EXPECT_EQ(Slots("@weekly", "2026-12-02T06:00Z", 1),
+            (std::vector<std::string>{"2026-12-06T00:00Z"}));
 }
 
 TEST(Cron, RefusesWhatIsNotACronNamingTheField) {
@@ -113,8 +123,8 @@ TEST(Cron, RefusesWhatIsNotACronNamingTheField) {
 
 TEST(Cron, SlotsFormatAndUtcTimesParseStrictly) {
   EXPECT_EQ(FormatSlot(floor<minutes>(At("2026-03-04T05:06:59.999Z"))), "2026-03-04T05:06Z");
-  for (const char* bad : {"2026-02-30T00:00Z", "2026-12-02T24:00Z", "2026-12-02T06:00", "2026-12-02 06:00Z",
-                          "2026-12-02T06:00Zjunk", "2026-12-02T-1:00Z", ""})
+  for (const char* bad : {"2026-02-30T00:00Z", "2026-12-02T24:00Z", "2026-12-02T06:00",
+                          "2026-12-02 06:00Z", "2026-12-02T06:00Zjunk", "2026-12-02T-1:00Z", ""})
     EXPECT_FALSE(ParseUtcTime(bad, "--from").ok()) << bad;
 }
 

@@ -27,7 +27,8 @@ sys_seconds At(const char* text) { return ParseUtcTime(text, "test").value(); }
 // or `oversleep` past it (a machine suspended).
 class FakeClock final : public SchedulerClock {
  public:
-  explicit FakeClock(sys_seconds start, seconds oversleep = seconds(0)) : now_(start), oversleep_(oversleep) {}
+  explicit FakeClock(sys_seconds start, seconds oversleep = seconds(0))
+      : now_(start), oversleep_(oversleep) {}
   sys_seconds Now() override {
     std::lock_guard<std::mutex> l(mu_);
     return now_;
@@ -81,7 +82,8 @@ TEST(Schedule, ParsesEntriesIntoStartFanoutRequestsWithAbsolutePaths) {
   EXPECT_EQ(entries[0].request, (nlohmann::json{{"source", "range:30"}, {"chunk_size", 10}}));
   EXPECT_EQ(entries[1].request["source"], "jsonl:/data/in/items.jsonl");
   EXPECT_EQ(entries[1].request["page_chunks"], 2);
-  ScheduledBatch b{&entries[1], floor<minutes>(At("2026-12-02T06:30Z")), "half-hourly/2026-12-02T06:30Z"};
+  ScheduledBatch b{&entries[1], floor<minutes>(At("2026-12-02T06:30Z")),
+                   "half-hourly/2026-12-02T06:30Z"};
   Event start = ScheduledStart(b);
   EXPECT_EQ(start.id, "half-hourly/2026-12-02T06:30Z/start");
   EXPECT_EQ(start.subject, "half-hourly/2026-12-02T06:30Z");
@@ -94,23 +96,31 @@ TEST(Schedule, RefusesBadEntriesNamingTheEntryAndField) {
     auto e = ParseSchedule(json, "s.json", "/data");
     return e.ok() ? std::string() : e.status().message();
   };
-  EXPECT_EQ(error("{}"), "s.json: must be a non-empty JSON list of {name, cron, source, chunk_size}");
-  EXPECT_EQ(error("[]"), "s.json: must be a non-empty JSON list of {name, cron, source, chunk_size}");
+  EXPECT_EQ(error("{}"),
+            "s.json: must be a non-empty JSON list of {name, cron, source, chunk_size}");
+  EXPECT_EQ(error("[]"),
+            "s.json: must be a non-empty JSON list of {name, cron, source, chunk_size}");
   EXPECT_EQ(error("[1]"), "s.json: [0]: must be an object");
   EXPECT_EQ(error(R"([{"name": "a", "cron": "* * * * *", "source": "range:1"}])"),
             "s.json: [0].chunk_size: is required");
   EXPECT_NE(error(R"([{"name": "a/b", "cron": "* * * * *", "source": "range:1", "chunk_size": 1}])")
-                .find("[0].name: 'a/b' must be"), std::string::npos);
+                .find("[0].name: 'a/b' must be"),
+            std::string::npos);
   EXPECT_NE(error(R"([{"name": "a", "cron": "* * * * * *", "source": "range:1", "chunk_size": 1}])")
-                .find("[0].cron: cron '* * * * * *': expected 5 fields"), std::string::npos);
+                .find("[0].cron: cron '* * * * * *': expected 5 fields"),
+            std::string::npos);
   EXPECT_EQ(error(R"([{"name": "a", "cron": "* * * * *", "source": "range:1", "chunk_size": -1}])"),
             "s.json: [0].chunk_size: must be an integer >= 1 and <= 1000000");
   EXPECT_EQ(error(R"([{"name": "a", "cron": "* * * * *", "source": "-", "chunk_size": 1}])"),
             "s.json: [0].source: '-' (stdin) cannot be scheduled");
   EXPECT_NE(error(R"([{"name": "a", "cron": "* * * * *", "source": "ftp:x", "chunk_size": 1}])")
-                .find("[0].source: "), std::string::npos);
-  EXPECT_NE(error(R"([{"name": "a", "cron": "* * * * *", "source": "range:1", "chunk_size": 1, "sauce": 1}])")
-                .find("[0].sauce: unknown field"), std::string::npos);
+                .find("[0].source: "),
+            std::string::npos);
+  EXPECT_NE(
+      error(
+          R"([{"name": "a", "cron": "* * * * *", "source": "range:1", "chunk_size": 1, "sauce": 1}])")
+          .find("[0].sauce: unknown field"),
+      std::string::npos);
   EXPECT_EQ(error(R"([{"name": "a", "cron": "@daily", "source": "range:1", "chunk_size": 1},
                       {"name": "a", "cron": "@hourly", "source": "range:2", "chunk_size": 1}])"),
             "s.json: [1].name: 'a' is used by an earlier entry");
@@ -124,9 +134,10 @@ TEST(Schedule, UpcomingListsSlotsOfAllEntriesInTimeOrder) {
   std::vector<std::string> ids;
   for (const auto& b : s.value()->Upcoming(At("2026-12-02T05:30Z"), 5)) ids.push_back(b.batch_id);
   // From a slot's own minute on, that slot counts; entries in file order within a minute.
-  EXPECT_EQ(ids, (std::vector<std::string>{"half-hourly/2026-12-02T05:30Z", "morning/2026-12-02T06:00Z",
-                                           "half-hourly/2026-12-02T06:00Z", "half-hourly/2026-12-02T06:30Z",
-                                           "half-hourly/2026-12-02T07:00Z"}));
+  EXPECT_EQ(ids, (std::vector<std::string>{
+                     "half-hourly/2026-12-02T05:30Z", "morning/2026-12-02T06:00Z",
+                     "half-hourly/2026-12-02T06:00Z", "half-hourly/2026-12-02T06:30Z",
+                     "half-hourly/2026-12-02T07:00Z"}));
 }
 
 TEST(Schedule, CatchesUpTheLatestMissedSlotOnceThenFollowsTheClock) {
@@ -139,12 +150,14 @@ TEST(Schedule, CatchesUpTheLatestMissedSlotOnceThenFollowsTheClock) {
 TEST(Schedule, CatchUpCanBeOffOrLimitedInAge) {
   SchedulerOptions none;
   none.catch_up = SchedulerOptions::CatchUp::kNone;
-  EXPECT_EQ(RunUntil(kTwoEntries, "2026-12-02T05:59:30Z", 2, none),
-            (std::vector<std::string>{"morning/2026-12-02T06:00Z", "half-hourly/2026-12-02T06:00Z"}));
+  EXPECT_EQ(
+      RunUntil(kTwoEntries, "2026-12-02T05:59:30Z", 2, none),
+      (std::vector<std::string>{"morning/2026-12-02T06:00Z", "half-hourly/2026-12-02T06:00Z"}));
   SchedulerOptions hour;
   hour.catch_up_within = hours(1);  // yesterday's morning is too old
-  EXPECT_EQ(RunUntil(kTwoEntries, "2026-12-02T05:59:30Z", 2, hour),
-            (std::vector<std::string>{"half-hourly/2026-12-02T05:30Z", "morning/2026-12-02T06:00Z"}));
+  EXPECT_EQ(
+      RunUntil(kTwoEntries, "2026-12-02T05:59:30Z", 2, hour),
+      (std::vector<std::string>{"half-hourly/2026-12-02T05:30Z", "morning/2026-12-02T06:00Z"}));
   FakeClock clock(At("2026-12-02T05:00Z"));
   SchedulerOptions too_long;
   too_long.catch_up_within = hours(24 * 400);
@@ -158,7 +171,8 @@ TEST(Schedule, ASubmitThatFailsIsRetriedWithTheSameBatchId) {
   auto ids = RunUntil(kTwoEntries, "2026-12-02T06:10Z", 2, none, [&](const ScheduledBatch&) {
     return failures-- > 0 ? Unavailable("broker away") : Status::Ok();
   });
-  EXPECT_EQ(ids, (std::vector<std::string>{"half-hourly/2026-12-02T06:30Z", "half-hourly/2026-12-02T07:00Z"}));
+  EXPECT_EQ(ids, (std::vector<std::string>{"half-hourly/2026-12-02T06:30Z",
+                                           "half-hourly/2026-12-02T07:00Z"}));
 }
 
 TEST(Schedule, WokenLatePastSeveralSlotsItRunsOnlyTheLatest) {
@@ -166,8 +180,9 @@ TEST(Schedule, WokenLatePastSeveralSlotsItRunsOnlyTheLatest) {
   none.catch_up = SchedulerOptions::CatchUp::kNone;
   // Each sleep overshoots by 95 minutes: woken for 06:30 at 08:05, when 07:00,
   // 07:30 and 08:00 are due too; then for 08:30 at 10:05.
-  EXPECT_EQ(RunUntil(kTwoEntries, "2026-12-02T06:10Z", 2, none, nullptr, minutes(95)),
-            (std::vector<std::string>{"half-hourly/2026-12-02T08:00Z", "half-hourly/2026-12-02T10:00Z"}));
+  EXPECT_EQ(
+      RunUntil(kTwoEntries, "2026-12-02T06:10Z", 2, none, nullptr, minutes(95)),
+      (std::vector<std::string>{"half-hourly/2026-12-02T08:00Z", "half-hourly/2026-12-02T10:00Z"}));
 }
 
 // Two schedulers on one schedule, and one restarted later, against a real
@@ -186,7 +201,8 @@ TEST(Schedule, TwoSchedulersAndARestartRunEachSlotOnce) {
   testing::EventCollector chunks(*bus, kProcessChunk, [](const Event&) { return true; });
   testing::EventCollector completes(*bus, kBatchComplete, [](const Event&) { return true; });
 
-  const std::string schedule = R"([{"name": "every10", "cron": "*/10 * * * *", "source": "range:40", "chunk_size": 10}])";
+  const std::string schedule =
+      R"([{"name": "every10", "cron": "*/10 * * * *", "source": "range:40", "chunk_size": 10}])";
   auto submit = [&bus](const ScheduledBatch& b) { return PublishScheduledStart(*bus, b); };
   {
     std::jthread a([&] { RunUntil(schedule, "2026-12-02T06:05Z", 3, {}, submit); });
@@ -218,7 +234,8 @@ TEST(Schedule, TwoSchedulersAndARestartRunEachSlotOnce) {
   }
   std::map<std::string, int> published;
   for (const Event& e : chunks.events()) ++published[e.subject];
-  for (const std::string& id : slots) EXPECT_EQ(published[id], 4) << id << " fanned out more than once";
+  for (const std::string& id : slots)
+    EXPECT_EQ(published[id], 4) << id << " fanned out more than once";
   auto dead = bus->ListDeadLetters(routes::kAggregatorGroup);
   ASSERT_TRUE(dead.ok());
   EXPECT_TRUE(dead->empty()) << dead->front().reason;
