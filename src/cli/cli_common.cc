@@ -108,6 +108,7 @@ int ExitCodeFor(const Event& e) {
   if (status == "succeeded") return kExitSucceeded;
   if (status == "partial") return kExitPartial;
   if (status == "timed_out") return kExitTimedOut;
+  if (status == "cancelled") return kExitCancelled;
   return kExitFailed;
 }
 
@@ -129,6 +130,7 @@ std::string Summary(const Event& e, double seconds) {
     s += "  failed chunks " + d["failed_chunks"].dump() + "\n";
   // The error may quote a processor's stderr: escaped, one line, for a terminal.
   if (d.contains("error")) s += "  error    " + EscapeForLog(d["error"].get<std::string>()) + "\n";
+  if (d.contains("reason")) s += "  reason   " + EscapeForLog(d["reason"].get<std::string>()) + "\n";
   return s;
 }
 

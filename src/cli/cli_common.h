@@ -23,6 +23,7 @@ inline constexpr int kExitUsage = 2;      // bad flag or config
 inline constexpr int kExitPartial = 3;    // batch_complete status partial
 inline constexpr int kExitFailed = 4;     // batch_complete status failed
 inline constexpr int kExitTimedOut = 5;   // timed_out, or --timeout passed
+inline constexpr int kExitCancelled = 6;  // batch_complete status cancelled
 
 // Logs to stderr (stdout is for results), at "trace".."off".
 void SetUpLogging(const std::string& level);

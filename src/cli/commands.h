@@ -96,6 +96,23 @@ struct StatusFlags {
   bool json = false;
 };
 
+struct CancelFlags {
+  std::string batch_id;
+  std::string reason;
+  double wait_s = 10;  // 0: publish the cancel and return
+  bool json = false;
+};
+
+struct ScheduleFlags {
+  std::string file;
+  bool list = false;     // print the next slots
+  bool run = false;      // submit each slot as it comes
+  int count = 10;        // --list: slots to print
+  std::string from;      // --list: start here (RFC 3339, UTC) instead of now
+  std::string catch_up = "latest";  // latest | none
+  double catch_up_within_s = 86400;
+};
+
 // `data_dirs`: the --data-dir roots files may be read under (sources, claim checks).
 int RunCommand(const BusFlags& bus, const BatchFlags& batch, const WorkerFlags& worker,
                const AggregatorFlags& aggregator, const std::vector<std::string>& data_dirs);
@@ -111,5 +128,7 @@ int MonitorCommand(const BusFlags& bus, const MonitorFlags& flags);
 int ServeCommand(const BusFlags& bus, const ServeFlags& flags, const WorkerFlags& worker,
                  const AggregatorFlags& aggregator, const std::vector<std::string>& data_dirs);
 int StatusCommand(const BusFlags& bus, const StatusFlags& flags);
+int CancelCommand(const BusFlags& bus, const CancelFlags& flags);
+int ScheduleCommand(const BusFlags& bus, const ScheduleFlags& flags);
 
 }  // namespace fanflow::cli

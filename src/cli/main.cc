@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
       "fanflow: fan-out / fan-in batch processing over an event bus.\n"
       "A start_fanout is split into process_chunk events, workers process them with a\n"
       "concurrency cap, and an aggregator fires one batch_complete when every chunk is done.\n"
-      "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out,\n"
+      "Exit codes: 0 succeeded, 1 error, 2 bad usage, 3 partial, 4 failed, 5 timed out, 6 cancelled,\n"
       "130/143 stopped by SIGINT/SIGTERM (run and submit stop within a second and say what goes on)."};
   app.set_version_flag("--version", "fanflow " FANFLOW_VERSION "\nadapters: " FANFLOW_ADAPTERS,
                        "print the version and the bus adapters this build has, and exit");
@@ -300,6 +300,45 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--ledger", status.ledger, "the aggregator's --state file")->required();
   status_cmd->add_flag("--json", status.json, "one JSON object on stdout");
 
+  CancelFlags cancel;
+  auto* cancel_cmd = app.add_subcommand(
+      "cancel", "stop a batch: no more fan-out, workers skip its chunks, one batch_complete `cancelled`");
+  AddBusFlags(cancel_cmd, bus);
+  cancel_cmd->add_option("batch", cancel.batch_id, "the batch id")->required();
+  cancel_cmd->add_option("--reason", cancel.reason, "why; copied into the batch_complete");
+  cancel_cmd->add_option("--wait", cancel.wait_s,
+                         "seconds to wait for the batch_complete (0: publish the cancel and exit). Exit 0: "
+                         "the batch is cancelled; 1: it had completed otherwise before (nothing changed), "
+                         "or no answer came (unknown batch: see `fanflow dlq list --group aggregator`)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cancel_cmd->add_flag("--json", cancel.json, "print the batch_complete CloudEvent as one JSON line");
+
+  ScheduleFlags schedule;
+  auto* schedule_cmd = app.add_subcommand(
+      "schedule", "batches on a schedule: --list FILE prints the next slots, --run FILE submits them");
+  AddBusFlags(schedule_cmd, bus);
+  auto* list_flag = schedule_cmd->add_flag("--list", schedule.list, "print the next slots of FILE and exit");
+  auto* run_flag = schedule_cmd->add_flag("--run", schedule.run,
+                                          "submit a batch per slot of FILE until SIGINT/SIGTERM");
+  list_flag->excludes(run_flag);
+  schedule_cmd->add_option("file", schedule.file,
+                           "JSON list of {name, cron (5 fields, UTC), source, chunk_size, ...}")
+      ->required();
+  schedule_cmd->add_option("--count", schedule.count, "--list: slots to print")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  schedule_cmd->add_option("--from", schedule.from, "--list: list from this UTC time (e.g. 2026-12-02T06:00Z), not now");
+  schedule_cmd->add_option("--catch-up", schedule.catch_up,
+                           "--run: at start-up, submit the latest slot missed while nothing ran (latest) "
+                           "or not (none); a slot that did run is not run again (its batch id is known)")
+      ->check(CLI::IsMember({"latest", "none"}))
+      ->capture_default_str();
+  schedule_cmd->add_option("--catch-up-within", schedule.catch_up_within_s,
+                           "--run: seconds back a missed slot is still caught up")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -322,5 +361,7 @@ int main(int argc, char** argv) {
     return ServeCommand(bus, serve, worker, aggregator, data_dirs);
   }
   if (*status_cmd) return StatusCommand(bus, status);
+  if (*cancel_cmd) return CancelCommand(bus, cancel);
+  if (*schedule_cmd) return ScheduleCommand(bus, schedule);
   return kExitUsage;
 }

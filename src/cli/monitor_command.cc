@@ -18,82 +18,14 @@
 namespace fanflow::cli {
 namespace {
 
-std::string Num(const std::optional<double>& v, const char* fmt = "%.1f") {
-  if (!v) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, fmt, *v);
-  return buf;
-}
-
-std::string Bar(double ratio, int width) {
-  const int full = static_cast<int>(std::lround(std::clamp(ratio, 0.0, 1.0) * width));
-  return "[" + std::string(full, '#') + std::string(width - full, '-') + "]";
-}
-
-std::string Render(const MonitorSnapshot& s, const MonitorFlags& f) {
-  std::string out;
-  char line[512];
-  std::snprintf(line, sizeof line, "fanflow monitor  %s  %s%s\n\n", s.bus.c_str(), s.time.c_str(),
-                f.once ? "" : "  (Ctrl-C to stop)");
-  out += line;
-  std::snprintf(line, sizeof line, "%-40s %8s %9s %5s %8s %8s %9s %6s %7s  %s\n", "QUEUE", "DEPTH",
-                "IN FLIGHT", "CONS", "IN/s", "OUT/s", "OLDEST s", "DLQ", "DROPPED", "ALARMS");
-  out += line;
-  for (const QueueRow& r : s.queues) {
-    const QueueStats& q = r.stats;
-    std::string alarms;
-    for (const auto& a : r.alarms) alarms += (alarms.empty() ? "" : ",") + a;
-    std::snprintf(line, sizeof line, "%-40s %8lld %9s %5lld %8s %8s %9s %6lld %7lld  %s\n",
-                  EscapeForLog(q.queue, 120).c_str(), static_cast<long long>(q.depth),
-                  q.in_flight < 0 ? "?" : std::to_string(q.in_flight).c_str(),
-                  static_cast<long long>(q.consumers), Num(r.in_rate).c_str(),
-                  Num(r.out_rate).c_str(), Num(q.oldest_age_seconds).c_str(),
-                  static_cast<long long>(q.dead_letters), static_cast<long long>(q.dropped),
-                  alarms.empty() ? "ok" : alarms.c_str());
-    out += line;
-  }
-  if (s.queues.empty()) out += "(no queues known on this bus yet)\n";
-  // Broker-wide figures (Mosquitto's $SYS), the same on every row.
-  if (!s.queues.empty() && s.queues.front().stats.broker_stored >= 0)
-    out += "broker: " + std::to_string(s.queues.front().stats.broker_stored) + " messages stored, " +
-           std::to_string(s.queues.front().stats.dropped) + " publishes dropped since it started\n";
-  out += "\n";
-  if (!s.batches_known) {
-    out += "open batches: pass --state with the aggregator's ledger to see them\n";
-  } else {
-    std::snprintf(line, sizeof line, "%-32s %-24s %5s %13s %7s %9s %9s %9s %11s %9s\n", "OPEN BATCH",
-                  "PROGRESS", "", "DONE/TOTAL", "FAILED", "CONFLICTS", "AGE s", "IDLE s", "OUTSTANDING",
-                  "OLDEST s");
-    out += line;
-    for (const BatchRow& b : s.batches) {
-      const int64_t done = b.succeeded + b.failed;
-      const double ratio =
-          b.total_chunks && *b.total_chunks > 0 ? double(done) / double(*b.total_chunks) : 0;
-      std::string total = b.total_chunks ? std::to_string(*b.total_chunks) : "?";
-      std::snprintf(line, sizeof line, "%-32s %-24s %4.0f%% %13s %7lld %9lld %9.1f %9.1f %11lld %9s\n",
-                    EscapeForLog(b.batch_id, 120).c_str(), Bar(ratio, 22).c_str(), ratio * 100,
-                    (std::to_string(done) + "/" + total).c_str(), static_cast<long long>(b.failed),
-                    static_cast<long long>(b.conflicts), b.age_s, b.idle_s, static_cast<long long>(b.outstanding),
-                    Num(b.oldest_outstanding_s).c_str());
-      out += line;
-    }
-    if (s.batches.empty()) out += "(no open batches)\n";
-  }
-  out += "\n";
-  if (s.alarms.empty()) out += "alarms: none raised\n";
-  for (const Alarm& a : s.alarms)
-    out += "ALARM " + a.check.alarm + " since " + a.raised_at + ": " + EscapeForLog(a.check.message) + "\n";
-  return out;
-}
-
 void Print(const MonitorSnapshot& s, const MonitorFlags& f, bool tty) {
   if (f.json) {
-    std::cout << s.ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+    std::cout << SnapshotToJson(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     return;
   }
   // On a terminal the table is redrawn in place; elsewhere frames follow each other.
   if (tty && !f.once) std::cout << "\x1b[H\x1b[2J";
-  std::cout << Render(s, f) << (tty || f.once ? "" : "\n") << std::flush;
+  std::cout << RenderTable(s, f.once) << (tty || f.once ? "" : "\n") << std::flush;
 }
 
 // Sleeps up to `d`; true if SIGINT/SIGTERM came (they are blocked in every

@@ -59,6 +59,18 @@ Status CheckOptionalTime(const json& obj, const char* key, const std::string& pa
   return Status::Ok();
 }
 
+// A cancel's reason is copied into the batch_complete and printed: short, clean.
+constexpr size_t kMaxReasonLength = 500;
+Status CheckOptionalReason(const json& d) {
+  auto it = d.find("reason");
+  if (it == d.end()) return Status::Ok();
+  if (!it->is_string() || !IsCleanText(it->get_ref<const std::string&>()) ||
+      CodePoints(it->get_ref<const std::string&>()) > kMaxReasonLength)
+    return InvalidArgument("data.reason: must be a string of at most " + std::to_string(kMaxReasonLength) +
+                           " characters without control characters");
+  return Status::Ok();
+}
+
 Status CheckIndexArray(const json& obj, const char* key, const std::string& path, bool required) {
   auto it = obj.find(key);
   if (it == obj.end()) return required ? Missing(path) : Status::Ok();
@@ -172,7 +184,8 @@ Status ValidateBatchSealed(const json& d) {
 }
 
 Status ValidateBatchComplete(const json& d) {
-  FANFLOW_CHECK(CheckEnum(d, "status", "data.status", {"succeeded", "partial", "failed", "timed_out"}));
+  FANFLOW_CHECK(
+      CheckEnum(d, "status", "data.status", {"succeeded", "partial", "failed", "timed_out", "cancelled"}));
   for (const char* k : {"items", "chunks", "succeeded", "failed"})
     FANFLOW_CHECK(CheckInteger(d, k, std::string("data.") + k, 0, true));
   FANFLOW_CHECK(CheckIndexArray(d, "failed_chunks", "data.failed_chunks", true));
@@ -188,7 +201,12 @@ Status ValidateBatchComplete(const json& d) {
     FANFLOW_CHECK(CheckInteger(*it, "lines", "data.results.lines", 0, true));
     FANFLOW_CHECK(CheckInteger(*it, "bytes", "data.results.bytes", 0, true));
   }
-  return Status::Ok();
+  return CheckOptionalReason(d);
+}
+
+Status ValidateCancelBatch(const json& d) {
+  FANFLOW_CHECK(CheckOptionalReason(d));
+  return CheckOptionalTime(d, "requested_at", "data.requested_at");
 }
 
 Status ValidateAlarm(const json& d) {
@@ -206,7 +224,7 @@ Status ValidateAlarm(const json& d) {
 const std::vector<std::string>& KnownEventTypes() {
   static const std::vector<std::string> kTypes = {kStartFanout, kFanoutStep,    kProcessChunk,
                                                   kChunkDone,   kFanoutProgress, kBatchSealed,
-                                                  kBatchComplete, kAlarm};
+                                                  kCancelBatch, kBatchComplete, kAlarm};
   return kTypes;
 }
 
@@ -335,6 +353,7 @@ Status ValidateEventData(const std::string& type, const json& data) {
   if (type == kFanoutStep) return ValidateFanoutStep(data);
   if (type == kFanoutProgress) return ValidateFanoutProgress(data);
   if (type == kBatchComplete) return ValidateBatchComplete(data);
+  if (type == kCancelBatch) return ValidateCancelBatch(data);
   if (type == kAlarm) return ValidateAlarm(data);
   return InvalidArgument("type: unknown event type '" + EscapeForLog(type, kMaxIdLength) + "'");
 }

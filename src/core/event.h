@@ -25,6 +25,9 @@ inline constexpr char kBatchSealed[] = "fanflow.batch_sealed.v1";
 // batch_sealed). See topics/README.md, "Flow".
 inline constexpr char kFanoutStep[] = "fanflow.fanout_step.v1";
 inline constexpr char kFanoutProgress[] = "fanflow.fanout_progress.v1";
+// A request to stop a batch: the aggregator decides it `cancelled` (see
+// pipeline/cancel.h).
+inline constexpr char kCancelBatch[] = "fanflow.cancel_batch.v1";
 inline constexpr char kBatchComplete[] = "fanflow.batch_complete.v1";
 inline constexpr char kAlarm[] = "fanflow.alarm.v1";
 

@@ -14,7 +14,8 @@ std::string ShortName(const std::string& type) {
 std::vector<std::string> DefaultGroups(const std::string& type) {
   if (type == kFanoutStep) return {kVentilatorGroup};
   if (type == kProcessChunk) return {kWorkerGroup};
-  if (type == kStartFanout || type == kChunkDone || type == kFanoutProgress || type == kBatchSealed)
+  if (type == kStartFanout || type == kChunkDone || type == kFanoutProgress || type == kBatchSealed ||
+      type == kCancelBatch)
     return {kAggregatorGroup};
   return {};
 }

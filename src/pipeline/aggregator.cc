@@ -68,6 +68,13 @@ std::string StepMisfit(const BatchRecord& b, int64_t chunks, int64_t items, Step
          ", at most " + std::to_string(b.step.max_chunks) + " chunks of " + std::to_string(b.chunk_size) + ")";
 }
 
+// A cancelled batch is decided like any other; its batch_complete says so.
+bool IsCancelled(const BatchRecord& b) {
+  if (!b.complete) return false;
+  const json complete = json::parse(*b.complete, nullptr, /*allow_exceptions=*/false);
+  return complete.is_object() && complete["data"].value("status", "") == "cancelled";
+}
+
 }  // namespace
 
 json BatchRequestOf(const json& d) {
@@ -130,7 +137,7 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
       }
     }
   }
-  std::vector<std::string> types = {kStartFanout, kChunkDone, kFanoutProgress, kBatchSealed};
+  std::vector<std::string> types = {kStartFanout, kChunkDone, kFanoutProgress, kBatchSealed, kCancelBatch};
   if (agg->options_.lease.count() > 0) types.push_back(kProcessChunk);
   auto sub = bus.Subscribe({routes::kAggregatorGroup, types, agg->options_.concurrency},
                            [a = agg.get()](const Delivery& d) { return a->Handle(d); });
@@ -172,6 +179,7 @@ Verdict Aggregator::Handle(const Delivery& d) {
   if (e.type == kStartFanout) return HandleStart(e);
   if (e.type == kChunkDone) return HandleChunkDone(d, e);
   if (e.type == kFanoutProgress || e.type == kBatchSealed) return HandleProgress(e);
+  if (e.type == kCancelBatch) return HandleCancel(e);
   if (e.type == kProcessChunk)
     return Settled(ledger_->LeaseChunk(e.subject, e.data["chunk_index"].get<int64_t>(), d.message.body),
                    e.subject, e.id);
@@ -265,14 +273,38 @@ Verdict Aggregator::HandleProgress(const Event& e) {
   return Settled(Advance(e.subject), e.subject, e.id);
 }
 
+Verdict Aggregator::HandleCancel(const Event& e) {
+  auto found = ledger_->Get(e.subject);
+  if (!found.ok()) return Settled(found.status(), e.subject, e.id);
+  if (!found.value()) return UnknownBatch(e);
+  const BatchRecord& b = *found.value();
+  if (b.complete) {
+    // Decided already: the cancel changes nothing, and its sender hears how
+    // the batch ended (the same event again).
+    spdlog::info("[batch {}] cancel {} comes after the batch was decided; nothing changes", e.subject, e.id);
+    return Settled(Announce(e.subject, *b.complete), e.subject, e.id);
+  }
+  auto missing = ledger_->MissingChunks(b.batch_id, b.total_chunks);
+  if (!missing.ok()) return Settled(missing.status(), e.subject, e.id);
+  json extra = {{"missing_chunks", missing.value()}, {"sealed", b.total_chunks.has_value()}};
+  if (auto reason = e.data.find("reason"); reason != e.data.end()) extra["reason"] = *reason;
+  spdlog::warn("[batch {}] cancelled by {} with {} chunks done, {} not ({})", e.subject, e.id,
+               b.succeeded + b.failed, missing->size(), EscapeForLog(e.data.value("reason", "no reason given")));
+  return Settled(Decide(b, "cancelled", extra), e.subject, e.id);
+}
+
 Verdict Aggregator::HandleChunkDone(const Delivery& d, const Event& e) {
   auto found = ledger_->Get(e.subject);
   if (!found.ok()) return Settled(found.status(), e.subject, e.id);
   if (!found.value())
     return UnknownBatch(e);
   // A decided batch still records what comes late (and refuses conflicts),
-  // but its batch_complete is final.
+  // but its batch_complete is final; a cancelled one records nothing more.
   const BatchRecord& b = *found.value();
+  if (IsCancelled(b)) {
+    spdlog::debug("[batch {}] {} arrived after the batch was cancelled; ignored", e.subject, e.id);
+    return Verdict::Ack();
+  }
   const int64_t index = e.data["chunk_index"].get<int64_t>();
   const int64_t items = e.data["items"].get<int64_t>();
   const bool step_out = b.step.state == FanoutStepRecord::State::kIssued;

@@ -10,6 +10,8 @@
 // message once a worker has received it). With a deadline it decides a batch
 // still open that long after its first event `timed_out`, listing the chunks
 // still missing; chunks that arrive later are recorded but announce nothing.
+// A cancel_batch decides an open batch `cancelled` at once: no step is handed
+// out any more and its late chunk_done events are acknowledged and ignored.
 // Owns its ledger and its subscription; handlers are serialized on mu_.
 #pragma once
 
@@ -101,6 +103,7 @@ class Aggregator {
   // Requires mu_. After the batch's counts changed: its next step or its end,
   // from one read of its record.
   Status Advance(const std::string& batch_id);
+  Verdict HandleCancel(const Event& cancel);
   // Requires mu_. Hands the ventilator the batch's next step if it is waiting
   // for one and below half its window (`b` is updated to the step issued).
   Status NextStepIfRoom(BatchRecord& b);

@@ -8,6 +8,7 @@
 #include "core/event.h"
 #include "core/retention.h"
 #include "core/routes.h"
+#include "pipeline/monitor_sampler.h"
 
 namespace fanflow {
 namespace {
@@ -21,6 +22,13 @@ std::string Spelled(const std::string& flag, const std::string& selector, const 
   char v[64];
   std::snprintf(v, sizeof v, "%g%s", t.fraction ? t.value * 100 : t.value, t.fraction ? "%" : "");
   return flag + " " + (selector.empty() ? "" : selector + "=") + v;
+}
+
+// Counts without decimals, measurements with one.
+std::string Fixed(double v, int decimals = 1) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", v == std::floor(v) ? 0 : decimals, v);
+  return buf;
 }
 
 }  // namespace
@@ -173,6 +181,79 @@ std::vector<AlarmTransition> AlarmBook::Apply(const std::vector<AlarmCheck>& che
 std::vector<Alarm> AlarmBook::Active() const {
   std::vector<Alarm> out;
   for (const auto& [key, a] : active_) out.push_back(a);
+  return out;
+}
+
+std::vector<AlarmCheck> CheckAlarms(const AlarmRules& rules, const MonitorSnapshot& snapshot) {
+  const std::vector<QueueRow>& rows = snapshot.queues;
+  const std::vector<BatchRow>& batches = snapshot.batches;
+  std::vector<AlarmCheck> out;
+  auto check = [&](const char* alarm, const QueueStats& s, double value, double threshold,
+                   const std::string& what, const std::string& unit) {
+    AlarmCheck c;
+    c.alarm = alarm;
+    c.subject = s.queue;
+    c.correlation_id = s.queue;
+    c.value = value;
+    c.threshold = threshold;
+    c.firing = value >= threshold;
+    c.message = "queue " + s.queue + ": " + what + " " + Fixed(value) + unit + " (threshold " +
+                Fixed(threshold) + unit + ")";
+    out.push_back(std::move(c));
+  };
+  for (const QueueRow& r : rows) {
+    const QueueStats& s = r.stats;
+    if (auto t = rules.depth.Lookup(s.group, s.type))
+      check("queue_depth", s, static_cast<double>(s.depth), t->value, "messages waiting", "");
+    if (auto t = rules.growth.Lookup(s.group, s.type); t && r.growth_rate)
+      check("growth_rate", s, *r.growth_rate, t->value, "backlog growing by", " msg/s");
+    if (auto t = rules.dead_letters.Lookup(s.group, s.type))
+      check("dead_letters", s, static_cast<double>(s.dead_letters), t->value, "dead letters kept",
+            "");
+    if (auto t = rules.oldest_age.Lookup(s.group, s.type)) {
+      double threshold = t->value;
+      std::string what = "oldest waiting message's age";
+      if (t->fraction) {
+        const double retention = rules.retention.Lookup(s.group, s.type)->value;
+        threshold = t->value * retention;
+        what = "oldest waiting message's age (alarm at " + Fixed(t->value * 100) + "% of its " +
+               Fixed(retention) + " s retention)";
+      }
+      check("oldest_age", s, s.oldest_age_seconds.value_or(0), threshold, what, " s");
+    }
+  }
+  // Mosquitto counts drops for the whole broker: one alarm for the bus.
+  if (rules.dropped && !rows.empty()) {
+    int64_t dropped = 0;
+    for (const QueueRow& r : rows) dropped = std::max(dropped, r.stats.dropped);
+    AlarmCheck c;
+    c.alarm = "messages_dropped";
+    c.subject = snapshot.bus;
+    c.correlation_id = c.subject;
+    c.value = static_cast<double>(dropped);
+    c.threshold = static_cast<double>(*rules.dropped);
+    c.firing = dropped >= *rules.dropped;
+    c.message = "broker " + c.subject + " dropped " + std::to_string(dropped) +
+                " publish(es) since it started instead of queueing them (threshold " +
+                std::to_string(*rules.dropped) + "): those events are lost";
+    out.push_back(std::move(c));
+  }
+  if (rules.stalled_s) {
+    for (const BatchRow& b : batches) {
+      AlarmCheck c;
+      c.alarm = "batch_stalled";
+      c.subject = b.batch_id;
+      c.correlation_id = b.correlation_id;
+      c.value = b.idle_s;
+      c.threshold = *rules.stalled_s;
+      c.firing = b.idle_s >= *rules.stalled_s;
+      c.message = "[batch " + b.batch_id + "] no progress for " + Fixed(b.idle_s) +
+                  " s (threshold " + Fixed(*rules.stalled_s) +
+                  " s): " + std::to_string(b.succeeded + b.failed) + "/" +
+                  (b.total_chunks ? std::to_string(*b.total_chunks) : "?") + " chunks done";
+      out.push_back(std::move(c));
+    }
+  }
   return out;
 }
 

@@ -3,7 +3,7 @@
 // "[SELECTOR=]VALUE", SELECTOR a consumer group ("workers") or a group and an
 // event's short name ("workers/process_chunk"); the most specific one that
 // matches a queue applies, a value without selector applies to every queue.
-// Plain values; no threads.
+// CheckAlarms judges one sampled round by the rules. Plain values; no threads.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,8 @@
 #include "core/status.h"
 
 namespace fanflow {
+
+struct MonitorSnapshot;  // monitor_sampler.h
 
 // A threshold, or a fraction of the queue's retention (oldest age "50%").
 struct Threshold {
@@ -85,6 +87,10 @@ struct AlarmTransition {
   Alarm alarm;
   bool raised = false;  // else resolved
 };
+
+// Every alarm condition the rules set for the snapshot's queues, its bus
+// (messages dropped) and its open batches (stalled), firing or not.
+std::vector<AlarmCheck> CheckAlarms(const AlarmRules& rules, const MonitorSnapshot& snapshot);
 
 // The alarms raised and not yet resolved. Apply() takes every check of a
 // round and returns what changed: a firing check not yet raised is raised; a

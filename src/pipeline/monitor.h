@@ -1,34 +1,22 @@
-// The monitor behind `fanflow monitor`: samples the bus's queue statistics
-// (and, given the aggregator's ledger, its open batches), derives in/out and
-// growth rates over a sliding window, evaluates the alarm rules, and for each
-// alarm that is raised or resolved publishes a fanflow.alarm.v1 event, writes
-// a log line and updates the metrics.
-//
-// Rates: a private ephemeral "tap" subscription counts the messages of every
-// watched type as they are published (in rate); the out rate is the in rate
-// less the backlog's growth. The tap also reads chunk_done's duration_ms into
-// the processing latency histogram.
+// The monitor behind `fanflow monitor`, made of its parts: each round the
+// sampler (monitor_sampler.h) reads the queues and open batches, the alarm
+// rules (alarm_rules.h) judge them, and the exports (monitor_export.h) publish
+// and log each alarm raised or resolved and update the metrics.
 //
 // Ownership: borrows the bus (it must outlive the monitor) and shares the
 // metrics registry. Sample() is called from one thread at a time (the command's
-// loop, or a test); the tap runs on bus threads and touches only its counters.
+// loop, or a test).
 #pragma once
 
 #include <chrono>
-#include <deque>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <nlohmann/json.hpp>
-#include <optional>
-#include <set>
 #include <string>
-#include <vector>
 
 #include "core/bus.h"
 #include "pipeline/alarm_rules.h"
-#include "pipeline/ledger_reader.h"
 #include "pipeline/metrics.h"
+#include "pipeline/monitor_export.h"
+#include "pipeline/monitor_sampler.h"
 
 namespace fanflow {
 
@@ -41,86 +29,31 @@ struct MonitorOptions {
   bool tap = true;
 };
 
-struct QueueRow {
-  QueueStats stats;
-  std::optional<double> in_rate;      // messages/s arriving
-  std::optional<double> out_rate;     // messages/s leaving (acked or dead-lettered)
-  std::optional<double> growth_rate;  // net messages/s of the backlog
-  std::vector<std::string> alarms;    // raised alarms on this queue
-};
-
-struct BatchRow {
-  std::string batch_id;
-  std::string correlation_id;
-  std::optional<int64_t> total_chunks;  // once sealed
-  int64_t succeeded = 0;
-  int64_t failed = 0;
-  int64_t conflicts = 0;  // chunk_done refused for contradicting a counted result
-  double age_s = 0;   // since its first event
-  double idle_s = 0;  // since its last progress
-  // Published and not yet done (waiting or being processed), as the ledger's
-  // leases tell: kept only where the aggregator leases chunks (--lease, MQTT).
-  int64_t outstanding = 0;
-  std::optional<double> oldest_outstanding_s;  // since leased or last redriven
-};
-
-struct MonitorSnapshot {
-  std::string time;
-  std::string bus;
-  std::vector<QueueRow> queues;
-  std::vector<BatchRow> batches;
-  bool batches_known = false;  // a ledger was read
-  std::vector<Alarm> alarms;   // raised now
-
-  nlohmann::json ToJson() const;
-};
-
 class Monitor {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Monitor>> Start(EventBus& bus, MonitorOptions options,
                                                               std::shared_ptr<Metrics> metrics);
-  ~Monitor();
 
   // One round: statistics, rates, alarms (published and logged), metrics.
   [[nodiscard]] Result<MonitorSnapshot> Sample();
 
   // The name of the monitor's own ephemeral group (left out of its reports).
-  const std::string& tap_group() const { return tap_group_; }
+  const std::string& tap_group() const { return sampler_->tap_group(); }
 
  private:
-  Monitor(EventBus& bus, MonitorOptions options, std::shared_ptr<Metrics> metrics);
-  using Clock = std::chrono::steady_clock;
-
-  struct Round {
-    Clock::time_point at;
-    std::map<std::string, int64_t> backlog;  // queue -> depth + known in flight
-    std::map<std::string, int64_t> tapped;   // type -> messages seen so far
-  };
-
-  Verdict Tap(const Delivery& delivery);
-  // Starts counting the types not counted yet.
-  Status TapTypes(const std::vector<std::string>& types);
-  void ComputeRates(std::vector<QueueRow>& rows, const Round& now);
-  Result<std::vector<BatchRow>> ReadBatches();
-  std::vector<AlarmCheck> Checks(const std::vector<QueueRow>& rows,
-                                 const std::vector<BatchRow>& batches) const;
-  void Announce(const AlarmTransition& t);
-  void Export(const MonitorSnapshot& snapshot, bool up);
+  Monitor(EventBus& bus, MonitorOptions options, std::shared_ptr<Metrics> metrics,
+          std::unique_ptr<MonitorSampler> sampler)
+      : bus_(bus),
+        options_(std::move(options)),
+        metrics_(std::move(metrics)),
+        sampler_(std::move(sampler)) {}
 
   EventBus& bus_;
   const MonitorOptions options_;
   const std::shared_ptr<Metrics> metrics_;  // may be null
-  const std::string tap_group_;
-
   // Used by Sample() only.
-  std::unique_ptr<LedgerReader> ledger_;  // read-only: the aggregator owns the file
-  std::deque<Round> rounds_;
+  const std::unique_ptr<MonitorSampler> sampler_;
   AlarmBook book_;
-  std::vector<std::unique_ptr<Subscription>> taps_;
-  std::map<std::string, Clock::time_point> tapped_since_;  // type -> tap start
-
-  std::mutex tap_mu_;
-  std::map<std::string, int64_t> tap_counts_;  // guarded by tap_mu_
 };
 
 }  // namespace fanflow

@@ -17,6 +17,11 @@ Result<std::unique_ptr<Worker>> Worker::Start(EventBus& bus, std::shared_ptr<Pro
   if (options.concurrency < 1) return InvalidArgument("--concurrency must be >= 1");
   if (options.max_attempts < 1) return InvalidArgument("--max-attempts must be >= 1");
   std::unique_ptr<Worker> w(new Worker(bus, std::move(processor), options));
+  if (options.skip_cancelled) {
+    auto cancelled = CancelledBatches::Start(bus);
+    if (!cancelled.ok()) return cancelled.status();
+    w->cancelled_ = std::move(cancelled).value();
+  }
   SubscribeOptions subscribe{routes::kWorkerGroup, {kProcessChunk}, options.concurrency};
   subscribe.elastic = true;
   auto sub = bus.Subscribe(subscribe,
@@ -52,6 +57,12 @@ Verdict Worker::Handle(const Delivery& d) {
     return Verdict::DeadLetter("type: a worker does not consume '" + e.type + "'");
   const int64_t index = e.data["chunk_index"].get<int64_t>();
   const int64_t item_count = e.data["item_count"].get<int64_t>();
+  if (const int64_t skips = cancelled_ ? cancelled_->Skip(e.subject) : 0; skips > 0) {
+    spdlog::log(skips == 1 ? spdlog::level::info : spdlog::level::debug,
+                "[batch {}] chunk {} skipped: the batch was cancelled ({} skipped here so far)", e.subject,
+                index, skips);
+    return Verdict::Ack();
+  }
   if (limiter_ && !limiter_->Acquire(options_.rate.unit == RateUnit::kItems
                                          ? static_cast<double>(item_count)
                                          : 1.0))

@@ -4,7 +4,9 @@
 // slot, so the queue absorbs a burst), runs the processor and emits
 // chunk_done. A failed attempt is retried with exponential backoff and jitter
 // (the attempt count travels with the delivery); after `max_attempts` the
-// chunk is reported failed and dead-lettered with its last error.
+// chunk is reported failed and dead-lettered with its last error. The chunks
+// of a batch it heard was cancelled (pipeline/cancel.h) are acknowledged
+// without being processed or reported.
 // Thread-safe: the bus calls Handle from up to `concurrency` threads. On
 // destruction a chunk still waiting for tokens is handed back with a retry (its
 // attempt count rises by one) rather than holding up the shutdown.
@@ -15,6 +17,7 @@
 #include <stop_token>
 
 #include "core/bus.h"
+#include "pipeline/cancel.h"
 #include "pipeline/processor.h"
 #include "pipeline/rate_limiter.h"
 #include "pipeline/source.h"
@@ -28,6 +31,7 @@ struct WorkerOptions {
   std::chrono::milliseconds backoff_max{30000};
   RateLimit rate;  // unlimited by default
   SourcePolicy files;  // where claim checks may be read: nowhere by default
+  bool skip_cancelled = true;  // listen for cancelled batches and skip their chunks
 };
 
 class Worker {
@@ -57,6 +61,7 @@ class Worker {
   const std::shared_ptr<Processor> processor_;
   const WorkerOptions options_;
   std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
+  std::unique_ptr<CancelledBatches> cancelled_;  // null: skip_cancelled is off
   std::stop_source interrupt_;
   std::unique_ptr<Subscription> subscription_;
 };

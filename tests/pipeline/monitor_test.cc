@@ -161,7 +161,7 @@ TEST(MonitorBatchTest, RaisesAStalledBatchAlarmAndResolvesItWhenTheBatchMovesAga
   EXPECT_TRUE(moving->alarms.empty());
   ASSERT_TRUE(alarms.WaitFor(2));
   EXPECT_EQ(alarms.events()[1].data["state"], "resolved");
-  EXPECT_EQ(moving->ToJson()["batches"][0]["succeeded"], 2);
+  EXPECT_EQ(SnapshotToJson(*moving)["batches"][0]["succeeded"], 2);
 
   MonitorOptions missing;
   missing.state_path = path + ".missing";
@@ -190,7 +190,7 @@ TEST(MonitorBatchTest, ShowsTheChunksOutstandingInTheLedgerAndTheAgeOfTheOldest)
   EXPECT_EQ(snap->batches[0].outstanding, 2);
   ASSERT_TRUE(snap->batches[0].oldest_outstanding_s.has_value());
   EXPECT_GE(*snap->batches[0].oldest_outstanding_s, 0.3);
-  EXPECT_EQ(snap->ToJson()["batches"][0]["outstanding"], 2);
+  EXPECT_EQ(SnapshotToJson(*snap)["batches"][0]["outstanding"], 2);
   EXPECT_NE(metrics->Render().find("fanflow_batch_outstanding_chunks{batch=\"b-out\"} 2"), std::string::npos)
       << metrics->Render();
 }
@@ -210,7 +210,7 @@ TEST(MonitorBatchTest, CountsTheConflictingChunkDoneOfABatch) {
   auto monitor = Monitor::Start(*bus, o, metrics).value();
   auto snap = monitor->Sample();
   ASSERT_TRUE(snap.ok()) << snap.status().ToString();
-  EXPECT_EQ(snap->ToJson()["batches"][0]["conflicts"], 1);
+  EXPECT_EQ(SnapshotToJson(*snap)["batches"][0]["conflicts"], 1);
   EXPECT_NE(metrics->Render().find("fanflow_batch_conflicts{batch=\"b-conf\"} 1"), std::string::npos)
       << metrics->Render();
 }
