@@ -36,7 +36,9 @@ class CancelTest : public ::testing::Test {
     ASSERT_TRUE(ventilator.ok());
     ventilator_ = std::move(ventilator).value();
     // Items of range: are worth 0..1000: about 25 ms a chunk of 10.
-    ProcessorOptions slow{"sleep", "", 0.005};
+    ProcessorOptions slow;
+    slow.name = "sleep";
+    slow.sleep_scale = 0.005;
     WorkerOptions wo;
     wo.concurrency = 1;
     auto worker = Worker::Start(*bus_, std::shared_ptr<Processor>(MakeProcessor(slow).value()), wo);
