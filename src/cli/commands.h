@@ -86,6 +86,7 @@ struct ServeFlags {
   std::string listen = "127.0.0.1:8080";
   std::string token_file;
   std::string ledger;  // on a broker: the aggregator's ledger, read-only
+  std::string schedule;  // a schedule file: serve also submits its slots
   int max_wait_s = 600;
   std::vector<std::string> role_flags_given;  // worker/aggregator flags: inproc:// only
 };

@@ -278,6 +278,10 @@ int main(int argc, char** argv) {
                         "from its #token=... fragment)");
   serve_cmd->add_option("--ledger", serve.ledger,
                         "on a broker: the aggregator's --state file on this host, opened read-only");
+  serve_cmd->add_option("--schedule", serve.schedule,
+                        "JSON list of {name, cron (5 fields, UTC), source, chunk_size, ...}: serve also "
+                        "submits a batch per slot, as `fanflow schedule --run FILE` does (the latest slot "
+                        "missed within a day is caught up at start; a slot that ran is not run again)");
   serve_cmd->add_option("--max-wait", serve.max_wait_s, "seconds a POST ?wait= may block, at most")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();

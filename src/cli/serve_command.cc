@@ -9,6 +9,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "pipeline/batch_run.h"
+#include "pipeline/scheduler.h"
 #include "serve/serve_app.h"
 
 namespace fanflow::cli {
@@ -76,8 +77,24 @@ int ServeCommand(const BusFlags& bus_flags, const ServeFlags& f, const WorkerFla
                         " serve reads the aggregator's ledger (its --state file, on this host) "
                         "to answer for batches; give its path"));
   }
+  std::vector<ScheduleEntry> schedule;
+  if (!f.schedule.empty()) {
+    auto entries = LoadSchedule(f.schedule);
+    if (!entries.ok()) return Fail(entries.status());
+    schedule = std::move(entries).value();
+  }
+  std::unique_ptr<Scheduler> scheduler;  // outlives the app, whose background task runs it
   auto app = ServeApp::Start(std::move(bus).value(), std::move(config));
   if (!app.ok()) return Fail(app.status());
+  if (!f.schedule.empty()) {
+    EventBus& b = app.value()->bus();
+    auto created = Scheduler::Create(std::move(schedule), SchedulerOptions{}, SystemSchedulerClock(),
+                                     [&b](const ScheduledBatch& slot) { return PublishScheduledStart(b, slot); });
+    if (!created.ok()) return Fail(created.status());
+    scheduler = std::move(created).value();
+    app.value()->RunInBackground([s = scheduler.get()](std::stop_token stop) { s->Run(stop); });
+    spdlog::info("serve runs the schedule {}", f.schedule);
+  }
   const std::string host = f.listen.substr(0, f.listen.rfind(':'));
   // The first line on stdout, for scripts that asked for port 0.
   std::cout << "listening on http://" << host << ":" << app.value()->port() << std::endl;

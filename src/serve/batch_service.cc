@@ -10,6 +10,7 @@
 #include "core/printable.h"
 #include "pipeline/aggregator.h"
 #include "pipeline/batch_report.h"
+#include "pipeline/cancel.h"
 #include "serve/batch_request.h"
 
 namespace fanflow {
@@ -22,6 +23,8 @@ constexpr size_t kCompletesKept = 10000;
 // How often a waiting POST also asks the ledger, for a batch_complete the
 // subscription did not hear (published before serve subscribed).
 constexpr std::chrono::milliseconds kLedgerPoll{500};
+// How long POST .../cancel waits for the aggregator's batch_complete.
+constexpr std::chrono::milliseconds kCancelWait{10000};
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -231,6 +234,46 @@ HttpResponse BatchService::Describe(const HttpRequest& r) {
     if (!x.ok()) return JsonError(503, "ledger: " + x.status().message());
     if (!dead.ok()) x.value()["explain"]["dead_letters_unknown"] = dead.status().message();
     return Json(200, x.value());
+  }();
+  Count(out.status);
+  return out;
+}
+
+HttpResponse BatchService::Cancel(const HttpRequest& r) {
+  HttpResponse out = [&]() -> HttpResponse {
+    const std::string id = r.captures.empty() ? "" : r.captures[0];
+    if (Status s = CheckName(id, "batch_id", kMaxSubjectLength); !s.ok())
+      return JsonError(400, s.message());
+    std::string reason;
+    if (!r.body.empty()) {
+      auto body = ParseBoundedJson(r.body, "body");
+      if (!body.ok()) return JsonError(400, body.status().message());
+      if (!body->is_object()) return JsonError(400, "body: must be a JSON object");
+      for (const auto& [key, value] : body->items())
+        if (key != "reason") return JsonError(400, EscapeForLog(key, 64) + ": unknown field (only reason)");
+      if (auto it = body->find("reason"); it != body->end()) {
+        if (!it->is_string()) return JsonError(400, "reason: must be a string");
+        reason = it->get<std::string>();
+      }
+    }
+    auto b = Find(id);
+    if (!b.ok()) return JsonError(503, "ledger: " + b.status().message());
+    if (!b.value()) return JsonError(404, "batch_id: no batch '" + EscapeForLog(id, 200) + "'");
+    // The aggregator answers with the batch's one batch_complete: `cancelled`,
+    // or how it had ended before.
+    auto complete = RequestCancel(bus_, id, reason, kCancelWait);
+    if (!complete.ok()) {
+      if (complete.status().code() == StatusCode::kInvalidArgument)
+        return JsonError(400, complete.status().message());
+      return JsonError(504, "the aggregator did not answer the cancel within " +
+                                std::to_string(kCancelWait.count() / 1000) + " s: " +
+                                complete.status().message());
+    }
+    const bool cancelled = complete->data.value("status", "") == "cancelled";
+    HttpResponse answer;
+    answer.status = cancelled ? 200 : 409;
+    answer.body = EncodeEvent(complete.value());
+    return answer;
   }();
   Count(out.status);
   return out;

@@ -46,6 +46,7 @@ class BatchService {
   HttpResponse Describe(const HttpRequest& request);   // GET /v1/batches/{id}[?explain=1]
   HttpResponse List(const HttpRequest& request);       // GET /v1/batches[?state=]
   HttpResponse Dashboard(const HttpRequest& request);  // GET /v1/dashboard
+  HttpResponse Cancel(const HttpRequest& request);     // POST /v1/batches/{id}/cancel
   std::string RenderMetrics();                         // GET /metrics
   // Ends every ?wait= now (each answers 202 with the batch's status) and
   // every later one at once: serve is stopping.

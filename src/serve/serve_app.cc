@@ -64,6 +64,7 @@ std::vector<HttpRoute> ServeApp::Routes() {
       {"POST", "/v1/batches", [s](const HttpRequest& r) { return s->Submit(r); }},
       {"GET", "/v1/batches", [s](const HttpRequest& r) { return s->List(r); }},
       {"GET", "/v1/batches/(.+)", [s](const HttpRequest& r) { return s->Describe(r); }},
+      {"POST", "/v1/batches/(.+)/cancel", [s](const HttpRequest& r) { return s->Cancel(r); }},
       {"GET", "/v1/dashboard", [s](const HttpRequest& r) { return s->Dashboard(r); }},
       {"GET", "/metrics",
        [s](const HttpRequest&) {

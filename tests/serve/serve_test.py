@@ -22,6 +22,7 @@ import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "faults"))
@@ -285,6 +286,69 @@ class InprocServe(ServeCase):
         self.assertEqual(x["explain"]["outcome"]["status"], "succeeded")
         self.assertEqual(x["explain"]["outstanding"], [])
         self.assertEqual(run_cli(["status", "nope", "--ledger", self.ledger]).returncode, 1)
+
+    def restart_slow(self, *extra):
+        """serve again, its workers slow: 100 ms per item of value 1, one at a time."""
+        self.services.stop("serve")
+        self.port = self.services.start(
+            "serve", ["serve", "--listen", "127.0.0.1:0", "--state", self.ledger, "--token-file",
+                      os.path.join(self.workdir, "token"), "--data-dir", self.data, "--processor", "sleep",
+                      "--sleep-scale", "100", "--concurrency", "1", "--log-level", "warn"] + list(extra),
+            port_line=True)
+
+    def test_cancel_ends_a_running_batch_once_and_refuses_the_rest(self):
+        slow = os.path.join(self.data, "slow.jsonl")
+        with open(slow, "w") as f:
+            for i in range(40):
+                f.write(json.dumps({"id": i, "value": 1}) + "\n")
+        self.restart_slow()
+        self.assertEqual(self.post({"source": "jsonl:" + slow, "chunk_size": 2, "batch_id": "stop-me"})[0], 202)
+        wait_for("a chunk done", lambda: http(self.port, "GET", "/v1/batches/stop-me")[1].get("done", 0) > 0, 30)
+        status, complete = http(self.port, "POST", "/v1/batches/stop-me/cancel", {"reason": "wrong input"})
+        self.assertEqual(status, 200, complete)
+        self.assertEqual(complete["type"], "fanflow.batch_complete.v1")
+        self.assertEqual(complete["data"]["status"], "cancelled")
+        self.assertEqual(complete["data"]["reason"], "wrong input")
+        self.assertLess(complete["data"]["succeeded"], 20)
+        self.assertTrue(complete["data"]["missing_chunks"])
+        # Again: the same one event; the GET says cancelled.
+        self.assertEqual(http(self.port, "POST", "/v1/batches/stop-me/cancel"), (200, complete))
+        status, got = http(self.port, "GET", "/v1/batches/stop-me")
+        self.assertEqual((status, got["state"]), (200, "cancelled"), got)
+        self.assertEqual(http(self.port, "POST", "/v1/batches/no-such/cancel")[0], 404)
+        self.assertEqual(http(self.port, "POST", "/v1/batches/stop-me/cancel", {"why": 1})[0], 400)
+        self.assertEqual(http(self.port, "POST", "/v1/batches/stop-me/cancel", token=None)[0], 401)
+        # A finished batch is not cancelled: 409 with how it ended.
+        quick = os.path.join(self.data, "quick.jsonl")
+        with open(quick, "w") as f:
+            for i in range(4):
+                f.write(json.dumps({"id": i, "value": 0}) + "\n")
+        status, done = self.post({"source": "jsonl:" + quick, "chunk_size": 2, "batch_id": "done-1"},
+                                 wait=60, limit=90)
+        self.assertEqual(status, 200, done)
+        status, answer = http(self.port, "POST", "/v1/batches/done-1/cancel")
+        self.assertEqual((status, answer["data"]["status"]), (409, "succeeded"), answer)
+
+    def test_a_schedule_submits_its_missed_slot_once_across_restarts(self):
+        schedule = os.path.join(self.workdir, "schedule.json")
+        with open(schedule, "w") as f:
+            json.dump([{"name": "every-minute", "cron": "* * * * *", "source": "jsonl:" + self.items,
+                        "chunk_size": 50}], f)
+        def scheduled():
+            _, listing = http(self.port, "GET", "/v1/batches?state=all")
+            return [b for b in listing["batches"] if b["batch_id"].startswith("every-minute/")]
+        for _ in range(2):  # a restart runs no slot twice
+            self.services.stop("serve")
+            self.port = self.services.start(
+                "serve", ["serve", "--listen", "127.0.0.1:0", "--state", self.ledger, "--token-file",
+                          os.path.join(self.workdir, "token"), "--data-dir", self.data, "--schedule", schedule,
+                          "--log-level", "warn"], port_line=True)
+            batches = wait_for("the caught-up slot complete",
+                               lambda: [b for b in scheduled() if b["state"] == "complete"], 60)
+            _, got = http(self.port, "GET", "/v1/batches/" + urllib.parse.quote(batches[0]["batch_id"], safe=""))
+            self.assertEqual(got["batch_complete"]["data"]["result"], ITEMS * (ITEMS + 1) // 2, got)
+        # One slot a minute at most: a restart within the minute found its slot known.
+        self.assertLessEqual(len(scheduled()), 2)
 
     def test_sigterm_ends_a_waiting_post_and_serve(self):
         slow = os.path.join(self.data, "slow.jsonl")
