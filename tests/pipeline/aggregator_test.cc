@@ -52,6 +52,15 @@ class AggregatorTest : public ::testing::Test {
     EXPECT_TRUE(a.ok()) << a.status().ToString();
     return a.ok() ? std::move(a).value() : nullptr;
   }
+  // An aggregator that keeps each batch within a fan-out window of `window` chunks.
+  std::unique_ptr<Aggregator> StartWithWindow(int64_t window) {
+    AggregatorOptions o;
+    o.state_path = state_;
+    o.fanout_window = window;
+    auto a = Aggregator::Start(*bus_, o);
+    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    return a.ok() ? std::move(a).value() : nullptr;
+  }
   void Publish(const Event& e) { ASSERT_TRUE(bus_->Publish(ToMessage(e)).ok()); }
   // Admits batch `b` of `chunks` chunks of 10 items and reports it sealed, as
   // the ventilator does once the aggregator has handed it the first step.
@@ -294,11 +303,8 @@ TEST_F(AggregatorTest, TheSameRequestIsTheSameBatchAndAnotherOneIsRefused) {
 }
 
 TEST_F(AggregatorTest, KeepsABatchWithinItsFanoutWindow) {
-  AggregatorOptions o;
-  o.state_path = state_;
-  o.fanout_window = 4;
-  auto agg = Aggregator::Start(*bus_, o);
-  ASSERT_TRUE(agg.ok());
+  auto agg = StartWithWindow(4);
+  ASSERT_TRUE(agg);
   Publish(testing::Start("b11", 10));
   ASSERT_TRUE(Eventually([&] { return StepsOf("b11") == 1; }));
   EXPECT_EQ(Steps("b11")[0].data["max_chunks"], 4);
@@ -315,11 +321,8 @@ TEST_F(AggregatorTest, KeepsABatchWithinItsFanoutWindow) {
 }
 
 TEST_F(AggregatorTest, APublishingReportLetsChunkDoneInBeforeTheStepEnds) {
-  AggregatorOptions o;
-  o.state_path = state_;
-  o.fanout_window = 10;
-  auto agg = Aggregator::Start(*bus_, o);
-  ASSERT_TRUE(agg.ok());
+  auto agg = StartWithWindow(10);
+  ASSERT_TRUE(agg);
   Publish(testing::Start("b13", 5));
   ASSERT_TRUE(Eventually([&] { return StepsOf("b13") == 1; }));
   Publish(Publishing("b13", 0, 3, 30));
