@@ -8,11 +8,15 @@
 
 #include "core/bounded_json.h"
 #include "core/printable.h"
+#include "core/tolerance.h"
 
 namespace fanflow {
 namespace {
 
 using nlohmann::json;
+
+// A batch's own deadline: at most a year.
+constexpr double kMaxDeadlineSeconds = 366.0 * 24 * 3600;
 
 // Small checkers that name the field they reject, so an error read in a DLQ
 // tells the publisher exactly what to fix.
@@ -123,6 +127,15 @@ Status ValidateRequest(const json& d) {
                              static_cast<int64_t>(kMaxJsonContainerElements)));
   FANFLOW_CHECK(CheckInteger(d, "page_chunks", "data.page_chunks", 1, false));
   FANFLOW_CHECK(CheckInteger(d, "claim_check_bytes", "data.claim_check_bytes", 0, false));
+  // The batch's own failure tolerance and deadline, instead of the aggregator's.
+  if (auto it = d.find("tolerate"); it != d.end()) {
+    if (!it->is_string()) return InvalidArgument("data.tolerate: must be a string, e.g. \"5\" or \"2.5%\"");
+    if (auto t = Tolerance::Parse(it->get<std::string>(), "data.tolerate"); !t.ok()) return t.status();
+  }
+  if (auto it = d.find("deadline_seconds"); it != d.end())
+    if (!it->is_number() || !(it->get<double>() > 0) || it->get<double>() > kMaxDeadlineSeconds)
+      return InvalidArgument("data.deadline_seconds: must be a number of seconds > 0 and at most " +
+                             std::to_string(static_cast<int64_t>(kMaxDeadlineSeconds)));
   if (d.contains("combine"))
     FANFLOW_CHECK(CheckEnum(d, "combine", "data.combine", {"merge", "concat", "none"}));
   return CheckOptionalTime(d, "started_at", "data.started_at");

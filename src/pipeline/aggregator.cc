@@ -84,30 +84,9 @@ json BatchRequestOf(const json& d) {
             {"claim_check_bytes", d.value("claim_check_bytes", kDefaultClaimCheckBytes)}};
   // Only when not the default, so a request admitted before combine existed still matches.
   if (d.value("combine", "merge") != "merge") r["combine"] = d["combine"];
+  for (const char* own : {"tolerate", "deadline_seconds"})
+    if (d.contains(own)) r[own] = d[own];
   return r;
-}
-
-Result<Tolerance> Tolerance::Parse(const std::string& text) {
-  Tolerance t;
-  if (text.empty()) return t;
-  std::string number = text;
-  if (number.back() == '%') {
-    t.percent = true;
-    number.pop_back();
-  }
-  char* end = nullptr;
-  t.value = std::strtod(number.c_str(), &end);
-  if (number.empty() || *end != '\0' || t.value < 0 || (t.percent && t.value > 100) ||
-      (!t.percent && t.value != std::floor(t.value)))
-    return InvalidArgument("--tolerate '" + text +
-                           "': expected a whole number of chunks (e.g. 5) or a percentage (e.g. 2.5%)");
-  t.set = true;
-  return t;
-}
-
-bool Tolerance::Exceeded(int64_t failed, int64_t total) const {
-  if (!set) return false;
-  return percent ? failed * 100.0 > value * static_cast<double>(total) : failed > value;
 }
 
 Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorOptions options) {
@@ -405,7 +384,7 @@ Status Aggregator::CompleteIfDone(const BatchRecord& b) {
 
   std::string status = "succeeded";
   if (b.failed > 0)
-    status = (b.succeeded == 0 || options_.tolerance.Exceeded(b.failed, *b.total_chunks)) ? "failed" : "partial";
+    status = (b.succeeded == 0 || ToleranceOf(b).Exceeded(b.failed, *b.total_chunks)) ? "failed" : "partial";
   return Decide(b, status, json::object());
 }
 
@@ -448,6 +427,19 @@ Status Aggregator::Decide(const BatchRecord& b, const std::string& status, const
   return Announce(b.batch_id, event_json);
 }
 
+Tolerance Aggregator::ToleranceOf(const BatchRecord& b) const {
+  // Checked by the decoder when the batch was admitted.
+  if (auto it = b.request.find("tolerate"); it != b.request.end() && it->is_string())
+    if (auto own = Tolerance::Parse(it->get<std::string>(), "data.tolerate"); own.ok()) return own.value();
+  return options_.tolerance;
+}
+
+std::chrono::milliseconds Aggregator::DeadlineOf(const BatchRecord& b) const {
+  if (auto it = b.request.find("deadline_seconds"); it != b.request.end() && it->is_number())
+    return std::chrono::milliseconds(static_cast<int64_t>(it->get<double>() * 1000));
+  return options_.deadline;
+}
+
 Status Aggregator::ExpireBatches() {
   auto open = ledger_->OpenBatches();
   if (!open.ok()) return open.status();
@@ -455,15 +447,16 @@ Status Aggregator::ExpireBatches() {
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
   for (const BatchRecord& b : open.value()) {
-    if (now_ms - b.created_ms < options_.deadline.count()) continue;
+    const std::chrono::milliseconds deadline = DeadlineOf(b);
+    if (deadline.count() <= 0 || now_ms - b.created_ms < deadline.count()) continue;
     auto missing = ledger_->MissingChunks(b.batch_id, b.total_chunks);
     if (!missing.ok()) return missing.status();
     spdlog::warn("[batch {}] deadline of {} ms passed with {} chunks missing{}; deciding timed_out",
-                 b.batch_id, options_.deadline.count(), missing->size(),
+                 b.batch_id, deadline.count(), missing->size(),
                  b.total_chunks ? "" : " (not sealed: the total is unknown)");
     json extra = {{"missing_chunks", missing.value()},
                   {"sealed", b.total_chunks.has_value()},
-                  {"deadline_seconds", options_.deadline.count() / 1000.0}};
+                  {"deadline_seconds", deadline.count() / 1000.0}};
     if (Status s = Decide(b, "timed_out", extra); !s.ok()) return s;
   }
   return Status::Ok();
@@ -503,8 +496,8 @@ void Aggregator::TimerLoop() {
   period = std::max(milliseconds(100), period);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_cv_.wait_for(lock, period, [this] { return stopping_; })) {
-    if (options_.deadline.count() > 0)
-      if (Status s = ExpireBatches(); !s.ok()) spdlog::error("batch deadline: {}", s.ToString());
+    // Every tick, not only with --deadline: a batch may bring a deadline of its own.
+    if (Status s = ExpireBatches(); !s.ok()) spdlog::error("batch deadline: {}", s.ToString());
     if (Status s = ResumeFanouts(); !s.ok()) spdlog::error("fan-out steps: {}", s.ToString());
     if (options_.lease.count() <= 0) continue;
     auto again = ExpiredChunks();

@@ -24,20 +24,10 @@
 
 #include "core/bus.h"
 #include "core/event.h"
+#include "core/tolerance.h"
 #include "pipeline/ledger.h"
 
 namespace fanflow {
-
-// How many failed chunks a batch tolerates before it is `failed` rather than
-// `partial` (Step Functions' ToleratedFailureCount / Percentage).
-struct Tolerance {
-  bool set = false;
-  bool percent = false;
-  double value = 0;
-  // "" (no threshold), "N" or "N%".
-  [[nodiscard]] static Result<Tolerance> Parse(const std::string& text);
-  bool Exceeded(int64_t failed, int64_t total) const;
-};
 
 // The lease `fanflow aggregator --lease auto` picks: 30 s on a bus whose
 // clients acknowledge on receipt, before a message is handled (MQTT), where the
@@ -114,7 +104,11 @@ class Aggregator {
   // Requires mu_. Records the one batch_complete of `b` (`extra` is merged
   // into its data) and announces it.
   Status Decide(const BatchRecord& b, const std::string& status, const nlohmann::json& extra);
-  // Requires mu_. Decides every open batch past the deadline timed_out.
+  // The batch's own tolerance / deadline (data.tolerate, data.deadline_seconds
+  // of its request), else the aggregator's.
+  Tolerance ToleranceOf(const BatchRecord& b) const;
+  std::chrono::milliseconds DeadlineOf(const BatchRecord& b) const;
+  // Requires mu_. Decides every open batch past its deadline timed_out.
   Status ExpireBatches();
   // Requires mu_. Publishes the decided event, then remembers it was.
   Status Announce(const std::string& batch_id, const std::string& event_json);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/printable.h"
+#include "core/tolerance.h"
 #include "pipeline/ventilator.h"
 
 namespace fanflow {
@@ -12,8 +13,9 @@ namespace {
 using nlohmann::json;
 
 // The fields a POST may carry, and how each is checked.
-constexpr const char* kPostFields[] = {"source",         "chunk_size",  "batch_id",
-                                       "correlation_id", "page_chunks", "claim_check_bytes"};
+constexpr const char* kPostFields[] = {"source",      "chunk_size",        "batch_id", "correlation_id",
+                                       "page_chunks", "claim_check_bytes", "tolerate", "deadline",
+                                       "combine"};
 
 Status CheckInteger(const json& body, const char* field, int64_t min, int64_t max) {
   if (!body.contains(field)) return Status::Ok();
@@ -36,9 +38,6 @@ Result<Event> StartFromBody(const json& body, const SourcePolicy& files,
                             const std::function<std::string()>& new_batch_id) {
   if (!body.is_object()) return InvalidArgument("body: must be a JSON object");
   for (const auto& [key, value] : body.items()) {
-    if (key == "tolerate" || key == "deadline")
-      return InvalidArgument(key + ": set per aggregator (fanflow aggregator --" + key +
-                             ", or serve's own on inproc://), not per batch");
     if (std::find(std::begin(kPostFields), std::end(kPostFields), key) == std::end(kPostFields))
       return InvalidArgument(EscapeForLog(key, 64) + ": unknown field");
   }
@@ -72,6 +71,24 @@ Result<Event> StartFromBody(const json& body, const SourcePolicy& files,
                                 body["chunk_size"].get<int64_t>());
   for (const char* k : {"page_chunks", "claim_check_bytes"})
     if (body.contains(k)) start.data[k] = body[k];
+  // The batch's own failure tolerance ("5", "2.5%" or a whole number) and
+  // deadline (seconds), instead of the aggregator's.
+  if (auto it = body.find("tolerate"); it != body.end()) {
+    if (!it->is_string() && !it->is_number_unsigned())
+      return InvalidArgument("tolerate: must be a whole number of chunks or a string like \"2.5%\"");
+    const std::string text = it->is_string() ? it->get<std::string>() : std::to_string(it->get<uint64_t>());
+    if (auto t = Tolerance::Parse(text, "tolerate"); !t.ok()) return t.status();
+    start.data["tolerate"] = text;
+  }
+  if (auto it = body.find("deadline"); it != body.end()) {
+    if (!it->is_number() || !(it->get<double>() > 0))
+      return InvalidArgument("deadline: must be a number of seconds > 0");
+    start.data["deadline_seconds"] = *it;
+  }
+  if (auto it = body.find("combine"); it != body.end()) {
+    if (!it->is_string()) return InvalidArgument("combine: must be merge, concat or none");
+    start.data["combine"] = *it;
+  }
   if (auto back = DecodeEvent(EncodeEvent(start)); !back.ok()) return back.status();
   return start;
 }

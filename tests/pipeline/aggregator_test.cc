@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
 
 #include "core/routes.h"
@@ -206,7 +207,7 @@ TEST_F(AggregatorTest, ReportsFailedPastTheToleratedFailures) {
 TEST_F(AggregatorTest, ToleranceParsingNamesTheMistake) {
   EXPECT_TRUE(Tolerance::Parse("5").ok());
   EXPECT_TRUE(Tolerance::Parse("2.5%").ok());
-  for (const char* bad : {"-1", "x", "150%", "1.5", "%"}) {
+  for (const char* bad : {"-1", "x", "150%", "1.5", "%", " 5", "nan", "inf%", "0x10"}) {
     auto t = Tolerance::Parse(bad);
     EXPECT_FALSE(t.ok()) << bad;
     EXPECT_NE(t.status().message().find("--tolerate"), std::string::npos);
@@ -214,6 +215,38 @@ TEST_F(AggregatorTest, ToleranceParsingNamesTheMistake) {
   EXPECT_FALSE(Tolerance::Parse("1").value().Exceeded(1, 10));
   EXPECT_TRUE(Tolerance::Parse("1").value().Exceeded(2, 10));
   EXPECT_TRUE(Tolerance::Parse("10%").value().Exceeded(2, 10));
+}
+
+TEST_F(AggregatorTest, ABatchMayBringItsOwnToleranceAndDeadline) {
+  auto agg = StartAggregator();  // no --tolerate, no --deadline
+  auto admit_own = [&](const std::string& b, int64_t chunks, const nlohmann::json& own) {
+    Event start = testing::Start(b, chunks);
+    start.data.update(own);
+    Publish(start);
+    ASSERT_TRUE(Eventually([&] { return StepsOf(b) > 0; })) << "no fan-out step for " << b;
+    Publish(Sealed(b, chunks));
+  };
+  admit_own("b14", 3, {{"tolerate", "1"}});
+  admit_own("b15", 3, {{"tolerate", "1"}});
+  admit_own("b16", 3, {{"deadline_seconds", 0.5}});
+  Publish(ChunkDone("b14", 0, 1));
+  Publish(ChunkDone("b14", 1, 0, false));
+  Publish(ChunkDone("b14", 2, 1));
+  for (int i = 0; i < 3; ++i) Publish(ChunkDone("b15", i, 0, i == 0));
+  Publish(ChunkDone("b16", 0, 1));
+  ASSERT_TRUE(Eventually([&] { return log_.events().size() == 3; }, std::chrono::seconds(10)));
+  std::map<std::string, nlohmann::json> by_batch;
+  for (const Event& e : log_.events()) by_batch[e.subject] = e.data;
+  EXPECT_EQ(by_batch["b14"]["status"], "partial") << "one failure, one tolerated";
+  EXPECT_EQ(by_batch["b15"]["status"], "failed") << "two failures, one tolerated";
+  EXPECT_EQ(by_batch["b16"]["status"], "timed_out");
+  EXPECT_EQ(by_batch["b16"]["missing_chunks"], nlohmann::json::array({1, 2}));
+  EXPECT_EQ(by_batch["b16"]["deadline_seconds"], 0.5);
+  Event bad = testing::Start("b17", 1);
+  bad.id = "b17/bad-tolerance";
+  bad.data["tolerate"] = "most";
+  Publish(bad);
+  EXPECT_NE(DeadLetterReason("b17/bad-tolerance").find("data.tolerate: 'most'"), std::string::npos);
 }
 
 TEST_F(AggregatorTest, DeadLettersAMalformedEventAndKeepsGoing) {

@@ -287,6 +287,14 @@ class InprocServe(ServeCase):
         self.assertEqual(x["explain"]["outstanding"], [])
         self.assertEqual(run_cli(["status", "nope", "--ledger", self.ledger]).returncode, 1)
 
+    def slow_file(self):
+        """40 items of value 1: 100 ms each on a restart_slow serve."""
+        slow = os.path.join(self.data, "slow.jsonl")
+        with open(slow, "w") as f:
+            for i in range(40):
+                f.write(json.dumps({"id": i, "value": 1}) + "\n")
+        return slow
+
     def restart_slow(self, *extra):
         """serve again, its workers slow: 100 ms per item of value 1, one at a time."""
         self.services.stop("serve")
@@ -297,10 +305,7 @@ class InprocServe(ServeCase):
             port_line=True)
 
     def test_cancel_ends_a_running_batch_once_and_refuses_the_rest(self):
-        slow = os.path.join(self.data, "slow.jsonl")
-        with open(slow, "w") as f:
-            for i in range(40):
-                f.write(json.dumps({"id": i, "value": 1}) + "\n")
+        slow = self.slow_file()
         self.restart_slow()
         self.assertEqual(self.post({"source": "jsonl:" + slow, "chunk_size": 2, "batch_id": "stop-me"})[0], 202)
         wait_for("a chunk done", lambda: http(self.port, "GET", "/v1/batches/stop-me")[1].get("done", 0) > 0, 30)
@@ -328,6 +333,25 @@ class InprocServe(ServeCase):
         self.assertEqual(status, 200, done)
         status, answer = http(self.port, "POST", "/v1/batches/done-1/cancel")
         self.assertEqual((status, answer["data"]["status"]), (409, "succeeded"), answer)
+
+    def test_a_batch_brings_its_own_tolerance_and_deadline(self):
+        slow = self.slow_file()
+        self.restart_slow()
+        for bad in ({"tolerate": "lots"}, {"tolerate": -1}, {"deadline": 0}, {"deadline": "soon"},
+                    {"combine": "sum"}):
+            status, answer = self.post(dict({"source": "jsonl:" + slow, "chunk_size": 2}, **bad))
+            self.assertEqual(status, 400, (bad, answer))
+            self.assertIn(next(iter(bad)), json.dumps(answer), bad)
+        t0 = time.monotonic()
+        status, complete = self.post({"source": "jsonl:" + slow, "chunk_size": 2, "batch_id": "late",
+                                      "deadline": 1.5, "tolerate": "10%"}, wait=30, limit=60)
+        self.assertEqual(status, 200, complete)
+        self.assertEqual(complete["data"]["status"], "timed_out")
+        self.assertEqual(complete["data"]["deadline_seconds"], 1.5)
+        self.assertTrue(complete["data"]["missing_chunks"])
+        self.assertLess(time.monotonic() - t0, 20)
+        _, got = http(self.port, "GET", "/v1/batches/late")
+        self.assertEqual(got["request"]["tolerate"], "10%")
 
     def test_a_schedule_submits_its_missed_slot_once_across_restarts(self):
         schedule = os.path.join(self.workdir, "schedule.json")
