@@ -19,15 +19,8 @@ std::string Bytes(const std::string& path) {
 }
 
 ChunkOutcome Done(int64_t index, bool ok) {
-  ChunkOutcome c;
-  c.batch_id = "b1";
-  c.correlation_id = "c1";
-  c.chunk_index = index;
-  c.succeeded = ok;
-  c.items = 10;
-  c.result = 1;
+  ChunkOutcome c = testing::Outcome(index, 1, ok);
   c.attempts = ok ? 1 : 3;
-  if (!ok) c.error = "boom";
   return c;
 }
 

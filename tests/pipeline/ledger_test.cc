@@ -26,15 +26,7 @@ class LedgerTest : public ::testing::Test {
     return std::move(l).value();
   }
   static ChunkOutcome Done(int64_t index, int64_t value, bool ok = true) {
-    ChunkOutcome c;
-    c.batch_id = "b1";
-    c.correlation_id = "c1";
-    c.chunk_index = index;
-    c.succeeded = ok;
-    c.items = 10;
-    c.result = value;
-    if (!ok) c.error = "boom";
-    return c;
+    return testing::Outcome(index, value, ok);
   }
   std::string path_ = testing::TempDir("ledger") + "/ledger.db";
 };

@@ -26,4 +26,18 @@ inline void AdmitBatch(Ledger& ledger, const std::string& batch_id, const std::s
                     .ok());
 }
 
+// The outcome of chunk `index` of batch "b1" (correlation "c1", 10 items):
+// succeeded with `result`, or failed with the error "boom".
+inline ChunkOutcome Outcome(int64_t index, nlohmann::json result, bool ok = true) {
+  ChunkOutcome c;
+  c.batch_id = "b1";
+  c.correlation_id = "c1";
+  c.chunk_index = index;
+  c.succeeded = ok;
+  c.items = 10;
+  c.result = std::move(result);
+  if (!ok) c.error = "boom";
+  return c;
+}
+
 }  // namespace fanflow::testing

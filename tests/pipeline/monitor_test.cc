@@ -171,6 +171,15 @@ TEST(MonitorBatchTest, RaisesAStalledBatchAlarmAndResolvesItWhenTheBatchMovesAga
 
 // What a broker that acks on receipt cannot tell (MQTT): the chunks published
 // and not yet done, from the aggregator's leases.
+// One sample of a monitor that reads the ledger at `path`, its metrics in `metrics`.
+Result<MonitorSnapshot> SampleLedger(const std::string& path, const std::shared_ptr<Metrics>& metrics) {
+  auto bus = OpenBus("inproc://" + Unique("ledger-sample")).value();
+  MonitorOptions o;
+  o.state_path = path;
+  auto monitor = Monitor::Start(*bus, o, metrics).value();
+  return monitor->Sample();
+}
+
 TEST(MonitorBatchTest, ShowsTheChunksOutstandingInTheLedgerAndTheAgeOfTheOldest) {
   const std::string path = fanflow::testing::TempDir("outstanding") + "/ledger.db";
   auto ledger = Ledger::Open(path, Durability::kNormal).value();
@@ -179,12 +188,8 @@ TEST(MonitorBatchTest, ShowsTheChunksOutstandingInTheLedgerAndTheAgeOfTheOldest)
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(ledger->RecordChunk(ChunkOutcome{"b-out", "corr-out", 0, true, 10, 1, 5, ""}).ok());
 
-  auto bus = OpenBus("inproc://" + Unique("outstanding")).value();
-  MonitorOptions o;
-  o.state_path = path;
   auto metrics = std::make_shared<Metrics>();
-  auto monitor = Monitor::Start(*bus, o, metrics).value();
-  auto snap = monitor->Sample();
+  auto snap = SampleLedger(path, metrics);
   ASSERT_TRUE(snap.ok()) << snap.status().ToString();
   ASSERT_EQ(snap->batches.size(), 1u);
   EXPECT_EQ(snap->batches[0].outstanding, 2);
@@ -203,12 +208,8 @@ TEST(MonitorBatchTest, CountsTheConflictingChunkDoneOfABatch) {
   ASSERT_EQ(ledger->RecordChunk(ChunkOutcome{"b-conf", "corr-conf", 0, true, 10, 1, 6, ""}).value(),
             ChunkRecorded::kConflict);
 
-  auto bus = OpenBus("inproc://" + Unique("conflicts")).value();
-  MonitorOptions o;
-  o.state_path = path;
   auto metrics = std::make_shared<Metrics>();
-  auto monitor = Monitor::Start(*bus, o, metrics).value();
-  auto snap = monitor->Sample();
+  auto snap = SampleLedger(path, metrics);
   ASSERT_TRUE(snap.ok()) << snap.status().ToString();
   EXPECT_EQ(SnapshotToJson(*snap)["batches"][0]["conflicts"], 1);
   EXPECT_NE(metrics->Render().find("fanflow_batch_conflicts{batch=\"b-conf\"} 1"), std::string::npos)
