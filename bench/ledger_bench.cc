@@ -50,6 +50,22 @@ ChunkOutcome Outcome(int64_t n) {
   return c;
 }
 
+// Admits the batch of chunk `n` when `n` is its first chunk: the ledger
+// records chunks of admitted batches only.
+Status AdmitBatchOf(Ledger& ledger, int64_t n) {
+  if (n % kChunksPerBatch != 0) return Status::Ok();
+  BatchRecord b;
+  b.batch_id = Outcome(n).batch_id;
+  b.correlation_id = "bench-corr";
+  b.request = {{"source", "range:" + std::to_string(kChunksPerBatch * 100)}, {"chunk_size", 100}};
+  b.chunk_size = 100;
+  b.step.max_chunks = kChunksPerBatch;
+  auto admitted = ledger.Admit(b);
+  if (!admitted.ok()) return admitted.status();
+  return ledger.RecordProgress(b.batch_id, nlohmann::json::object(), kChunksPerBatch,
+                               kChunksPerBatch * 100, /*sealed=*/true);
+}
+
 // Opens a ledger in `dir`, or marks the benchmark failed and returns null.
 std::unique_ptr<Ledger> OpenOrSkip(benchmark::State& state, const ScratchDir& dir,
                                    Durability durability) {
@@ -72,6 +88,10 @@ void BM_Ledger_RecordChunk(benchmark::State& state, Durability durability) {
   if (!ledger) return;
   int64_t n = 0;
   for (auto _ : state) {
+    if (Status s = AdmitBatchOf(*ledger, n); !s.ok()) {
+      state.SkipWithError(s.ToString().c_str());
+      return;
+    }
     Result<ChunkRecorded> counted = ledger->RecordChunk(Outcome(n++));
     if (!counted.ok() || counted.value() != ChunkRecorded::kCounted) {
       state.SkipWithError(counted.ok() ? "a new chunk was not counted"
@@ -82,6 +102,32 @@ void BM_Ledger_RecordChunk(benchmark::State& state, Durability durability) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// Each iteration counts `group` new chunks in one group transaction, as the
+// aggregator does with the chunk_done events queued behind one another.
+void BM_Ledger_RecordChunkInGroups(benchmark::State& state, Durability durability) {
+  ScratchDir dir;
+  auto ledger = OpenOrSkip(state, dir, durability);
+  if (!ledger) return;
+  const int64_t group = state.range(0);
+  int64_t n = 0;
+  for (auto _ : state) {
+    Status s = ledger->BeginGroup();
+    for (int64_t i = 0; i < group && s.ok(); ++i) {
+      s = AdmitBatchOf(*ledger, n);
+      if (!s.ok()) break;
+      Result<ChunkRecorded> counted = ledger->RecordChunk(Outcome(n++));
+      if (!counted.ok()) s = counted.status();
+      else if (counted.value() != ChunkRecorded::kCounted) s = Internal("a new chunk was not counted");
+    }
+    if (s.ok()) s = ledger->CommitGroup();
+    if (!s.ok()) {
+      state.SkipWithError(s.ToString().c_str());
+      return;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * group);
+}
+
 // Each iteration re-records one of kChunksPerBatch chunks already counted, as
 // a redelivered chunk_done: the ledger must recognise and drop it.
 void BM_Ledger_RecordDuplicate(benchmark::State& state, Durability durability) {
@@ -89,7 +135,7 @@ void BM_Ledger_RecordDuplicate(benchmark::State& state, Durability durability) {
   auto ledger = OpenOrSkip(state, dir, durability);
   if (!ledger) return;
   for (int64_t n = 0; n < kChunksPerBatch; ++n) {
-    if (!ledger->RecordChunk(Outcome(n)).ok()) {
+    if (!AdmitBatchOf(*ledger, n).ok() || !ledger->RecordChunk(Outcome(n)).ok()) {
       state.SkipWithError("cannot record the chunks to duplicate");
       return;
     }
@@ -109,6 +155,12 @@ void BM_Ledger_RecordDuplicate(benchmark::State& state, Durability durability) {
 // Wall time: the cost is mostly waiting for fsync, not CPU.
 BENCHMARK_CAPTURE(BM_Ledger_RecordChunk, normal, Durability::kNormal)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Ledger_RecordChunk, full, Durability::kFull)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Ledger_RecordChunkInGroups, normal, Durability::kNormal)
+    ->ArgName("group")
+    ->Arg(8)
+    ->Arg(64)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Ledger_RecordChunkInGroups, full, Durability::kFull)->ArgName("group")->Arg(64)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Ledger_RecordDuplicate, normal, Durability::kNormal)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Ledger_RecordDuplicate, full, Durability::kFull)->UseRealTime();
 

@@ -21,6 +21,9 @@ using nlohmann::json;
 // a chunk that was never published.
 constexpr int kReportWaits = 50;
 constexpr std::chrono::milliseconds kReportWait{200};
+// Events committed in one ledger transaction at most: a bound on how long a
+// group holds the write lock and its first member waits.
+constexpr int kMaxGroupSize = 64;
 
 // Why a batch of `request` is too large to admit, or "" when it is not (only
 // sources whose size is known up front; others are checked as they are read).
@@ -146,23 +149,54 @@ Verdict Aggregator::Handle(const Delivery& d) {
   // A lease needs only the chunk's address, which its id gives without parsing
   // its items (that parse was a third of the aggregator's work on MQTT).
   const auto chunk = d.message.type == kProcessChunk ? ParseChunkEventId(d.message.id) : std::nullopt;
-  if (chunk) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return Settled(ledger_->LeaseChunk(chunk->first, chunk->second, d.message.body), chunk->first,
-                   d.message.id);
-  }
+  if (chunk)
+    return InGroup([&] {
+      return Settled(ledger_->LeaseChunk(chunk->first, chunk->second, d.message.body), chunk->first,
+                     d.message.id);
+    });
   auto decoded = DecodeEvent(d.message.body);
   if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());
   const Event& e = decoded.value();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (e.type == kStartFanout) return HandleStart(e);
-  if (e.type == kChunkDone) return HandleChunkDone(d, e);
-  if (e.type == kFanoutProgress || e.type == kBatchSealed) return HandleProgress(e);
-  if (e.type == kCancelBatch) return HandleCancel(e);
-  if (e.type == kProcessChunk)
-    return Settled(ledger_->LeaseChunk(e.subject, e.data["chunk_index"].get<int64_t>(), d.message.body),
-                   e.subject, e.id);
-  return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
+  return InGroup([&] {
+    if (e.type == kStartFanout) return HandleStart(e);
+    if (e.type == kChunkDone) return HandleChunkDone(d, e);
+    if (e.type == kFanoutProgress || e.type == kBatchSealed) return HandleProgress(e);
+    if (e.type == kCancelBatch) return HandleCancel(e);
+    if (e.type == kProcessChunk)
+      return Settled(ledger_->LeaseChunk(e.subject, e.data["chunk_index"].get<int64_t>(), d.message.body),
+                     e.subject, e.id);
+    return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
+  });
+}
+
+Verdict Aggregator::InGroup(const std::function<Verdict()>& handle) {
+  queued_.fetch_add(1);
+  std::unique_lock<std::mutex> lock(mu_);
+  queued_.fetch_sub(1);
+  if (Status s = ledger_->BeginGroup(); !s.ok()) {
+    spdlog::error("ledger: cannot begin a transaction, the event will be retried: {}", s.ToString());
+    return Verdict::Retry(std::chrono::milliseconds(500), s.ToString());
+  }
+  Verdict verdict = handle();
+  const std::shared_ptr<Group> mine = group_;
+  // The last of the handlers queued behind one another commits for them all.
+  if (queued_.load() == 0 || ++group_size_ >= kMaxGroupSize)
+    (void)FinishGroup();
+  else
+    group_cv_.wait(lock, [&] { return mine->committed; });
+  if (!mine->status.ok()) return Verdict::Retry(std::chrono::milliseconds(500), mine->status.ToString());
+  return verdict;
+}
+
+Status Aggregator::FinishGroup() {
+  Status s = ledger_->CommitGroup();
+  if (!s.ok()) spdlog::error("{}; its events will be retried", s.ToString());
+  group_->committed = true;
+  group_->status = s;
+  group_ = std::make_shared<Group>();
+  group_size_ = 0;
+  group_cv_.notify_all();
+  return s;
 }
 
 Verdict Aggregator::Settled(const Status& s, const std::string& batch_id, const std::string& event_id) {
@@ -375,6 +409,7 @@ Status Aggregator::PublishStep(const BatchRecord& b) {
   data["started_at"] = b.started_at;
   Event step = MakeEvent(kFanoutStep, b.batch_id + "/step/" + std::to_string(b.step.number), b.batch_id,
                          b.correlation_id, std::move(data));
+  if (Status s = FinishGroup(); !s.ok()) return s;
   return bus_.Publish(Message{step.type, step.id, EncodeEvent(step)});
 }
 
@@ -463,6 +498,7 @@ Status Aggregator::ExpireBatches() {
 }
 
 Status Aggregator::Announce(const std::string& batch_id, const std::string& event_json) {
+  if (Status s = FinishGroup(); !s.ok()) return s;
   if (Status s = bus_.Publish(Message{kBatchComplete, batch_id + "/complete", event_json}); !s.ok())
     return s;
   return ledger_->MarkAnnounced(batch_id);
@@ -496,6 +532,9 @@ void Aggregator::TimerLoop() {
   period = std::max(milliseconds(100), period);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_cv_.wait_for(lock, period, [this] { return stopping_; })) {
+    // What handlers left open is committed first; the timer's own work is
+    // committed statement by statement.
+    (void)FinishGroup();
     // Every tick, not only with --deadline: a batch may bring a deadline of its own.
     if (Status s = ExpireBatches(); !s.ok()) spdlog::error("batch deadline: {}", s.ToString());
     if (Status s = ResumeFanouts(); !s.ok()) spdlog::error("fan-out steps: {}", s.ToString());

@@ -118,26 +118,37 @@ class Statement {
 
 // BEGIN [IMMEDIATE] ... COMMIT, rolled back if not committed. A BEGIN that
 // failed (the file is locked past the busy timeout) makes every method return
-// before it writes anything: nothing runs in autocommit by accident.
+// before it writes anything: nothing runs in autocommit by accident. Inside a
+// group (Ledger::BeginGroup) it is a savepoint of the group's transaction:
+// undone alone on failure, made durable by the group's commit.
 class Transaction {
  public:
   explicit Transaction(StatementCache& cache, const char* begin = "BEGIN IMMEDIATE")
-      : cache_(cache), began_(Statement(cache_, begin).Run()) {}
+      : cache_(cache),
+        nested_(sqlite3_get_autocommit(cache.db()) == 0),
+        began_(Statement(cache_, nested_ ? "SAVEPOINT fanflow_tx" : begin).Run()) {}
   ~Transaction() {
-    if (began_.ok() && !done_) (void)Statement(cache_, "ROLLBACK").Run();
+    if (!began_.ok() || done_) return;
+    if (nested_) {
+      (void)Statement(cache_, "ROLLBACK TO fanflow_tx").Run();
+      (void)Statement(cache_, "RELEASE fanflow_tx").Run();
+    } else {
+      (void)Statement(cache_, "ROLLBACK").Run();
+    }
   }
   // Unavailable when another process holds the write lock: retry later.
   const Status& began() const { return began_; }
   Status Commit() {
     if (!began_.ok()) return began_;
     done_ = true;
-    if (Status s = Statement(cache_, "COMMIT").Run(); !s.ok())
+    if (Status s = Statement(cache_, nested_ ? "RELEASE fanflow_tx" : "COMMIT").Run(); !s.ok())
       return Internal("ledger: commit failed: " + s.message());
     return Status::Ok();
   }
 
  private:
   StatementCache& cache_;
+  const bool nested_;
   const Status began_;
   bool done_ = false;
 };
@@ -294,6 +305,20 @@ Result<std::optional<PriorChunk>> FindChunk(StatementCache& statements, const Ch
 }
 
 }  // namespace
+
+Status Ledger::BeginGroup() {
+  if (sqlite3_get_autocommit(db_) == 0) return Status::Ok();
+  return Statement(*statements_, "BEGIN IMMEDIATE").Run();
+}
+
+Status Ledger::CommitGroup() {
+  if (sqlite3_get_autocommit(db_) != 0) return Status::Ok();
+  if (Status s = Statement(*statements_, "COMMIT").Run(); !s.ok()) {
+    if (sqlite3_get_autocommit(db_) == 0) (void)Statement(*statements_, "ROLLBACK").Run();
+    return Internal("ledger: group commit failed: " + s.message());
+  }
+  return Status::Ok();
+}
 
 Result<bool> Ledger::Admit(const BatchRecord& b) {
   Transaction tx(*statements_);

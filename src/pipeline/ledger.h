@@ -100,6 +100,13 @@ class Ledger {
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
 
+  // A group transaction: what runs until CommitGroup commits together (one
+  // write of the file for many events), each method's own transaction a
+  // savepoint inside it. Holds the write lock until CommitGroup; nothing in
+  // it is durable before. Both are no-ops when there is nothing to do.
+  [[nodiscard]] Status BeginGroup();
+  [[nodiscard]] Status CommitGroup();
+
   // Records a new batch with its first fan-out step; false (and no change)
   // when the batch id is known already.
   [[nodiscard]] Result<bool> Admit(const BatchRecord& batch);

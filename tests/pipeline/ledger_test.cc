@@ -202,6 +202,79 @@ TEST_F(LedgerTest, WritesNothingWhenItCannotBeginATransaction) {
   ASSERT_TRUE(ledger->RecordChunk(Done(1, 7)).ok()) << "recorded once the lock is gone";
 }
 
+// What a reader on another connection (`fanflow status`, serve) sees of b1.
+int64_t SucceededSeenByAnotherConnection(const std::string& path) {
+  sqlite3* other = nullptr;
+  int64_t succeeded = -1;
+  if (sqlite3_open_v2(path.c_str(), &other, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK)
+    sqlite3_exec(
+        other, "SELECT succeeded FROM batches WHERE batch_id='b1'",
+        [](void* out, int, char** values, char**) {
+          *static_cast<int64_t*>(out) = std::stoll(values[0]);
+          return 0;
+        },
+        &succeeded, nullptr);
+  sqlite3_close(other);
+  return succeeded;
+}
+
+TEST_F(LedgerTest, AGroupIsDurableOnlyOnceItCommitsAndEachMemberCountsOnce) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger);
+  ASSERT_TRUE(ledger->BeginGroup().ok());
+  ASSERT_TRUE(ledger->RecordChunk(Done(0, 5)).ok());
+  auto again = ledger->RecordChunk(Done(0, 5));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value(), ChunkRecorded::kDuplicate) << "a member sees what the group wrote before it";
+  ASSERT_TRUE(ledger->RecordChunk(Done(1, 7)).ok());
+  EXPECT_EQ(SucceededSeenByAnotherConnection(path_), 0) << "nothing is durable before the commit";
+  ASSERT_TRUE(ledger->CommitGroup().ok());
+  EXPECT_EQ(SucceededSeenByAnotherConnection(path_), 2);
+  ASSERT_TRUE(ledger->CommitGroup().ok()) << "committing no group is a no-op";
+  auto b = ledger->Get("b1");
+  ASSERT_TRUE(b.ok() && b.value());
+  EXPECT_EQ(b.value()->result, 12);
+}
+
+TEST_F(LedgerTest, AMemberThatFailsInsideAGroupUndoesOnlyItsOwnWrites) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger);
+  ASSERT_TRUE(ledger->BeginGroup().ok());
+  ASSERT_TRUE(ledger->RecordChunk(Done(0, 5)).ok());
+  ChunkOutcome unknown = Done(1, 7);
+  unknown.batch_id = "never-admitted";
+  EXPECT_FALSE(ledger->RecordChunk(unknown).ok());
+  ASSERT_TRUE(ledger->RecordChunk(Done(2, 9)).ok());
+  ASSERT_TRUE(ledger->CommitGroup().ok());
+  auto b = ledger->Get("b1");
+  ASSERT_TRUE(b.ok() && b.value());
+  EXPECT_EQ(b.value()->succeeded, 2);
+  EXPECT_EQ(b.value()->result, 14);
+}
+
+TEST_F(LedgerTest, AGroupCannotBeginWhileAnotherProcessHoldsTheWriteLock) {
+  auto ledger = OpenLedger();
+  ASSERT_TRUE(ledger);
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  sqlite3_busy_timeout(other, 0);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::thread release([other] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr);
+  });
+  const Status began = ledger->BeginGroup();  // waits out the holder within the busy timeout
+  release.join();
+  ASSERT_TRUE(began.ok()) << began.ToString();
+  ASSERT_TRUE(ledger->RecordChunk(Done(0, 5)).ok());
+  // The group holds the write lock now: another writer is turned away.
+  EXPECT_NE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  ASSERT_TRUE(ledger->CommitGroup().ok());
+  EXPECT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+}
+
 TEST_F(LedgerTest, RefusesAFileThatIsNotALedger) {
   std::string bad = testing::TempDir("ledger-bad") + "/not-a-db";
   std::ofstream(bad) << "this is not sqlite, it is plain text that goes on for a while........";
