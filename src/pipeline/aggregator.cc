@@ -24,6 +24,8 @@ constexpr std::chrono::milliseconds kReportWait{200};
 // Events committed in one ledger transaction at most: a bound on how long a
 // group holds the write lock and its first member waits.
 constexpr int kMaxGroupSize = 64;
+// How long an event the ledger could not take waits before it comes again.
+constexpr std::chrono::milliseconds kLedgerRetry{500};
 
 // Why a batch of `request` is too large to admit, or "" when it is not (only
 // sources whose size is known up front; others are checked as they are read).
@@ -175,7 +177,8 @@ Verdict Aggregator::InGroup(const std::function<Verdict()>& handle) {
   queued_.fetch_sub(1);
   if (Status s = ledger_->BeginGroup(); !s.ok()) {
     spdlog::error("ledger: cannot begin a transaction, the event will be retried: {}", s.ToString());
-    return Verdict::Retry(std::chrono::milliseconds(500), s.ToString());
+    (void)FinishGroup();  // members waiting on a group already written in autocommit go on
+    return Verdict::Retry(kLedgerRetry, s.ToString());
   }
   Verdict verdict = handle();
   const std::shared_ptr<Group> mine = group_;
@@ -184,7 +187,7 @@ Verdict Aggregator::InGroup(const std::function<Verdict()>& handle) {
     (void)FinishGroup();
   else
     group_cv_.wait(lock, [&] { return mine->committed; });
-  if (!mine->status.ok()) return Verdict::Retry(std::chrono::milliseconds(500), mine->status.ToString());
+  if (!mine->status.ok()) return Verdict::Retry(kLedgerRetry, mine->status.ToString());
   return verdict;
 }
 
@@ -202,7 +205,7 @@ Status Aggregator::FinishGroup() {
 Verdict Aggregator::Settled(const Status& s, const std::string& batch_id, const std::string& event_id) {
   if (s.ok()) return Verdict::Ack();
   spdlog::error("[batch {}] {} not recorded, will retry: {}", batch_id, event_id, s.ToString());
-  return Verdict::Retry(std::chrono::milliseconds(500), s.ToString());
+  return Verdict::Retry(kLedgerRetry, s.ToString());
 }
 
 Verdict Aggregator::HandleStart(const Event& e) {

@@ -28,6 +28,13 @@ class LedgerTest : public ::testing::Test {
   static ChunkOutcome Done(int64_t index, int64_t value, bool ok = true) {
     return testing::Outcome(index, value, ok);
   }
+  // Batch b1 has `succeeded` chunks counted, summing to `result`.
+  static void ExpectCounted(Ledger& ledger, int64_t succeeded, int64_t result) {
+    auto b = ledger.Get("b1");
+    ASSERT_TRUE(b.ok() && b.value());
+    EXPECT_EQ(b.value()->succeeded, succeeded);
+    EXPECT_EQ(b.value()->result, result);
+  }
   std::string path_ = testing::TempDir("ledger") + "/ledger.db";
 };
 
@@ -39,10 +46,7 @@ TEST_F(LedgerTest, CountsARedeliveredChunkOnce) {
   ASSERT_TRUE(first.ok() && again.ok());
   EXPECT_EQ(first.value(), ChunkRecorded::kCounted);
   EXPECT_EQ(again.value(), ChunkRecorded::kDuplicate);
-  auto b = ledger->Get("b1");
-  ASSERT_TRUE(b.ok() && b.value());
-  EXPECT_EQ(b.value()->succeeded, 1);
-  EXPECT_EQ(b.value()->result, 5);
+  ExpectCounted(*ledger, 1, 5);
 }
 
 TEST_F(LedgerTest, ContinuesFromTheFileAfterARestart) {
@@ -134,10 +138,7 @@ TEST_F(LedgerTest, RecordsAChunkOnceAnotherWriterLetsGoOfTheFile) {
   sqlite3_close(other);
   ASSERT_TRUE(counted.ok()) << counted.status().ToString();
   EXPECT_EQ(counted.value(), ChunkRecorded::kCounted);
-  auto b = ledger->Get("b1");
-  ASSERT_TRUE(b.ok() && b.value());
-  EXPECT_EQ(b.value()->succeeded, 2);
-  EXPECT_EQ(b.value()->result, 12);
+  ExpectCounted(*ledger, 2, 12);
 }
 
 TEST_F(LedgerTest, KeepsTheFirstResultOfAChunkAndCountsAnotherOneAsAConflict) {
@@ -231,9 +232,7 @@ TEST_F(LedgerTest, AGroupIsDurableOnlyOnceItCommitsAndEachMemberCountsOnce) {
   ASSERT_TRUE(ledger->CommitGroup().ok());
   EXPECT_EQ(SucceededSeenByAnotherConnection(path_), 2);
   ASSERT_TRUE(ledger->CommitGroup().ok()) << "committing no group is a no-op";
-  auto b = ledger->Get("b1");
-  ASSERT_TRUE(b.ok() && b.value());
-  EXPECT_EQ(b.value()->result, 12);
+  ExpectCounted(*ledger, 2, 12);
 }
 
 TEST_F(LedgerTest, AMemberThatFailsInsideAGroupUndoesOnlyItsOwnWrites) {
@@ -246,13 +245,10 @@ TEST_F(LedgerTest, AMemberThatFailsInsideAGroupUndoesOnlyItsOwnWrites) {
   EXPECT_FALSE(ledger->RecordChunk(unknown).ok());
   ASSERT_TRUE(ledger->RecordChunk(Done(2, 9)).ok());
   ASSERT_TRUE(ledger->CommitGroup().ok());
-  auto b = ledger->Get("b1");
-  ASSERT_TRUE(b.ok() && b.value());
-  EXPECT_EQ(b.value()->succeeded, 2);
-  EXPECT_EQ(b.value()->result, 14);
+  ExpectCounted(*ledger, 2, 14);
 }
 
-TEST_F(LedgerTest, AGroupCannotBeginWhileAnotherProcessHoldsTheWriteLock) {
+TEST_F(LedgerTest, AGroupWaitsOutAnotherWritersLockThenHoldsItUntilItCommits) {
   auto ledger = OpenLedger();
   ASSERT_TRUE(ledger);
   sqlite3* other = nullptr;
