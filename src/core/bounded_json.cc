@@ -1,10 +1,10 @@
 #include "core/bounded_json.h"
 
-#include <simdjson.h>
-
 #include <array>
 #include <optional>
 #include <string>
+
+#include "core/simdjson_parser.h"
 
 namespace fanflow {
 namespace {
@@ -83,28 +83,38 @@ class BoundedSax {
 // times faster than nlohmann's lexer, which was a third of a chunk's CPU. Its
 // DOM is copied into nlohmann's within the same limits; any error or limit
 // returns nullopt, and the slow path below then gives the one precise message,
-// so both paths accept and refuse the same documents.
+// so both paths accept and refuse the same documents. A TextMember is walked
+// within the limits without being copied (kBuild false), then printed.
 class FastCopy {
  public:
+  explicit FastCopy(const TextMember* keep) : keep_(keep) {}
+
   std::optional<json> Copy(simdjson::dom::element e) {
+    if (keep_) keep_->text->clear();
     json out;
-    return Into(e, out, 0) ? std::optional<json>(std::move(out)) : std::nullopt;
+    return Walk<true>(e, &out, 0, Place::kRoot) ? std::optional<json>(std::move(out)) : std::nullopt;
   }
 
  private:
-  bool Into(simdjson::dom::element e, json& out, int depth) {
+  // Where a value sits, as far as the kept member is concerned.
+  enum class Place { kRoot, kParent, kOther };
+
+  template <bool kBuild>
+  bool Walk(simdjson::dom::element e, json* out, int depth, Place place) {
     using simdjson::dom::element_type;
     switch (e.type()) {
       case element_type::OBJECT: {
         if (depth == kMaxJsonDepth) return false;
         simdjson::dom::object object = e.get_object().value_unsafe();
         if (object.size() > kMaxJsonContainerElements) return false;
-        out = json::object();
-        auto& members = out.get_ref<json::object_t&>();
+        if constexpr (kBuild) *out = json::object();
         for (auto field : object) {
           if (field.key.size() > kMaxJsonStringBytes) return false;
-          // A repeated key keeps its last value, as nlohmann's parser does.
-          if (!Into(field.value, members[std::string(field.key)], depth + 1)) return false;
+          if constexpr (kBuild) {
+            if (!Member(field, out->get_ref<json::object_t&>(), depth + 1, place)) return false;
+          } else if (!Walk<false>(field.value, nullptr, depth + 1, Place::kOther)) {
+            return false;
+          }
         }
         return true;
       }
@@ -112,64 +122,101 @@ class FastCopy {
         if (depth == kMaxJsonDepth) return false;
         simdjson::dom::array array = e.get_array().value_unsafe();
         if (array.size() > kMaxJsonContainerElements) return false;
-        out = json::array();
-        auto& elements = out.get_ref<json::array_t&>();
-        elements.reserve(array.size());
-        for (auto value : array)
-          if (!Into(value, elements.emplace_back(), depth + 1)) return false;
+        if constexpr (kBuild) {
+          *out = json::array();
+          auto& elements = out->get_ref<json::array_t&>();
+          elements.reserve(array.size());
+          for (auto value : array)
+            if (!Walk<true>(value, &elements.emplace_back(), depth + 1, Place::kOther)) return false;
+        } else {
+          for (auto value : array)
+            if (!Walk<false>(value, nullptr, depth + 1, Place::kOther)) return false;
+        }
         return true;
       }
       case element_type::STRING: {
         std::string_view v = e.get_string().value_unsafe();
         if (v.size() > kMaxJsonStringBytes) return false;
-        out = std::string(v);
+        if constexpr (kBuild) *out = std::string(v);
         return true;
       }
-      case element_type::INT64: out = e.get_int64().value_unsafe(); return true;
-      case element_type::UINT64: out = e.get_uint64().value_unsafe(); return true;
-      case element_type::DOUBLE: out = e.get_double().value_unsafe(); return true;
-      case element_type::BOOL: out = e.get_bool().value_unsafe(); return true;
-      case element_type::NULL_VALUE: out = nullptr; return true;
+      case element_type::INT64: if constexpr (kBuild) *out = e.get_int64().value_unsafe(); return true;
+      case element_type::UINT64: if constexpr (kBuild) *out = e.get_uint64().value_unsafe(); return true;
+      case element_type::DOUBLE: if constexpr (kBuild) *out = e.get_double().value_unsafe(); return true;
+      case element_type::BOOL: if constexpr (kBuild) *out = e.get_bool().value_unsafe(); return true;
+      case element_type::NULL_VALUE: if constexpr (kBuild) *out = nullptr; return true;
     }
     return false;
   }
+
+  // One member of an object being built. A repeated key keeps its last value,
+  // as nlohmann's parser does; so does the kept member's text.
+  bool Member(simdjson::dom::key_value_pair field, json::object_t& members, int depth, Place place) {
+    if (keep_ && place == Place::kParent && field.key == keep_->key) {
+      keep_->text->clear();
+      if (field.value.is_array()) {
+        if (!Walk<false>(field.value, nullptr, depth, Place::kOther)) return false;
+        members.erase(std::string(field.key));
+        *keep_->text = simdjson::to_string(field.value);
+        return true;
+      }
+    }
+    Place inner = Place::kOther;
+    if (keep_ && place == Place::kRoot && field.key == keep_->parent) {
+      keep_->text->clear();  // a repeated parent replaces the first, kept member and all
+      inner = Place::kParent;
+    }
+    return Walk<true>(field.value, &members[std::string(field.key)], depth, inner);
+  }
+
+  const TextMember* keep_;
 };
 
-// A parser keeps the memory of its largest document (about 10 bytes per byte
-// of input): each thread keeps one for ordinary bodies, a larger body gets a
-// parser of its own that is freed with it.
-constexpr size_t kKeptParserBytes = 1 << 20;
-
-std::optional<json> ParseFast(std::string_view text) {
-  auto parse = [&](simdjson::dom::parser& parser) -> std::optional<json> {
-    simdjson::dom::element root;
-    if (parser.parse(text.data(), text.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
-    return FastCopy().Copy(root);
-  };
-  if (text.size() > kKeptParserBytes) {
-    simdjson::dom::parser parser(text.size());
-    return parse(parser);
-  }
-  thread_local simdjson::dom::parser parser(kKeptParserBytes);
-  return parse(parser);
+std::optional<json> ParseFast(std::string_view text, const TextMember* keep) {
+  return WithParsedJson(
+      text, [&](simdjson::dom::element root) { return FastCopy(keep).Copy(root); },
+      [] { return std::optional<json>(); });
 }
 
-}  // namespace
+// The slow path's DOM holds the kept member: it is taken out and printed.
+void TakeOut(json& root, const TextMember& keep) {
+  keep.text->clear();
+  if (!root.is_object()) return;
+  auto parent = root.find(keep.parent);
+  if (parent == root.end() || !parent->is_object()) return;
+  auto member = parent->find(keep.key);
+  if (member == parent->end() || !member->is_array()) return;
+  *keep.text = member->dump();
+  parent->erase(member);
+}
 
-Result<json> ParseBoundedJson(std::string_view text, std::string_view what) {
+Result<json> Parse(std::string_view text, std::string_view what, const TextMember* keep) {
   if (text.size() > kMaxEventBytes)
     return InvalidArgument(std::string(what) + ": " + std::to_string(text.size()) +
                            " bytes is larger than the limit of " + std::to_string(kMaxEventBytes));
-  if (auto fast = ParseFast(text)) return std::move(*fast);
+  if (auto fast = ParseFast(text, keep)) return std::move(*fast);
   json out;
   BoundedSax sax(out);
   const bool ok = json::sax_parse(text, &sax, json::input_format_t::json, /*strict=*/true);
-  if (ok) return out;
+  if (ok) {
+    if (keep) TakeOut(out, *keep);
+    return out;
+  }
   if (!sax.limit_error().empty())
     return InvalidArgument(std::string(what) + ": " + sax.limit_error());
   return InvalidArgument("malformed JSON: " + std::string(what) +
                          " is not a JSON document (syntax error at byte " +
                          std::to_string(sax.syntax_error_at()) + ")");
+}
+
+}  // namespace
+
+Result<json> ParseBoundedJson(std::string_view text, std::string_view what) {
+  return Parse(text, what, nullptr);
+}
+
+Result<json> ParseBoundedJson(std::string_view text, std::string_view what, const TextMember& keep_as_text) {
+  return Parse(text, what, &keep_as_text);
 }
 
 }  // namespace fanflow

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
 
 #include "core/status.h"
@@ -27,5 +28,17 @@ inline constexpr size_t kMaxJsonContainerElements = 1'000'000;  // one array or 
 // and a body that is not JSON at all gives
 //   "malformed JSON: body is not a JSON document (syntax error at byte 17)".
 [[nodiscard]] Result<nlohmann::json> ParseBoundedJson(std::string_view text, std::string_view what);
+
+// A member of the root's member `parent`, e.g. data.items, kept out of the DOM:
+// when it is an array, it is checked within the same limits but not built, and
+// its JSON text (minified) goes to `*text` instead; `*text` is left empty when
+// there is no such array. Repeated keys: the last one wins, as in the DOM.
+struct TextMember {
+  std::string_view parent;
+  std::string_view key;
+  std::string* text;
+};
+[[nodiscard]] Result<nlohmann::json> ParseBoundedJson(std::string_view text, std::string_view what,
+                                                      const TextMember& keep_as_text);
 
 }  // namespace fanflow

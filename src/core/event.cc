@@ -371,8 +371,9 @@ Status ValidateEventData(const std::string& type, const json& data) {
   return InvalidArgument("type: unknown event type '" + EscapeForLog(type, kMaxIdLength) + "'");
 }
 
-Result<Event> DecodeEvent(std::string_view body) {
-  auto parsed = ParseBoundedJson(body, "body");
+Result<Event> DecodeEvent(std::string_view body, std::string* items_json) {
+  auto parsed = items_json ? ParseBoundedJson(body, "body", {"data", "items", items_json})
+                           : ParseBoundedJson(body, "body");
   if (!parsed.ok()) return parsed.status();
   json& j = parsed.value();
   if (!j.is_object()) return InvalidArgument("malformed event: the message body must be a JSON object");
@@ -397,7 +398,11 @@ Result<Event> DecodeEvent(std::string_view body) {
 
   Event e;
   e.type = std::move(j["type"].get_ref<std::string&>());
+  // Items kept as text are checked as items: an empty array stands in for them.
+  const bool items_as_text = items_json && !items_json->empty();
+  if (items_as_text) (*data)["items"] = json::array();
   FANFLOW_CHECK(ValidateEventData(e.type, *data));
+  if (items_as_text) data->erase("items");
   e.id = std::move(j["id"].get_ref<std::string&>());
   e.source = std::move(j["source"].get_ref<std::string&>());
   e.subject = std::move(j["subject"].get_ref<std::string&>());

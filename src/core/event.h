@@ -60,7 +60,12 @@ std::optional<std::pair<std::string, int64_t>> ParseChunkEventId(const std::stri
 
 // Parses and validates the envelope and the `data` of known types. The error
 // names the offending field, e.g. "data.chunk_size: must be an integer >= 1".
-Result<Event> DecodeEvent(std::string_view body);
+// With `items_json`, an array at data.items (a process_chunk's items) is not
+// built into `data`: it is checked within the decoder's limits, its JSON text
+// goes to `*items_json`, and it is left out of `data` (`*items_json` stays
+// empty when there is no such array). Everything else is decoded, accepted
+// and refused exactly as without it.
+Result<Event> DecodeEvent(std::string_view body, std::string* items_json = nullptr);
 
 // Validates `data` against the contract of `type` (topics/<short>.schema.json).
 Status ValidateEventData(const std::string& type, const nlohmann::json& data);

@@ -17,8 +17,18 @@ class GuardedProcessor final : public Processor {
   explicit GuardedProcessor(std::shared_ptr<Processor> inner) : inner_(std::move(inner)) {}
 
   Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+    return Guarded([&] { return inner_->Process(chunk); });
+  }
+  bool TakesItemsText() const override { return inner_->TakesItemsText(); }
+  Result<nlohmann::json> ProcessText(const ChunkText& chunk) override {
+    return Guarded([&] { return inner_->ProcessText(chunk); });
+  }
+
+ private:
+  template <typename Call>
+  static Result<nlohmann::json> Guarded(Call call) {
     try {
-      return inner_->Process(chunk);
+      return call();
     } catch (const std::exception& e) {
       return Internal("processor threw: " + EscapeForLog(e.what()));
     } catch (...) {
@@ -26,7 +36,6 @@ class GuardedProcessor final : public Processor {
     }
   }
 
- private:
   const std::shared_ptr<Processor> inner_;
 };
 

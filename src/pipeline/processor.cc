@@ -11,8 +11,10 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 #include "core/bounded_json.h"
+#include "core/simdjson_parser.h"
 #include "pipeline/child_process.h"
 #include "pipeline/coprocess.h"
 
@@ -33,45 +35,86 @@ bool SleepUnlessStopped(Duration d, const std::stop_token& stop) {
 
 Status Interrupted(const std::string& what) { return Cancelled(what + ": interrupted, worker stopping"); }
 
-Result<double> ItemValue(const nlohmann::json& item, size_t i) {
-  auto it = item.find("value");
-  if (!item.is_object() || it == item.end() || !it->is_number())
-    return InvalidArgument("item " + std::to_string(i) + " has no numeric \"value\"");
-  return it->get<double>();
+// An item's numeric "value", read as nlohmann would: `exact` is get<int64_t>
+// (an unsigned wraps, as there), `number` is get<double>.
+struct ItemNumber {
+  bool integral = false;
+  int64_t exact = 0;
+  double number = 0;
+};
+
+// Calls visit(ItemNumber) for each item of the items' JSON text, read off
+// simdjson's tape with no DOM built. A repeated "value" key counts its last
+// value, as in nlohmann's DOM.
+template <typename Visit>
+Status ForEachItemValue(std::string_view items_json, Visit visit) {
+  auto read = [&](simdjson::dom::element root) -> Status {
+    simdjson::dom::array items;
+    if (root.get_array().get(items) != simdjson::SUCCESS)
+      return InvalidArgument("data.items: must be an array");
+    size_t i = 0;
+    for (simdjson::dom::element item : items) {
+      std::optional<simdjson::dom::element> value;
+      if (simdjson::dom::object fields; item.get_object().get(fields) == simdjson::SUCCESS)
+        for (auto field : fields)
+          if (field.key == "value") value = field.value;
+      if (!value || !value->is_number())
+        return InvalidArgument("item " + std::to_string(i) + " has no numeric \"value\"");
+      ItemNumber n;
+      n.number = value->get_double().value_unsafe();
+      if (value->is_int64()) {
+        n.integral = true;
+        n.exact = value->get_int64().value_unsafe();
+      } else if (value->is_uint64()) {
+        n.integral = true;
+        n.exact = static_cast<int64_t>(value->get_uint64().value_unsafe());
+      }
+      visit(n);
+      ++i;
+    }
+    return Status::Ok();
+  };
+  return WithParsedJson(items_json, read, [] { return InvalidArgument("data.items: not a JSON document"); });
 }
 
-class SumProcessor final : public Processor {
+// sum and sleep need only each item's "value": they read the items' text.
+class ItemValuesProcessor : public Processor {
  public:
-  Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+  bool TakesItemsText() const final { return true; }
+  // Items loaded from a claim check: printed, then read as text.
+  Result<nlohmann::json> Process(const ChunkInput& chunk) final {
+    const std::string text = chunk.items.dump();
+    return ProcessText({chunk.batch_id, chunk.chunk_index, text, chunk.stop, chunk.event});
+  }
+};
+
+class SumProcessor final : public ItemValuesProcessor {
+ public:
+  Result<nlohmann::json> ProcessText(const ChunkText& chunk) override {
     int64_t exact = 0;
     double inexact = 0;
     bool integral = true;
-    for (size_t i = 0; i < chunk.items.size(); ++i) {
-      const nlohmann::json& item = chunk.items[i];
-      auto v = ItemValue(item, i);
-      if (!v.ok()) return v.status();
-      if (item["value"].is_number_integer())
-        exact += item["value"].get<int64_t>();
-      else {
+    Status read = ForEachItemValue(chunk.items_json, [&](const ItemNumber& n) {
+      if (n.integral) {
+        exact += n.exact;
+      } else {
         integral = false;
-        inexact += v.value();
+        inexact += n.number;
       }
-    }
+    });
+    if (!read.ok()) return read;
     if (integral) return nlohmann::json(exact);
     return nlohmann::json(inexact + static_cast<double>(exact));
   }
 };
 
-class SleepProcessor final : public Processor {
+class SleepProcessor final : public ItemValuesProcessor {
  public:
   SleepProcessor(double scale, std::chrono::milliseconds timeout) : scale_(scale), timeout_(timeout) {}
-  Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+  Result<nlohmann::json> ProcessText(const ChunkText& chunk) override {
     double total_ms = 0;
-    for (size_t i = 0; i < chunk.items.size(); ++i) {
-      auto v = ItemValue(chunk.items[i], i);
-      if (!v.ok()) return v.status();
-      total_ms += v.value() * scale_;
-    }
+    Status read = ForEachItemValue(chunk.items_json, [&](const ItemNumber& n) { total_ms += n.number * scale_; });
+    if (!read.ok()) return read;
     if (timeout_.count() > 0 && total_ms > static_cast<double>(timeout_.count())) {
       if (!SleepUnlessStopped(timeout_, chunk.stop)) return Interrupted("sleep");
       return Timeout("chunk took longer than " + std::to_string(timeout_.count()) + " ms");
@@ -180,6 +223,12 @@ class ExecProcessor final : public Processor {
 };
 
 }  // namespace
+
+Result<nlohmann::json> Processor::ProcessText(const ChunkText& chunk) {
+  auto items = ParseBoundedJson(chunk.items_json, "data.items");
+  if (!items.ok()) return items.status();
+  return Process({chunk.batch_id, chunk.chunk_index, items.value(), chunk.stop, chunk.event});
+}
 
 Result<std::unique_ptr<Processor>> MakeProcessor(const ProcessorOptions& o) {
   if (o.name == "coprocess") return MakeCoprocess({o.command, o.copies, o.timeout});

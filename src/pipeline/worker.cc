@@ -50,7 +50,9 @@ std::chrono::milliseconds Worker::Backoff(const WorkerOptions& o, int attempt) {
 }
 
 Verdict Worker::Handle(const Delivery& d) {
-  auto decoded = DecodeEvent(d.message.body);
+  // Inline items stay JSON text for a processor that reads them so.
+  std::string items_json;
+  auto decoded = DecodeEvent(d.message.body, processor_->TakesItemsText() ? &items_json : nullptr);
   if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());
   const Event& e = decoded.value();
   if (e.type != kProcessChunk)
@@ -80,6 +82,8 @@ Verdict Worker::Handle(const Delivery& d) {
     result = items.ok() ? processor_->Process(
                               {e.subject, index, items.value(), interrupt_.get_token(), &e})
                         : items.status();
+  } else if (!items_json.empty()) {
+    result = processor_->ProcessText({e.subject, index, items_json, interrupt_.get_token(), &e});
   } else {
     result = processor_->Process({e.subject, index, e.data["items"], interrupt_.get_token(), &e});
   }

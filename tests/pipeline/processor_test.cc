@@ -30,6 +30,57 @@ TEST(ProcessorTest, SumAddsEveryItemsValueExactly) {
   EXPECT_TRUE(r.value().is_number_integer());
 }
 
+// The worker hands sum the items' text (TakesItemsText): it must read them as
+// nlohmann's DOM did, a repeated key's last value included.
+TEST(ProcessorTest, SumReadsItemsTextAsTheDomReadsItems) {
+  auto sum = Make(Named("sum"));
+  ASSERT_TRUE(sum->TakesItemsText());
+  struct Case {
+    const char* items;
+    nlohmann::json want;
+  };
+  for (const Case& c : {Case{R"([{"value":3},{"id":1,"value":4}])", 7},
+                        Case{R"([{"value":1,"value":5},{"value":2}])", 7},
+                        Case{R"([{"value":-9223372036854775808},{"value":1}])", -9223372036854775807LL},
+                        Case{R"([{"value":1.5},{"value":2}])", 3.5},
+                        Case{R"([{"value":1e2},{"value":-0.5}])", 99.5},
+                        Case{R"([])", 0}}) {
+    auto text = sum->ProcessText({"b", 0, c.items});
+    ASSERT_TRUE(text.ok()) << c.items << ": " << text.status().ToString();
+    EXPECT_EQ(text.value(), c.want) << c.items;
+    EXPECT_EQ(text.value().is_number_integer(), c.want.is_number_integer()) << c.items;
+    auto dom = sum->Process({"b", 0, nlohmann::json::parse(c.items)});
+    ASSERT_TRUE(dom.ok());
+    EXPECT_EQ(dom.value(), text.value()) << c.items;
+  }
+  for (const char* bad : {R"([{"value":1},{"value":"x"}])", R"([{"value":1},7])",
+                          R"([{"value":1},{"value":2,"value":null}])", R"([{"value":1},{"v":1}])"}) {
+    auto r = sum->ProcessText({"b", 0, bad});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().message(), "item 1 has no numeric \"value\"") << bad;
+  }
+  for (const char* not_items : {R"({"value":1})", "[1,", ""}) {
+    auto r = sum->ProcessText({"b", 0, not_items});
+    ASSERT_FALSE(r.ok()) << not_items;
+    EXPECT_EQ(r.status().message().rfind("data.items:", 0), 0u) << r.status().message();
+  }
+}
+
+// A processor that does not read text still gets ProcessText right: the items parsed.
+TEST(ProcessorTest, ProcessTextOfADomProcessorParsesTheItemsForProcess) {
+  class CountsItems final : public Processor {
+   public:
+    Result<nlohmann::json> Process(const ChunkInput& chunk) override {
+      return nlohmann::json(chunk.items.size());
+    }
+  } counts;
+  EXPECT_FALSE(counts.TakesItemsText());
+  auto r = counts.ProcessText({"b", 0, R"([1,{"a":[2]},"three"])"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r.value(), 3);
+  EXPECT_FALSE(counts.ProcessText({"b", 0, "[1,"}).ok());
+}
+
 TEST(ProcessorTest, SumFailsOnAnItemWithoutANumericValue) {
   auto sum = Make(Named("sum"));
   auto items = nlohmann::json::parse(R"([{"value":1},{"value":"x"}])");

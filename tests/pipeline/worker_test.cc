@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "core/routes.h"
 #include "tests/pipeline/pipeline_test_util.h"
@@ -48,6 +50,26 @@ class FailingProcessor final : public Processor {
   std::atomic<int> calls{0};
 };
 
+// Reads the items' text: which entry point the worker called, with what.
+class TextRecorder final : public Processor {
+ public:
+  bool TakesItemsText() const override { return true; }
+  Result<nlohmann::json> Process(const ChunkInput&) override {
+    ++dom_calls;
+    return nlohmann::json(0);
+  }
+  Result<nlohmann::json> ProcessText(const ChunkText& chunk) override {
+    std::lock_guard<std::mutex> l(mu);
+    texts.emplace_back(chunk.items_json);
+    event_had_items = chunk.event && chunk.event->data.contains("items");
+    return nlohmann::json(1);
+  }
+  std::atomic<int> dom_calls{0};
+  std::mutex mu;
+  std::vector<std::string> texts;
+  bool event_had_items = true;
+};
+
 // Collects chunk_done events.
 struct DoneLog {
   explicit DoneLog(EventBus& bus) {
@@ -80,6 +102,23 @@ TEST(WorkerTest, NeverRunsMoreChunksThanItsConcurrencyCap) {
   ASSERT_TRUE(Eventually([&] { return done.size() == 300; }));
   EXPECT_LE(recorder->peak(), 3);
   EXPECT_EQ(recorder->peak(), 3) << "a burst of 300 should fill all 3 slots";
+}
+
+TEST(WorkerTest, AProcessorThatTakesItemsTextGetsTheInlineItemsAsTextAndNoDom) {
+  auto bus = testing::PrivateBus();
+  DoneLog done(*bus);
+  auto recorder = std::make_shared<TextRecorder>();
+  auto worker = Worker::Start(*bus, recorder, WorkerOptions{});
+  ASSERT_TRUE(worker.ok());
+  ASSERT_TRUE(bus->Publish(ToMessage(Chunk("text", 4, 9))).ok());
+  ASSERT_TRUE(Eventually([&] { return done.size() == 1; }));
+  EXPECT_EQ(recorder->dom_calls.load(), 0);
+  std::lock_guard<std::mutex> l(recorder->mu);
+  ASSERT_EQ(recorder->texts.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(recorder->texts[0]), nlohmann::json::parse(R"([{"id":4,"value":9}])"));
+  EXPECT_FALSE(recorder->event_had_items);
+  EXPECT_EQ(done.events.front().data["status"], "succeeded");
+  EXPECT_EQ(done.events.front().data["result"], 1);
 }
 
 TEST(WorkerTest, RetriesWithBackoffThenReportsFailedAndDeadLettersTheChunk) {
