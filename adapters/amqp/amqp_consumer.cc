@@ -23,6 +23,10 @@ constexpr amqp_channel_t kChannel = 1;
 constexpr std::chrono::seconds kShutdownGrace{5};
 // Deliveries read per pump, so acks are flushed between bursts.
 constexpr int kPumpBurst = 256;
+// Default unacked deliveries per handler: with one, a handler that settled
+// waits for its ack to reach the broker and the next delivery to come back
+// (amqp_pipeline_bench end to end: about 10% more chunks/s with two).
+constexpr int kPrefetchPerHandler = 2;
 
 std::chrono::milliseconds Backoff(int failures) {
   return std::chrono::milliseconds(std::min<int64_t>(5000, int64_t{100} << std::min(failures, 6)));
@@ -79,7 +83,8 @@ Status AmqpSubscription::Connect() {
         !s.ok())
       return s;
   // Per consumer: quorum queues refuse a channel-wide (global) prefetch.
-  const int prefetch = std::min(65535, config_.prefetch ? config_.prefetch : options_.concurrency);
+  const int wanted = options_.prefetch ? options_.prefetch : options_.concurrency * kPrefetchPerHandler;
+  const int prefetch = std::min(65535, config_.prefetch ? config_.prefetch : wanted);
   amqp_basic_qos(conn.get(), kChannel, 0, static_cast<uint16_t>(prefetch), /*global=*/0);
   if (Status s = conn.Check(amqp_get_rpc_reply(conn.get()), kChannel, "basic.qos"); !s.ok())
     return s;

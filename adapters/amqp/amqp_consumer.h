@@ -24,8 +24,8 @@ namespace fanflow::amqp {
 // acks handed back to it (one frame with `multiple` for those below the oldest
 // unsettled delivery), and services heartbeats. `concurrency` handler
 // threads run the handler, so at most that many run at once; basic.qos caps
-// the unacked deliveries of each queue's consumer at config.prefetch (default:
-// the concurrency). A delivery is acked only after its handler
+// the unacked deliveries of each queue's consumer at config.prefetch, else
+// SubscribeOptions::prefetch, else twice the concurrency. A delivery is acked only after its handler
 // returned, and after the retry copy / dead letter it produced was confirmed
 // by the broker (through the shared Publisher). On a lost link the I/O thread
 // reconnects with backoff (to the next node of a cluster), redeclares and

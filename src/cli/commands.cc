@@ -52,6 +52,7 @@ std::string ProcessorName(const WorkerFlags& f) {
 Result<WorkerOptions> ToWorkerOptions(const WorkerFlags& f) {
   WorkerOptions o;
   o.concurrency = f.concurrency;
+  o.prefetch = f.prefetch;
   o.max_attempts = f.max_attempts;
   o.backoff_base = std::chrono::milliseconds(f.backoff_ms);
   auto rate = RateLimit::Parse(f.rate, f.rate_unit, f.rate_burst);

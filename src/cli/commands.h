@@ -21,6 +21,7 @@ struct WorkerFlags {
   std::string coprocess;  // long-lived copies, at most `concurrency`
   double sleep_scale = 1.0;
   int concurrency = 4;
+  int prefetch = 0;  // 0: the bus adapter's default
   int max_attempts = 3;
   int64_t chunk_timeout_ms = 0;
   int64_t backoff_ms = 200;

@@ -65,6 +65,13 @@ struct SubscribeOptions {
   // one that stops or dies for good must soon stop taking a share of the
   // group's messages (MQTT: a short Session Expiry; AMQP redelivers anyway).
   bool elastic = false;
+  // Deliveries the broker may hand out before the handlers settled them: they
+  // wait in the process for a free handler, so a handler does not idle for an
+  // ack's round trip (AMQP basic.qos, MQTT Receive Maximum; the URL's
+  // prefetch= / receive_maximum= override it). 0: the adapter's default, a
+  // small multiple of `concurrency`. What waits here is not taken by the
+  // group's other members; if the process dies, the broker hands it out again.
+  int prefetch = 0;
 };
 
 // A live subscription. Destroying it stops delivery and waits for handlers in

@@ -183,10 +183,15 @@ Verdict Aggregator::InGroup(const std::function<Verdict()>& handle) {
   Verdict verdict = handle();
   const std::shared_ptr<Group> mine = group_;
   // The last of the handlers queued behind one another commits for them all.
-  if (queued_.load() == 0 || ++group_size_ >= kMaxGroupSize)
+  if (queued_.load() == 0 || ++group_size_ >= kMaxGroupSize) {
     (void)FinishGroup();
-  else
-    group_cv_.wait(lock, [&] { return mine->committed; });
+    return mine->status.ok() ? verdict : Verdict::Retry(kLedgerRetry, mine->status.ToString());
+  }
+  // Members wait on their group's own mutex, not on mu_: woken by the commit,
+  // they go on at once instead of queueing for mu_ behind the next group.
+  lock.unlock();
+  std::unique_lock<std::mutex> wait(mine->mu);
+  mine->committed_cv.wait(wait, [&] { return mine->committed; });
   if (!mine->status.ok()) return Verdict::Retry(kLedgerRetry, mine->status.ToString());
   return verdict;
 }
@@ -194,11 +199,14 @@ Verdict Aggregator::InGroup(const std::function<Verdict()>& handle) {
 Status Aggregator::FinishGroup() {
   Status s = ledger_->CommitGroup();
   if (!s.ok()) spdlog::error("{}; its events will be retried", s.ToString());
-  group_->committed = true;
-  group_->status = s;
+  {
+    std::lock_guard<std::mutex> lock(group_->mu);
+    group_->committed = true;
+    group_->status = s;
+  }
+  group_->committed_cv.notify_all();
   group_ = std::make_shared<Group>();
   group_size_ = 0;
-  group_cv_.notify_all();
   return s;
 }
 

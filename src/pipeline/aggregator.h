@@ -140,14 +140,16 @@ class Aggregator {
   std::mutex mu_;
   std::unique_ptr<Ledger> ledger_;  // guarded by mu_
   bool stopping_ = false;           // guarded by mu_
+  // One group transaction. Its members wait on `mu`, not on the aggregator's.
   struct Group {
-    bool committed = false;
-    Status status;
+    std::mutex mu;
+    std::condition_variable committed_cv;
+    bool committed = false;  // guarded by mu
+    Status status;           // guarded by mu
   };
   std::shared_ptr<Group> group_ = std::make_shared<Group>();  // the open one; guarded by mu_
   int group_size_ = 0;                                        // guarded by mu_
   std::atomic<int> queued_{0};  // handlers waiting for mu_: the last of a run commits
-  std::condition_variable group_cv_;
   std::condition_variable stop_cv_;
   std::unique_ptr<Subscription> subscription_;
   std::thread timer_;

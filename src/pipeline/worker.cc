@@ -24,6 +24,7 @@ Result<std::unique_ptr<Worker>> Worker::Start(EventBus& bus, std::shared_ptr<Pro
   }
   SubscribeOptions subscribe{routes::kWorkerGroup, {kProcessChunk}, options.concurrency};
   subscribe.elastic = true;
+  subscribe.prefetch = options.prefetch;
   auto sub = bus.Subscribe(subscribe,
                            [raw = w.get()](const Delivery& d) { return raw->Handle(d); });
   if (!sub.ok()) return sub.status();

@@ -26,6 +26,7 @@ namespace fanflow {
 
 struct WorkerOptions {
   int concurrency = 4;
+  int prefetch = 0;  // SubscribeOptions::prefetch (0: the adapter's default)
   int max_attempts = 3;
   std::chrono::milliseconds backoff_base{200};
   std::chrono::milliseconds backoff_max{30000};

@@ -209,6 +209,39 @@ TEST(AmqpBusTest, StatsReportTheAgeOfTheOldestWaitingMessage) {
   EXPECT_TRUE(WaitFor([&] { return got.unique() == 3; }));
 }
 
+TEST(AmqpBusTest, ASubscriptionHoldsItsPrefetchAheadOfItsHandlers) {
+  // Default: two deliveries per handler; else SubscribeOptions::prefetch.
+  for (const int prefetch : {0, 5}) {
+    SCOPED_TRACE("prefetch " + std::to_string(prefetch));
+    auto bus = MustOpen(AmqpUrl());
+    ASSERT_TRUE(bus);
+    const std::string type = UniqueType("prefetch"), group = Unique("g");
+    ASSERT_TRUE(bus->DeclareGroup(group, {type}).ok());
+    ASSERT_TRUE(bus->Publish(Numbered(type, 10)).ok());
+    std::atomic<bool> release{false};
+    std::atomic<int> started{0};
+    SubscribeOptions options{group, {type}, 1};
+    options.prefetch = prefetch;
+    auto sub = bus->Subscribe(options, [&](const Delivery&) {
+      ++started;
+      WaitFor([&] { return release.load(); }, 30s);
+      return Verdict::Ack();
+    });
+    ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+    const int64_t held = prefetch ? prefetch : 2;
+    auto depth = [&] {
+      auto st = StatsOf(*bus, group, type);
+      return st ? st->depth : -1;
+    };
+    EXPECT_TRUE(WaitFor([&] { return depth() == 10 - held; })) << depth();
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(depth(), 10 - held) << "the broker hands out no more than the prefetch";
+    EXPECT_EQ(started.load(), 1) << "the held deliveries wait for the one handler";
+    release = true;
+    sub.value().reset();
+  }
+}
+
 TEST(AmqpBusTest, QuorumQueuesDeliverAndDeadLetter) {
   const std::string type = UniqueType("quorum"), group = Unique("g");
   auto bus = MustOpen(AmqpUrlWith("queue_type=quorum"));
