@@ -41,10 +41,9 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   cmd->add_option("--prefetch", f.prefetch,
-                  "chunks the broker may hand this process ahead of its --concurrency, waiting here "
-                  "for a free slot (AMQP prefetch, MQTT Receive Maximum); default: 2x --concurrency "
-                  "on AMQP, 8x on MQTT; --prefetch equal to --concurrency shares a burst most evenly "
-                  "between workers")
+                  "chunks this process may hold unacknowledged, running or waiting for a free slot "
+                  "(AMQP prefetch, MQTT Receive Maximum); default: 2x --concurrency on AMQP, 8x on "
+                  "MQTT; --prefetch equal to --concurrency shares a burst most evenly between workers")
       ->check(CLI::Range(1, 65535));
   cmd->add_option("--max-attempts", f.max_attempts, "attempts per chunk before it is dead-lettered")
       ->check(CLI::Range(1, 1000))
