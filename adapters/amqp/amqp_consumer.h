@@ -25,12 +25,12 @@ namespace fanflow::amqp {
 // unsettled delivery), and services heartbeats. `concurrency` handler
 // threads run the handler, so at most that many run at once; basic.qos caps
 // the unacked deliveries of each queue's consumer at config.prefetch, else
-// SubscribeOptions::prefetch, else twice the concurrency. A delivery is acked only after its handler
-// returned, and after the retry copy / dead letter it produced was confirmed
-// by the broker (through the shared Publisher). On a lost link the I/O thread
-// reconnects with backoff (to the next node of a cluster), redeclares and
-// consumes again; the broker has
-// requeued everything unacked, so settlements of the old link are dropped.
+// SubscribeOptions::prefetch, else twice the concurrency. A delivery is acked
+// only after its handler returned, and after the retry copy / dead letter it
+// produced was confirmed by the broker (through the shared Publisher). On a
+// lost link the I/O thread reconnects with backoff (to the next node of a
+// cluster), redeclares and consumes again; the broker has requeued everything
+// unacked, so settlements of the old link are dropped.
 //
 // Destruction stops taking deliveries, waits for running handlers (a pending
 // retry delay is waited out if it ends within kShutdownGrace, else the delivery

@@ -48,8 +48,8 @@ Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<Bu
   }
 
   ConnectSpec spec;
-  const int wanted = options.prefetch ? options.prefetch : options.concurrency * kReceivePerHandler;
-  spec.receive_maximum = o.receive_maximum ? o.receive_maximum : std::min(wanted, 65535);
+  spec.receive_maximum =
+      o.receive_maximum ? o.receive_maximum : std::min(options.PrefetchOr(kReceivePerHandler), 65535);
   if (options.ephemeral) {
     spec.client_id = UniqueClientId("eph");
   } else {

@@ -72,6 +72,9 @@ struct SubscribeOptions {
   // small multiple of `concurrency`. What waits here is not taken by the
   // group's other members; if the process dies, the broker hands it out again.
   int prefetch = 0;
+
+  // `prefetch`, or the adapter's default of `per_handler` for each handler.
+  int PrefetchOr(int per_handler) const { return prefetch ? prefetch : concurrency * per_handler; }
 };
 
 // A live subscription. Destroying it stops delivery and waits for handlers in
