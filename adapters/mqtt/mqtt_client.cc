@@ -143,6 +143,7 @@ Result<std::unique_ptr<Connection>> Connection::Create(const MqttOptions& option
   self->client_->set_connected_handler([self](const std::string& cause) {
     if (cause == "automatic reconnect") {
       spdlog::info("mqtt {}: reconnected to {}", self->spec_.client_id, self->options_.described);
+      SendWithoutDelay(SocketsTo(self->options_.host, self->options_.port));  // the new socket too
       self->Resubscribe();
     }
   });
@@ -177,12 +178,21 @@ Result<bool> Connection::Connect() {
     props.add({::mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(spec_.session_expiry_s)});
   if (spec_.receive_maximum) props.add({::mqtt::property::RECEIVE_MAXIMUM, spec_.receive_maximum});
   opts.set_properties(props);
+  // This connection's socket is the one to the broker that the connect adds.
+  const std::vector<SocketId> before = SocketsTo(options_.host, options_.port);
   try {
     auto tok = client_->connect(opts);
     const auto deadline = Clock::now() + options_.connect_timeout + 2s;
     while (!tok->wait_for(10ms)) {
       if (Clock::now() > deadline) return Timeout("mqtt connect to " + options_.described + " timed out");
       NudgeNetworkThread(client_.get());
+    }
+    std::vector<SocketId> added = SocketsTo(options_.host, options_.port);
+    std::erase_if(added, [&](const SocketId& s) { return std::find(before.begin(), before.end(), s) != before.end(); });
+    SendWithoutDelay(added);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sockets_ = std::move(added);
     }
     const auto response = tok->get_connect_response();
     const auto& props = response.get_properties();
@@ -246,6 +256,11 @@ Status Connection::AwaitRoundTrip(::mqtt::token& tok, const char* what) {
     if (Clock::now() > deadline) return Timeout(std::string("mqtt ") + what + " timed out");
   }
   return Status::Ok();
+}
+
+void Connection::AcknowledgeNow() {
+  std::lock_guard<std::mutex> lock(mu_);
+  mqtt::AcknowledgeNow(sockets_);
 }
 
 // Runs on paho's thread: queue the subscribe, never wait for it.
@@ -367,7 +382,10 @@ Status Publisher::Publish(const std::vector<OutMessage>& messages) {
   auto await = [&](const OutMessage& m, ::mqtt::delivery_token_ptr tok) -> Status {
     while (true) {
       try {
-        if (tok->wait_until(deadline)) return Status::Ok();
+        if (tok->wait_until(deadline)) {
+          conn_->AcknowledgeNow();  // the broker may hold further PUBACKs behind this one
+          return Status::Ok();
+        }
         return Timeout("mqtt publish to " + m.topic + ": no PUBACK within publish_timeout (" +
                        options_.described + ")");
       } catch (const ::mqtt::exception& e) {

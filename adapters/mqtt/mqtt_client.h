@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "adapters/mqtt/mqtt_options.h"
+#include "adapters/mqtt/mqtt_sockets.h"
 #include "core/status.h"
 
 namespace mqtt {
@@ -81,6 +82,9 @@ class Connection {
   [[nodiscard]] Status PublishAndWait(const OutMessage& message);
   // Disconnects; `end_session` makes the broker drop the session at once.
   void Disconnect(bool end_session);
+  // Sends the TCP acknowledgement this connection's socket may be holding
+  // back, so a broker with Nagle on sends what it held (mqtt_sockets.h).
+  void AcknowledgeNow();
   const std::string& client_id() const { return spec_.client_id; }
 
  private:
@@ -99,24 +103,9 @@ class Connection {
   std::atomic<int> server_receive_maximum_{65535};
   std::mutex mu_;
   std::vector<std::string> remembered_;  // guarded by mu_
+  std::vector<SocketId> sockets_;        // opened by the last Connect; guarded by mu_
 };
 
-// Publishes QoS 1 messages and returns once every one is PUBACKed. At most
-// `window` publishes are outstanding per Publisher, whoever calls, so paho's
-// buffer (sized above the window) never overflows with -12, and never more than
-// the broker's Receive Maximum (Mosquitto's max_inflight_messages, 20 by
-// default): paho holds a publish past that limit in its queue, and sends it
-// only when its send thread next wakes, on a new publish or after up to 1 s;
-// a window of 100 against a stock Mosquitto ran at 20 messages a second
-// whenever the caller then waited for PUBACKs. A publish that fails
-// is sent again until publish_timeout. Its session is not kept over a
-// reconnect: paho then fails the publishes that were in flight and they are sent
-// again as new ones. (Resuming the session made paho resend them itself, after
-// which Mosquitto 2.0.11 closed the connection for a protocol error, again on
-// every reconnect, and the publisher never got its PUBACKs.)
-// Reconnects are its own: Mosquitto 2.0 does not restore shared subscriptions
-// from its persistence file, so after a broker restart a group has no
-// subscriber until its consumers are back (they retry every 1-2 s). The
 // The publishes a Publisher may have unacknowledged, shared by its callers. A
 // mutex and a condition variable rather than std::counting_semaphore: in
 // libstdc++ 12 a timed acquire of the semaphore polls with growing sleeps,
@@ -150,9 +139,26 @@ class PublishWindow {
   int free_;  // guarded by mu_
 };
 
-// Publisher waits until the broker accepts connections, then kResumeGrace more,
-// before it reconnects and paho sends what waited; `on_broker_back` runs
-// first, on the Publisher's reconnect thread. Thread-safe.
+// Publishes QoS 1 messages and returns once every one is PUBACKed. At most
+// `window` publishes are outstanding per Publisher, whoever calls, so paho's
+// buffer (sized above the window) never overflows with -12, and never more than
+// the broker's Receive Maximum (Mosquitto's max_inflight_messages, 20 by
+// default): paho holds a publish past that limit in its queue, and sends it
+// only when its send thread next wakes, on a new publish or after up to 1 s;
+// a window of 100 against a stock Mosquitto ran at 20 messages a second
+// whenever the caller then waited for PUBACKs. A publish that fails
+// is sent again until publish_timeout. Its session is not kept over a
+// reconnect: paho then fails the publishes that were in flight and they are sent
+// again as new ones. (Resuming the session made paho resend them itself, after
+// which Mosquitto 2.0.11 closed the connection for a protocol error, again on
+// every reconnect, and the publisher never got its PUBACKs.)
+// Reconnects are its own: Mosquitto 2.0 does not restore shared subscriptions
+// from its persistence file, so after a broker restart a group has no
+// subscriber until its consumers are back (they retry every 1-2 s). The
+// Publisher waits until the broker accepts connections, then kResumeGrace
+// more, before it reconnects and paho sends what waited; `on_broker_back` runs
+// first, on the Publisher's reconnect thread. Each PUBACK it waits for is
+// followed by Connection::AcknowledgeNow. Thread-safe.
 class Publisher {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Publisher>> Open(const MqttOptions& options,

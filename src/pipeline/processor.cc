@@ -35,8 +35,8 @@ bool SleepUnlessStopped(Duration d, const std::stop_token& stop) {
 
 Status Interrupted(const std::string& what) { return Cancelled(what + ": interrupted, worker stopping"); }
 
-// An item's numeric "value", read as nlohmann would: `exact` is get<int64_t>
-// (an unsigned wraps, as there), `number` is get<double>.
+// An item's numeric "value": `exact` holds it when it is an integer that fits
+// in int64 (`integral`), `number` always holds it as a double.
 struct ItemNumber {
   bool integral = false;
   int64_t exact = 0;
@@ -65,9 +65,6 @@ Status ForEachItemValue(std::string_view items_json, Visit visit) {
       if (value->is_int64()) {
         n.integral = true;
         n.exact = value->get_int64().value_unsafe();
-      } else if (value->is_uint64()) {
-        n.integral = true;
-        n.exact = static_cast<int64_t>(value->get_uint64().value_unsafe());
       }
       visit(n);
       ++i;
@@ -94,9 +91,13 @@ class SumProcessor final : public ItemValuesProcessor {
     int64_t exact = 0;
     double inexact = 0;
     bool integral = true;
+    // Integers add exactly while the sum fits in int64; an item beyond int64,
+    // a fraction or an overflow makes the result a float, never a wrapped sum
+    // (as the aggregator's merge does).
     Status read = ForEachItemValue(chunk.items_json, [&](const ItemNumber& n) {
-      if (n.integral) {
-        exact += n.exact;
+      int64_t next = 0;
+      if (n.integral && !__builtin_add_overflow(exact, n.exact, &next)) {
+        exact = next;
       } else {
         integral = false;
         inexact += n.number;

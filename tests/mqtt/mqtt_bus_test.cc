@@ -2,6 +2,7 @@
 // broker restarts, Mosquitto's queue limit and the consumer sessions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -10,7 +11,13 @@
 #include <set>
 #include <thread>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "adapters/mqtt/mqtt_sockets.h"
 #include "core/bus.h"
+#include "core/bus_url.h"
 #include "tests/mqtt/mqtt_test_env.h"
 #include "tests/mqtt/scratch_broker.h"
 
@@ -176,6 +183,31 @@ TEST(MqttBus, PublishKeepsABoundedWindowUnderLoad) {
   for (auto& t : publishers) t.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_TRUE(WaitFor([&] { return seen.distinct() == 40000; }, 120s)) << seen.distinct();
+}
+
+// A broker with Nagle's algorithm on (Mosquitto's stock set_tcp_nodelay false)
+// stalls QoS 1 round trips unless the client acknowledges at once and sends
+// its own PUBACKs at once (adapters/mqtt/mqtt_sockets.h): every connection the
+// bus opens, the publisher's and each consumer's, has TCP_NODELAY set.
+TEST(MqttBus, EveryConnectionTheBusOpensSendsWithoutNagleDelay) {
+  FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
+  auto parsed = ParseBusUrl(url);
+  ASSERT_TRUE(parsed.ok());
+  const auto before = mqtt::SocketsTo(parsed->host, parsed->port);
+  auto bus = Open(url);
+  ASSERT_TRUE(bus);
+  Seen seen;
+  auto sub = bus->Subscribe({Unique("g"), {"fanflow." + Unique("nodelay") + ".v1"}, 1}, seen.Acking());
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  auto opened = mqtt::SocketsTo(parsed->host, parsed->port);
+  std::erase_if(opened, [&](const mqtt::SocketId& s) { return std::find(before.begin(), before.end(), s) != before.end(); });
+  EXPECT_GE(opened.size(), 2u) << "the publisher's and the consumer's connection";
+  for (const auto& [fd, inode] : opened) {
+    int on = 0;
+    socklen_t len = sizeof on;
+    ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    EXPECT_EQ(on, 1) << "socket " << fd;
+  }
 }
 
 // Two losses this found: messages published after the restart but before the

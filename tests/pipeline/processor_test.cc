@@ -44,7 +44,11 @@ TEST(ProcessorTest, SumReadsItemsTextAsTheDomReadsItems) {
                         Case{R"([{"value":-9223372036854775808},{"value":1}])", -9223372036854775807LL},
                         Case{R"([{"value":1.5},{"value":2}])", 3.5},
                         Case{R"([{"value":1e2},{"value":-0.5}])", 99.5},
-                        Case{R"([])", 0}}) {
+                        Case{R"([])", 0},
+                        // Past int64 the sum is a float, never a wrapped integer.
+                        Case{R"([{"value":9223372036854775807},{"value":1}])", 9223372036854775808.0},
+                        Case{R"([{"value":-9223372036854775808},{"value":-1}])", -9223372036854775809.0},
+                        Case{R"([{"value":18446744073709551615},{"value":-1}])", 18446744073709551614.0}}) {
     auto text = sum->ProcessText({"b", 0, c.items});
     ASSERT_TRUE(text.ok()) << c.items << ": " << text.status().ToString();
     EXPECT_EQ(text.value(), c.want) << c.items;
