@@ -187,8 +187,7 @@ Result<bool> Connection::Connect() {
       if (Clock::now() > deadline) return Timeout("mqtt connect to " + options_.described + " timed out");
       NudgeNetworkThread(client_.get());
     }
-    std::vector<SocketId> added = SocketsTo(options_.host, options_.port);
-    std::erase_if(added, [&](const SocketId& s) { return std::find(before.begin(), before.end(), s) != before.end(); });
+    std::vector<SocketId> added = SocketsAddedTo(options_.host, options_.port, before);
     SendWithoutDelay(added);
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -68,6 +69,12 @@ std::vector<SocketId> SocketsTo(const std::string& host, int port) {
   }
   freeaddrinfo(broker);
   return found;
+}
+
+std::vector<SocketId> SocketsAddedTo(const std::string& host, int port, const std::vector<SocketId>& before) {
+  std::vector<SocketId> added = SocketsTo(host, port);
+  std::erase_if(added, [&](const SocketId& s) { return std::find(before.begin(), before.end(), s) != before.end(); });
+  return added;
 }
 
 void SendWithoutDelay(const std::vector<SocketId>& sockets) { SetOnEach(sockets, TCP_NODELAY); }

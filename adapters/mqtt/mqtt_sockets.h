@@ -27,6 +27,10 @@ using SocketId = std::pair<int, ino_t>;
 // name resolves to).
 std::vector<SocketId> SocketsTo(const std::string& host, int port);
 
+// The sockets to host:port now that were not among `before`: what a connect
+// opened (a superset when other connections opened at the same time).
+std::vector<SocketId> SocketsAddedTo(const std::string& host, int port, const std::vector<SocketId>& before);
+
 // Sets TCP_NODELAY on each socket: paho's own small writes (the PUBACKs a
 // consumer sends) then go at once as well. A socket no longer open under its
 // inode is skipped, here and below.

@@ -2,7 +2,6 @@
 // broker restarts, Mosquitto's queue limit and the consumer sessions.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -199,8 +198,7 @@ TEST(MqttBus, EveryConnectionTheBusOpensSendsWithoutNagleDelay) {
   Seen seen;
   auto sub = bus->Subscribe({Unique("g"), {"fanflow." + Unique("nodelay") + ".v1"}, 1}, seen.Acking());
   ASSERT_TRUE(sub.ok()) << sub.status().ToString();
-  auto opened = mqtt::SocketsTo(parsed->host, parsed->port);
-  std::erase_if(opened, [&](const mqtt::SocketId& s) { return std::find(before.begin(), before.end(), s) != before.end(); });
+  const auto opened = mqtt::SocketsAddedTo(parsed->host, parsed->port, before);
   EXPECT_GE(opened.size(), 2u) << "the publisher's and the consumer's connection";
   for (const auto& [fd, inode] : opened) {
     int on = 0;

@@ -66,7 +66,10 @@ TEST(MqttSockets, SocketsToFindsThisProcesssConnectionsToThatAddressOnly) {
   EXPECT_EQ(Descriptors(SocketsTo("127.0.0.1", other.port)), std::vector<int>{elsewhere});
   EXPECT_TRUE(SocketsTo("127.0.0.1", 1).empty());
   EXPECT_TRUE(SocketsTo("no such host.invalid", broker.port).empty());
-  for (int fd : {a, b, elsewhere}) close(fd);
+  const auto before = SocketsTo("127.0.0.1", broker.port);
+  const int c = broker.Connect();
+  EXPECT_EQ(Descriptors(SocketsAddedTo("127.0.0.1", broker.port, before)), std::vector<int>{c});
+  for (int fd : {a, b, c, elsewhere}) close(fd);
 }
 
 TEST(MqttSockets, SendWithoutDelaySetsNoDelayOnTheSocketsGivenOnly) {
