@@ -2,12 +2,17 @@
 # The pipeline as users run it: every role its own `fanflow` process on a
 # broker (aggregator, ventilator, WORKERS workers), timed from `submit --wait`
 # to its batch_complete, REPS times; prints each run and the median chunks/s.
+# Then, in the same sitting, the raw client's ceiling for the same two messages
+# per chunk on the same broker (the raw rows of the broker's pipeline bench:
+# 1 / (1/big + 1/small), medians of 5) and the ratio of the two.
 #
 #   bench/cli_pipeline.sh BUS_URL [ITEMS] [CHUNK] [WORKERS] [REPS]
 #   bench/cli_pipeline.sh mqtt://127.0.0.1:1886 200000 100 2 5
 #
-# FANFLOW_BIN picks the binary (default build-release/src/cli/fanflow). Each
-# repetition starts fresh processes and stops them by pid.
+# FANFLOW_BIN picks the binary (default build-release/src/cli/fanflow), and the
+# raw bench is taken from the same tree's bench/ (build it with
+# -DFANFLOW_BENCH=ON; CEILING=0 skips it). Each repetition starts fresh
+# processes and stops them by pid.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bus="${1:?usage: bench/cli_pipeline.sh BUS_URL [ITEMS] [CHUNK] [WORKERS] [REPS]}"
@@ -47,3 +52,30 @@ for rep in $(seq 1 "$reps"); do
 done
 median="$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')"
 echo "median of $reps: $median chunks/s ($items items in chunks of $chunk, $workers workers, $bus)"
+
+[[ "${CEILING:-1}" == 0 ]] && exit 0
+case "$bus" in
+  mqtt://*) raw_bench=mqtt_pipeline_bench filter='RawPaho/bytes:[0-9]+/props:1/stock:0' rate=msg_per_s
+            raw_env=(FANFLOW_BENCH_MQTT_URL="$bus" FANFLOW_BENCH_MQTT_STOCK_URL=) ;;
+  amqp://*) raw_bench=amqp_pipeline_bench filter='RawClient/window:1000/prefetch:100/' rate=items_per_second
+            raw_env=(FANFLOW_BENCH_AMQP_URL="$bus") ;;
+  *) echo "cli_pipeline.sh: no raw ceiling for $bus (CEILING=0 to skip)" >&2; exit 2 ;;
+esac
+raw_bin="$(dirname "$(dirname "$(dirname "$bin")")")/bench/$raw_bench"
+[[ -x "$raw_bin" ]] || { echo "cli_pipeline.sh: no $raw_bin for the raw ceiling (build with -DFANFLOW_BENCH=ON)" >&2; exit 2; }
+env "${raw_env[@]}" "$raw_bin" --benchmark_filter="$filter" --benchmark_out="$work/raw.json" \
+  --benchmark_out_format=json >"$work/raw.log" 2>&1 || { cat "$work/raw.log" >&2; exit 1; }
+python3 - "$work/raw.json" "$rate" "$median" <<'PY'
+import json, re, statistics, sys
+report, rate, fanflow = json.load(open(sys.argv[1])), sys.argv[2], float(sys.argv[3])
+by_size = {}
+for b in report["benchmarks"]:
+    if b.get("run_type") == "iteration" and not b.get("error_occurred") and rate in b:
+        by_size.setdefault(int(re.search(r"bytes:(\d+)", b["name"]).group(1)), []).append(b[rate])
+if len(by_size) != 2:
+    sys.exit("cli_pipeline.sh: the raw bench did not give both message sizes: %s" % sorted(by_size))
+small, big = (statistics.median(by_size[k]) for k in sorted(by_size))
+ceiling = 1 / (1 / big + 1 / small)
+print("raw ceiling: %.0f chunks/s (%.0f msg/s at %d B, %.0f at %d B, medians of %d); fanflow / raw = %.2f"
+      % (ceiling, small, min(by_size), big, max(by_size), len(by_size[max(by_size)]), fanflow / ceiling))
+PY
