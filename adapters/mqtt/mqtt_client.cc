@@ -1,6 +1,5 @@
 #include "adapters/mqtt/mqtt_client.h"
 
-#include <MQTTAsync.h>
 #include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
@@ -14,6 +13,8 @@
 #include <condition_variable>
 #include <deque>
 #include <thread>
+
+#include "adapters/mqtt/mqtt_paho_threads.h"
 
 namespace fanflow::mqtt {
 namespace {
@@ -95,22 +96,6 @@ bool Accepts(const std::string& host, int port) {
   }
   freeaddrinfo(res);
   return ok;
-}
-
-// paho stops its network threads whenever the last client of the process is
-// destroyed, polling every 100 ms until they are gone (once or twice), and
-// starts them again for the next client, whose first CONNACK then waits out
-// the new receive thread's 100 ms idle sleep. One client that is never
-// connected and lives as long as the process keeps the threads running: a
-// short-lived command (`submit --wait`) no longer spends 200 ms on its way out,
-// nor a probe connection 100 ms on the way in.
-void KeepNetworkThreadsRunning() {
-  static const bool kept = [] {
-    MQTTAsync idle = nullptr;
-    return MQTTAsync_create(&idle, "tcp://127.0.0.1:1", "fanflow-idle", MQTTCLIENT_PERSISTENCE_NONE,
-                            nullptr) == MQTTASYNC_SUCCESS;
-  }();
-  (void)kept;
 }
 
 // How long the Publisher stays away from a broker that came back, so that
@@ -201,9 +186,14 @@ Result<bool> Connection::Connect() {
   try {
     auto tok = client_->connect(opts);
     const auto deadline = Clock::now() + options_.connect_timeout + 2s;
-    while (!tok->wait_for(10ms)) {
+    // The socket is usually in paho's set within a millisecond: look early,
+    // then every 10 ms.
+    std::chrono::milliseconds pause = 1ms;
+    while (!tok->wait_for(pause)) {
       if (Clock::now() > deadline) return Timeout("mqtt connect to " + options_.described + " timed out");
       NudgeNetworkThread(client_.get());
+      WakeSleepingReceiveThread();
+      pause = std::min<std::chrono::milliseconds>(2 * pause, 10ms);
     }
     std::vector<SocketId> added = SocketsAddedTo(options_.host, options_.port, before);
     SendWithoutDelay(added);

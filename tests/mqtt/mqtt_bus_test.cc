@@ -15,7 +15,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
+#include "adapters/mqtt/mqtt_paho_threads.h"
 #include "adapters/mqtt/mqtt_sockets.h"
 #include "core/bus.h"
 #include "core/bus_url.h"
@@ -239,6 +241,56 @@ TEST(MqttBus, ClosingTheLastBusLeavesPahosNetworkThreadsRunning) {
     EXPECT_EQ(ThreadsNamed("MQTTAsync_rcv"), 1) << "round " << round;
     EXPECT_EQ(ThreadsNamed("MQTTAsync_send"), 1) << "round " << round;
   }
+}
+
+// The /proc/self/task directory of paho's receive thread ("" when none).
+std::string ReceiveThreadTask() {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "MQTTAsync_rcv") return task.path().string();
+  }
+  return "";
+}
+
+// A number from the thread's status file ("voluntary_ctxt_switches:" say).
+long StatusField(const std::string& task, const std::string& field) {
+  std::ifstream status(task + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(field.size()));
+  return -1;
+}
+
+bool InSleepCall(const std::string& task) {
+  std::ifstream call(task + "/syscall");
+  long number = -1;
+  return (call >> number) && (number == SYS_clock_nanosleep || number == SYS_nanosleep);
+}
+
+// With no connection, paho's receive thread sleeps 100 ms a turn, and the
+// first connect of a process waited out the turn just begun: 100 ms of a
+// 145 ms `fanflow submit`. Each wake ends a sleep, so the thread goes back to
+// sleep (a voluntary context switch) once per wake, not once per 100 ms.
+TEST(MqttBus, AWakeEndsThePahoReceiveThreadsIdleSleep) {
+  FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
+  {
+    auto bus = Open(url);  // starts paho's threads; closing leaves them with no socket
+    ASSERT_TRUE(bus);
+  }
+  const std::string task = ReceiveThreadTask();
+  ASSERT_FALSE(task.empty());
+  const long before = StatusField(task, "voluntary_ctxt_switches:");
+  int wakes = 0;
+  for (int i = 0; i < 20; ++i) {
+    for (int spin = 0; spin < 200 && !InSleepCall(task); ++spin) std::this_thread::sleep_for(1ms);
+    wakes += InSleepCall(task);
+    fanflow::mqtt::WakeSleepingReceiveThread();
+    std::this_thread::sleep_for(2ms);
+  }
+  const long switches = StatusField(task, "voluntary_ctxt_switches:") - before;
+  EXPECT_GE(wakes, 15) << "the receive thread was not asleep between wakes";
+  // About 60 ms: sleeping out its turns would give at most 1 or 2.
+  EXPECT_GE(switches, 10) << wakes << " wakes";
 }
 
 // Two losses this found: messages published after the restart but before the
