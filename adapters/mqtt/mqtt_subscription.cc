@@ -6,6 +6,7 @@
 #include <random>
 
 #include "adapters/mqtt/mqtt_parked.h"
+#include "core/event.h"
 #include "core/invoke_handler.h"
 #include "core/printable.h"
 #include "core/routes.h"
@@ -25,6 +26,18 @@ constexpr auto kSettleBackoff = 1s;
 // handler halves the throughput (bench/mqtt_pipeline_bench: 0.43-0.48 of raw
 // paho against 0.6-0.7 with 8 or more).
 constexpr int kReceivePerHandler = 8;
+
+// The group's filters of every event type it does not consume.
+std::vector<std::string> StaleFilters(const SubscribeOptions& options) {
+  std::vector<std::string> stale;
+  for (const std::string& type : KnownEventTypes()) {
+    const auto& consumed = options.event_types;
+    if (std::find(consumed.begin(), consumed.end(), type) != consumed.end()) continue;
+    stale.push_back(SharedMain(options.group, type));
+    stale.push_back(SharedRetry(options.group, type));
+  }
+  return stale;
+}
 
 }  // namespace
 
@@ -69,6 +82,8 @@ Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<Bu
   auto resumed = sub->consumer_->Connect();
   if (!resumed.ok()) return resumed.status();
   if (auto s = sub->consumer_->Subscribe(filters, true); !s.ok()) return s;
+  if (*resumed)  // the session may hold filters of types this group consumed before an upgrade
+    if (auto s = sub->consumer_->Unsubscribe(StaleFilters(options)); !s.ok()) return s;
   spdlog::info("mqtt: consuming group '{}' as {} ({} session) on {}", options.group, spec.client_id,
                *resumed ? "resumed" : "new", o.described);
   if (!options.ephemeral) {

@@ -308,14 +308,6 @@ int TopologyCommand(const BusFlags& bus_flags) {
   for (const std::string& type : KnownEventTypes())
     for (const std::string& group : routes::DefaultGroups(type))
       if (Status s = bus.value()->DeclareGroup(group, {type}); !s.ok()) return Fail(s);
-  // Where clients acknowledge on receipt, the aggregator leases every chunk it
-  // sees published (--lease auto):
-  // its group must keep process_chunk events from the first one on, even those
-  // published before it starts, or a chunk lost with a killed worker is never
-  // redriven.
-  if (bus.value()->Capabilities().acks_on_receipt)
-    if (Status s = bus.value()->DeclareGroup(routes::kAggregatorGroup, {kProcessChunk}); !s.ok())
-      return Fail(s);
   auto stats = bus.value()->Stats("");
   if (!stats.ok()) return Fail(stats.status());
   for (const QueueStats& q : stats.value())

@@ -108,13 +108,15 @@ Status CheckEnum(const json& obj, const char* key, const std::string& path,
     if (!s_.ok()) return s_;       \
   } while (0)
 
-Status CheckCursor(const json& d, bool required) {
-  auto it = d.find("cursor");
-  if (it == d.end()) return required ? Missing("data.cursor") : Status::Ok();
-  if (!it->is_object()) return InvalidArgument("data.cursor: must be an object");
-  FANFLOW_CHECK(CheckInteger(*it, "offset", "data.cursor.offset", 0, true));
-  FANFLOW_CHECK(CheckInteger(*it, "next_chunk", "data.cursor.next_chunk", 0, true));
-  FANFLOW_CHECK(CheckInteger(*it, "next_item", "data.cursor.next_item", 0, true));
+// A source position (data.cursor, data.page): byte offset, next chunk, next item.
+Status CheckCursor(const json& d, const std::string& key, bool required) {
+  const std::string path = "data." + key;
+  auto it = d.find(key);
+  if (it == d.end()) return required ? Missing(path) : Status::Ok();
+  if (!it->is_object()) return InvalidArgument(path + ": must be an object");
+  FANFLOW_CHECK(CheckInteger(*it, "offset", path + ".offset", 0, true));
+  FANFLOW_CHECK(CheckInteger(*it, "next_chunk", path + ".next_chunk", 0, true));
+  FANFLOW_CHECK(CheckInteger(*it, "next_item", path + ".next_item", 0, true));
   return Status::Ok();
 }
 
@@ -147,12 +149,22 @@ Status ValidateFanoutStep(const json& d) {
   FANFLOW_CHECK(ValidateRequest(d));
   FANFLOW_CHECK(CheckInteger(d, "step", "data.step", 0, true));
   FANFLOW_CHECK(CheckInteger(d, "max_chunks", "data.max_chunks", 1, true));
-  return CheckCursor(d, true);
+  FANFLOW_CHECK(CheckCursor(d, "cursor", true));
+  auto redrive = d.find("redrive");
+  if (redrive == d.end()) return Status::Ok();
+  if (!redrive->is_object()) return InvalidArgument("data.redrive: must be an object");
+  FANFLOW_CHECK(CheckInteger(*redrive, "chunk_index", "data.redrive.chunk_index", 0, true));
+  // The ventilator reads from the cursor up to the chunk: one step's worth at most.
+  const int64_t from = d["cursor"]["next_chunk"].get<int64_t>(), index = (*redrive)["chunk_index"].get<int64_t>();
+  if (index < from || index - from >= d["max_chunks"].get<int64_t>())
+    return InvalidArgument("data.redrive.chunk_index: must be within max_chunks of data.cursor.next_chunk");
+  return Status::Ok();
 }
 
 Status ValidateFanoutProgress(const json& d) {
   FANFLOW_CHECK(CheckInteger(d, "step", "data.step", 0, true));
-  FANFLOW_CHECK(CheckCursor(d, true));
+  FANFLOW_CHECK(CheckCursor(d, "cursor", true));
+  FANFLOW_CHECK(CheckCursor(d, "page", false));
   if (auto it = d.find("error"); it != d.end())
     FANFLOW_CHECK(RequireNonEmptyString(d, "error", "data.error"));
   FANFLOW_CHECK(CheckOptional(d, "publishing", "data.publishing", &json::is_boolean, "a boolean"));

@@ -52,6 +52,38 @@ int64_t ExpectedItems(const BatchRecord& b, int64_t index) {
   return b.chunk_size;
 }
 
+// A fanout_step of `b` for the ventilator: its current step, or (with
+// `redrive`) the one chunk that a lease gave up on, read again from `cursor`.
+Message StepMessage(const BatchRecord& b, const std::string& id, const json& cursor, int64_t max_chunks,
+                    const json& redrive) {
+  json data = b.request;
+  data["step"] = b.step.number;
+  data["max_chunks"] = max_chunks;
+  data["cursor"] = cursor;
+  data["started_at"] = b.started_at;
+  if (!redrive.is_null()) data["redrive"] = redrive;
+  Event step = MakeEvent(kFanoutStep, id, b.batch_id, b.correlation_id, std::move(data));
+  return Message{step.type, step.id, EncodeEvent(step)};
+}
+
+// Why the page a publishing report names (data.page, if any) cannot be the one
+// that ends at chunk `end` of `b`, starting no earlier than `lowest`; "" when it can.
+std::string PageMisfit(const BatchRecord& b, const json& report, int64_t lowest, int64_t end) {
+  const auto page = report.find("page");
+  if (page == report.end()) return "";
+  const int64_t first = (*page)["next_chunk"].get<int64_t>();
+  const int64_t most = b.request.value("page_chunks", kDefaultPageChunks);
+  if (first < lowest || first >= end || end - first > most)
+    return "data.page.next_chunk: " + std::to_string(first) + " cannot start a page of at most " +
+           std::to_string(most) + " chunks that ends at chunk " + std::to_string(end) + " of step " +
+           std::to_string(report["step"].get<int64_t>());
+  // Every chunk before the last is full, so a page's first item is known.
+  if ((*page)["next_item"] != first * b.chunk_size)
+    return "data.page.next_item: chunk " + std::to_string(first) + " starts at item " +
+           std::to_string(first * b.chunk_size);
+  return "";
+}
+
 // How a report's cursor may end a step: every chunk full (a step that stopped
 // before the source's end), or the last chunk short (the end of the source).
 enum class StepEnd { kFull, kMayEnd, kMayEndNotEmpty };
@@ -121,8 +153,7 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
       }
     }
   }
-  std::vector<std::string> types = {kStartFanout, kChunkDone, kFanoutProgress, kBatchSealed, kCancelBatch};
-  if (agg->options_.lease.count() > 0) types.push_back(kProcessChunk);
+  const std::vector<std::string> types = {kStartFanout, kChunkDone, kFanoutProgress, kBatchSealed, kCancelBatch};
   auto sub = bus.Subscribe({routes::kAggregatorGroup, types, agg->options_.concurrency},
                            [a = agg.get()](const Delivery& d) { return a->Handle(d); });
   if (!sub.ok()) return sub.status();
@@ -148,14 +179,6 @@ Aggregator::~Aggregator() {
 }
 
 Verdict Aggregator::Handle(const Delivery& d) {
-  // A lease needs only the chunk's address, which its id gives without parsing
-  // its items (that parse was a third of the aggregator's work on MQTT).
-  const auto chunk = d.message.type == kProcessChunk ? ParseChunkEventId(d.message.id) : std::nullopt;
-  if (chunk)
-    return InGroup([&] {
-      return Settled(ledger_->LeaseChunk(chunk->first, chunk->second, d.message.body), chunk->first,
-                     d.message.id);
-    });
   auto decoded = DecodeEvent(d.message.body);
   if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());
   const Event& e = decoded.value();
@@ -164,9 +187,6 @@ Verdict Aggregator::Handle(const Delivery& d) {
     if (e.type == kChunkDone) return HandleChunkDone(d, e);
     if (e.type == kFanoutProgress || e.type == kBatchSealed) return HandleProgress(e);
     if (e.type == kCancelBatch) return HandleCancel(e);
-    if (e.type == kProcessChunk)
-      return Settled(ledger_->LeaseChunk(e.subject, e.data["chunk_index"].get<int64_t>(), d.message.body),
-                     e.subject, e.id);
     return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
   });
 }
@@ -266,8 +286,11 @@ Verdict Aggregator::HandleProgress(const Event& e) {
                                std::to_string(*b.total_chunks) + " chunks, " + std::to_string(b.total_items) +
                                " items; this seal says otherwise");
   if (b.complete || step < b.step.number ||
-      (step == b.step.number && b.step.state != FanoutStepRecord::State::kIssued))
+      (step == b.step.number && b.step.state != FanoutStepRecord::State::kIssued)) {
+    // A page whose step's final report overtook it still leases its chunks.
+    if (!b.complete && e.data.value("publishing", false)) return LeaseLatePage(b, e);
     return Verdict::Ack();  // a step reported twice (it was handed out again)
+  }
   if (step > b.step.number)
     return Verdict::DeadLetter("data.step: step " + std::to_string(step) + " of batch '" + e.subject +
                                "' was never handed out (the current step is " +
@@ -376,7 +399,32 @@ Verdict Aggregator::HandlePublishing(const BatchRecord& b, const Event& e) {
   if (std::string why = StepMisfit(b, chunks, items, StepEnd::kMayEndNotEmpty); !why.empty())
     return Verdict::DeadLetter("data.cursor: " + why);
   if (chunks <= b.published_chunks) return Verdict::Ack();  // a page announced again
-  return Settled(ledger_->RecordPublishing(e.subject, chunks, items), e.subject, e.id);
+  if (std::string why = PageMisfit(b, e.data, b.step.first_chunk(), chunks); !why.empty())
+    return Verdict::DeadLetter(why);
+  Status s = ledger_->RecordPublishing(e.subject, chunks, items);
+  if (s.ok()) s = LeasePage(e, chunks);
+  return Settled(s, e.subject, e.id);
+}
+
+Verdict Aggregator::LeaseLatePage(const BatchRecord& b, const Event& e) {
+  const int64_t chunks = e.data["cursor"]["next_chunk"].get<int64_t>();
+  if (chunks > b.published_chunks)
+    return Verdict::DeadLetter("data.cursor.next_chunk: " + std::to_string(chunks) + " is past the " +
+                               std::to_string(b.published_chunks) + " chunks step " +
+                               std::to_string(e.data["step"].get<int64_t>()) + " reported");
+  if (std::string why = PageMisfit(b, e.data, 0, chunks); !why.empty()) return Verdict::DeadLetter(why);
+  return Settled(LeasePage(e, chunks), e.subject, e.id);
+}
+
+Status Aggregator::LeasePage(const Event& e, int64_t end_chunk) {
+  if (options_.lease.count() <= 0) return Status::Ok();
+  const auto page = e.data.find("page");
+  if (page == e.data.end()) {
+    spdlog::warn("[batch {}] {} names no page: chunks up to {} are not leased, and one lost with its "
+                 "worker is never published again", e.subject, e.id, end_chunk);
+    return Status::Ok();
+  }
+  return ledger_->LeasePage(e.subject, (*page)["next_chunk"].get<int64_t>(), end_chunk, page->dump());
 }
 
 Status Aggregator::RecordOutcome(const ChunkOutcome& c, ChunkRecorded recorded) {
@@ -413,15 +461,10 @@ Status Aggregator::NextStepIfRoom(BatchRecord& b) {
 }
 
 Status Aggregator::PublishStep(const BatchRecord& b) {
-  json data = b.request;
-  data["step"] = b.step.number;
-  data["max_chunks"] = b.step.max_chunks;
-  data["cursor"] = b.step.cursor;
-  data["started_at"] = b.started_at;
-  Event step = MakeEvent(kFanoutStep, b.batch_id + "/step/" + std::to_string(b.step.number), b.batch_id,
-                         b.correlation_id, std::move(data));
+  Message step = StepMessage(b, b.batch_id + "/step/" + std::to_string(b.step.number), b.step.cursor,
+                             b.step.max_chunks, json());
   if (Status s = FinishGroup(); !s.ok()) return s;
-  return bus_.Publish(Message{step.type, step.id, EncodeEvent(step)});
+  return bus_.Publish(step);
 }
 
 Status Aggregator::CompleteIfDone(const BatchRecord& b) {
@@ -553,7 +596,7 @@ void Aggregator::TimerLoop() {
     auto again = ExpiredChunks();
     Status s = again.status();
     if (s.ok() && !again->empty()) {
-      // Unlocked: the aggregator's own queue receives these too and must drain.
+      // Unlocked: handlers go on while the bus takes them.
       lock.unlock();
       s = bus_.Publish(again.value());
       lock.lock();
@@ -567,15 +610,15 @@ Result<std::vector<Message>> Aggregator::ExpiredChunks() {
   if (!expired.ok()) return expired.status();
   std::vector<Message> again;
   for (const Ledger::Lease& l : expired.value()) {
+    auto found = ledger_->Get(l.batch_id);
+    if (!found.ok()) return found.status();
+    if (!found.value()) continue;  // the lease's batch is gone (deleted by hand)
+    const BatchRecord& b = *found.value();
     if (l.redrives > options_.max_redrives) {
       // A chunk that kills or hangs every worker that takes it: give up on it.
-      ChunkOutcome c{l.batch_id, "", l.chunk_index, false, 0, l.redrives,
-                     nullptr, "lease expired " + std::to_string(l.redrives) + " times; no worker finished it"};
-      auto ev = DecodeEvent(l.event_json);
-      if (ev.ok()) {
-        c.correlation_id = ev->correlation_id;
-        c.items = ev->data["item_count"].get<int64_t>();
-      }
+      ChunkOutcome c{l.batch_id, b.correlation_id, l.chunk_index, false, ExpectedItems(b, l.chunk_index),
+                     l.redrives, nullptr,
+                     "lease expired " + std::to_string(l.redrives) + " times; no worker finished it"};
       spdlog::error("[batch {}] chunk {} exceeded {} redrives; counting it failed", l.batch_id,
                     l.chunk_index, options_.max_redrives);
       auto recorded = ledger_->RecordChunk(c);
@@ -585,8 +628,23 @@ Result<std::vector<Message>> Aggregator::ExpiredChunks() {
     }
     spdlog::warn("[batch {}] chunk {} not done within its lease; redrive #{}", l.batch_id,
                  l.chunk_index, l.redrives);
-    again.push_back(Message{kProcessChunk, ChunkEventId(l.batch_id, l.chunk_index),
-                            l.event_json});
+    if (l.page_cursor.empty()) {  // leased by an earlier fanflow, with its event
+      again.push_back(Message{kProcessChunk, ChunkEventId(l.batch_id, l.chunk_index), l.event_json});
+      continue;
+    }
+    // A ventilator reads the chunk again from the start of its page (the
+    // ledger file is checked like any input: a bad cursor redrives nothing).
+    const json page = json::parse(l.page_cursor, nullptr, false);
+    const auto first = page.is_object() ? page.find("next_chunk") : page.end();
+    if (first == page.end() || !first->is_number_integer() || first->get<int64_t>() > l.chunk_index) {
+      spdlog::error("[batch {}] chunk {}: its lease names no page it is in ({}); not redriven", l.batch_id,
+                    l.chunk_index, EscapeForLog(l.page_cursor));
+      continue;
+    }
+    const std::string id = l.batch_id + "/redrive/" + std::to_string(l.chunk_index) + "/" +
+                           std::to_string(l.redrives);
+    again.push_back(StepMessage(b, id, page, l.chunk_index - first->get<int64_t>() + 1,
+                                {{"chunk_index", l.chunk_index}}));
   }
   return again;
 }

@@ -5,9 +5,10 @@
 // chunks outstanding, counts every chunk_done it can place (a known batch, an
 // index that was published, the items that chunk has) once, and publishes one
 // batch_complete per batch.
-// With a lease it also watches process_chunk and redrives chunks whose
-// chunk_done does not come in time (needed on MQTT, where the broker forgets a
-// message once a worker has received it). With a deadline it decides a batch
+// With a lease it also leases the chunks of every page the ventilator reports
+// publishing and has a ventilator publish again those whose chunk_done does
+// not come in time (needed on MQTT, where the broker forgets a message once a
+// worker has received it). With a deadline it decides a batch
 // still open that long after its first event `timed_out`, listing the chunks
 // still missing; chunks that arrive later are recorded but announce nothing.
 // A cancel_batch decides an open batch `cancelled` at once: no step is handed
@@ -35,7 +36,7 @@ namespace fanflow {
 
 // The lease `fanflow aggregator --lease auto` picks: 30 s on a bus whose
 // clients acknowledge on receipt, before a message is handled (MQTT), where the
-// aggregator leases every chunk it sees published and redrives those a dead
+// aggregator leases every chunk reported published and redrives those a dead
 // worker took; none elsewhere.
 std::chrono::milliseconds DefaultLease(const EventBus& bus);
 
@@ -102,6 +103,10 @@ class Aggregator {
   Verdict HandleChunkDone(const Delivery& delivery, const Event& done);
   // A fanout_progress with publishing: true, for the current step of `b`.
   Verdict HandlePublishing(const BatchRecord& b, const Event& report);
+  // A publishing report that its step's final report overtook: only its lease.
+  Verdict LeaseLatePage(const BatchRecord& b, const Event& report);
+  // Leases the chunks of the report's page up to `end_chunk` (with a lease).
+  Status LeasePage(const Event& report, int64_t end_chunk);
   // Requires mu_. After the batch's counts changed: its next step or its end,
   // from one read of its record.
   Status Advance(const std::string& batch_id);

@@ -216,6 +216,9 @@ constexpr AddedColumn kAddedColumns[] = {
     {"chunks", "digest", "INTEGER NOT NULL DEFAULT 0"},
     {"chunks", "result", "TEXT"},
     {"batches", "combine_error", "TEXT"},
+    // Where a leased chunk's page starts; a lease written before holds the
+    // chunk's whole event instead.
+    {"leases", "page_cursor", "TEXT"},
 };
 
 // What tells two successful outcomes of a chunk apart.
@@ -629,21 +632,25 @@ Result<std::vector<BatchRecord>> Ledger::Unannounced() {
 
 Result<std::vector<BatchRecord>> Ledger::OpenBatches() { return Batches("complete_event IS NULL", nullptr); }
 
-Status Ledger::LeaseChunk(const std::string& batch_id, int64_t chunk_index,
-                          const std::string& event_json) {
+Status Ledger::LeasePage(const std::string& batch_id, int64_t first_chunk, int64_t end_chunk,
+                         const std::string& page_cursor) {
   // Only a chunk of an open batch this aggregator admitted, not yet done, is
-  // leased: a forged process_chunk leaves no trace.
-  return Statement(*statements_,
-                   "INSERT OR IGNORE INTO leases(batch_id, chunk_index, event, leased_ms) "
-                   "SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE "
-                   "batch_id=?1 AND chunk_index=?2) AND EXISTS (SELECT 1 FROM batches WHERE "
-                   "batch_id=?1 AND complete_event IS NULL AND "
-                   "?2 < COALESCE(total_chunks, published_chunks + step_max_chunks))")
-      .Bind(1, batch_id)
-      .Bind(2, chunk_index)
-      .Bind(3, event_json)
-      .Bind(4, NowMs())
-      .Run();
+  // leased: a forged report leaves no trace.
+  for (int64_t index = first_chunk; index < end_chunk; ++index) {
+    Status s = Statement(*statements_,
+                         "INSERT OR IGNORE INTO leases(batch_id, chunk_index, event, page_cursor, leased_ms) "
+                         "SELECT ?1, ?2, '', ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE "
+                         "batch_id=?1 AND chunk_index=?2) AND EXISTS (SELECT 1 FROM batches WHERE "
+                         "batch_id=?1 AND complete_event IS NULL AND "
+                         "?2 < COALESCE(total_chunks, published_chunks + step_max_chunks))")
+                   .Bind(1, batch_id)
+                   .Bind(2, index)
+                   .Bind(3, page_cursor)
+                   .Bind(4, NowMs())
+                   .Run();
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<Ledger::Lease>> Ledger::TakeExpiredLeases(int64_t max_age_ms) {
@@ -651,7 +658,7 @@ Result<std::vector<Ledger::Lease>> Ledger::TakeExpiredLeases(int64_t max_age_ms)
   FANFLOW_BEGIN(tx);
   const int64_t now = NowMs();
   Statement q(*statements_,
-              "SELECT l.batch_id, l.chunk_index, l.event, l.redrives FROM leases l "
+              "SELECT l.batch_id, l.chunk_index, l.event, COALESCE(l.page_cursor, ''), l.redrives FROM leases l "
               "LEFT JOIN batches b ON b.batch_id = l.batch_id "
               "WHERE l.leased_ms < ?1 AND COALESCE(b.updated_ms, 0) < ?1 "
               "ORDER BY l.leased_ms LIMIT 1000");
@@ -661,7 +668,7 @@ Result<std::vector<Ledger::Lease>> Ledger::TakeExpiredLeases(int64_t max_age_ms)
     auto row = q.Step();
     if (!row.ok()) return row.status();
     if (!row.value()) break;
-    out.push_back(Lease{q.Text(0), q.Int(1), q.Text(2), static_cast<int>(q.Int(3)) + 1});
+    out.push_back(Lease{q.Text(0), q.Int(1), q.Text(2), q.Text(3), static_cast<int>(q.Int(4)) + 1});
   }
   for (const Lease& l : out) {
     Statement renew(*statements_,

@@ -172,13 +172,16 @@ class Ledger {
   [[nodiscard]] Result<std::vector<BatchRecord>> OpenBatches();
 
   // Leases: the visibility timeout of chunks on buses that ack on receipt
-  // (MQTT). A chunk seen published is leased until its chunk_done arrives.
-  [[nodiscard]] Status LeaseChunk(const std::string& batch_id, int64_t chunk_index,
-                                  const std::string& event_json);
+  // (MQTT). The chunks [first_chunk, end_chunk) of a page the ventilator
+  // reports publishing are leased until their chunk_done arrives;
+  // `page_cursor` (a JSON cursor) is where the page starts in the source.
+  [[nodiscard]] Status LeasePage(const std::string& batch_id, int64_t first_chunk, int64_t end_chunk,
+                                 const std::string& page_cursor);
   struct Lease {
     std::string batch_id;
     int64_t chunk_index = 0;
-    std::string event_json;
+    std::string event_json;   // only in a lease written by an earlier fanflow: the chunk's event
+    std::string page_cursor;  // else where its page starts
     int redrives = 0;
   };
   // Leases older than `max_age_ms` of batches that made no progress for as

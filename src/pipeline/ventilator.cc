@@ -25,6 +25,10 @@ nlohmann::json CursorJson(const Cursor& c) {
   return {{"offset", c.offset}, {"next_chunk", c.next_chunk}, {"next_item", c.next_item}};
 }
 
+Cursor CursorOf(const nlohmann::json& at) {
+  return Cursor{at["offset"].get<int64_t>(), at["next_chunk"].get<int64_t>(), at["next_item"].get<int64_t>()};
+}
+
 // The report that tells the aggregator a step's source cannot be read.
 Message FailedReport(const Event& step, const std::string& error) {
   return ToMessage(MakeEvent(kFanoutProgress,
@@ -55,8 +59,7 @@ Status Ventilator::RunStep(const Event& step, Source& source) {
   const int64_t number = d["step"].get<int64_t>();
   const int64_t chunk_size = d["chunk_size"].get<int64_t>();
   const int64_t page_chunks = d.value("page_chunks", kDefaultPageChunks);
-  const nlohmann::json& at = d["cursor"];
-  Cursor cursor{at["offset"].get<int64_t>(), at["next_chunk"].get<int64_t>(), at["next_item"].get<int64_t>()};
+  Cursor cursor = CursorOf(d["cursor"]);
   const int64_t last_chunk = cursor.next_chunk + d["max_chunks"].get<int64_t>();
   if (number == 0)
     spdlog::info("[batch {}] fanning out {} in chunks of {} (correlation {})", step.subject,
@@ -71,12 +74,16 @@ Status Ventilator::RunStep(const Event& step, Source& source) {
     out.reserve(page->chunks.size() + 1);
     // Ahead of the page on the bus, so the chunk_done of its first chunks does
     // not reach the aggregator before it knows they exist (it would have to
-    // wait and retry them).
+    // wait and retry them). Where the page starts lets the aggregator lease
+    // its chunks: a redrive reads a lost one again from there.
     if (!page->chunks.empty())
       out.push_back(ToMessage(MakeEvent(kFanoutProgress,
                                         step.subject + "/publishing/" + std::to_string(page->next.next_chunk),
                                         step.subject, step.correlation_id,
-                                        {{"step", number}, {"cursor", CursorJson(page->next)}, {"publishing", true}})));
+                                        {{"step", number},
+                                         {"cursor", CursorJson(page->next)},
+                                         {"page", CursorJson(cursor)},
+                                         {"publishing", true}})));
     for (const Chunk& c : page->chunks) out.push_back(ChunkMessage(step, c));
     cursor = page->next;
     last = page->last;
@@ -120,11 +127,41 @@ Status Ventilator::RunStdinStep(const Event& step) {
   return Status::Ok();
 }
 
+Status Ventilator::Redrive(const Event& step) {
+  const nlohmann::json& d = step.data;
+  const std::string spec = d["source"].get<std::string>();
+  if (spec == "-") return InvalidArgument("data.redrive: a chunk of '-' (stdin) cannot be read again");
+  auto source = OpenSource(spec, d.value("claim_check_bytes", kDefaultClaimCheckBytes), options_.files);
+  if (!source.ok()) return source.status();
+  const int64_t index = d["redrive"]["chunk_index"].get<int64_t>();
+  const Cursor page_start = CursorOf(d["cursor"]);
+  // The decoder keeps the chunk within max_chunks of the cursor (one page).
+  auto page = source.value()->ReadPage(page_start, d["chunk_size"].get<int64_t>(),
+                                       index - page_start.next_chunk + 1);
+  if (!page.ok()) return page.status();
+  for (const Chunk& c : page->chunks)
+    if (c.index == index) {
+      spdlog::info("[batch {}] chunk {} published again (lease redrive)", step.subject, index);
+      return bus_.Publish({ChunkMessage(step, c)});
+    }
+  return InvalidArgument("data.redrive.chunk_index: the source ends before chunk " + std::to_string(index));
+}
+
 Verdict Ventilator::Handle(const Delivery& delivery) {
   auto step = DecodeEvent(delivery.message.body);
   if (!step.ok()) return Verdict::DeadLetter(step.status().message());
   if (step->type != kFanoutStep)
     return Verdict::DeadLetter("type: the ventilator does not consume '" + step->type + "'");
+  if (step->data.contains("redrive")) {
+    // A failed redrive fails nothing else: the lease expires again, and after
+    // its last redrive the aggregator counts the chunk failed.
+    Status s = Redrive(step.value());
+    if (s.ok()) return Verdict::Ack();
+    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout)
+      return Verdict::Retry(std::chrono::seconds(1), s.ToString());
+    spdlog::error("[batch {}] cannot publish a chunk again: {}", step->subject, EscapeForLog(s.message()));
+    return Verdict::DeadLetter(s.message());
+  }
   const std::string spec = step->data["source"].get<std::string>();
   Status s;
   if (spec == "-" && step->subject == options_.stdin_batch) {

@@ -7,6 +7,11 @@
 // out again, and the chunks it may publish twice carry the same ids, so they
 // are counted once. Thread-safe: handlers share nothing but the bus and, for
 // `run --source -`, the stdin reader (guarded by stdin_mu_).
+//
+// A step with data.redrive is the aggregator's lease redrive instead: the one
+// chunk it names was published but never finished (its worker was lost), and
+// the ventilator reads it again from the page cursor the step carries and
+// publishes it alone, with no report.
 #pragma once
 
 #include <chrono>
@@ -47,6 +52,8 @@ class Ventilator {
   Status RunStep(const Event& step, Source& source);
   // A step of the stdin batch: stdin can only be read forward, once.
   Status RunStdinStep(const Event& step);
+  // Publishes again the one chunk a redrive step names.
+  Status Redrive(const Event& step);
 
   EventBus& bus_;
   const VentilatorOptions options_;

@@ -261,26 +261,57 @@ TEST_F(AggregatorTest, DeadLettersAMalformedEventAndKeepsGoing) {
   EXPECT_NE(dead->front().reason.find("malformed JSON"), std::string::npos);
 }
 
-TEST_F(AggregatorTest, RedrivesAChunkWhoseWorkerNeverFinishedIt) {
-  auto agg = StartAggregator(std::chrono::milliseconds(150));
-  std::atomic<int> deliveries{0};
-  // A worker that "dies" with the first delivery (acks without a chunk_done, as
-  // an MQTT client that received it does) and finishes the redriven one.
-  auto worker = bus_->Subscribe({"workers", {kProcessChunk}, 1}, [&](const Delivery& d) {
-    if (++deliveries == 1) return Verdict::Ack();
-    auto e = DecodeEvent(d.message.body);
-    EXPECT_TRUE(bus_->Publish(ToMessage(ChunkDone(e->subject, 0, 42))).ok());
-    return Verdict::Ack();
-  });
-  ASSERT_TRUE(worker.ok());
-  Event chunk = MakeEvent(kProcessChunk, "b7/chunk/0", "b7", "corr-b7",
-                          {{"chunk_index", 0}, {"first_item", 0}, {"item_count", 10},
-                           {"items", {{{"value", 42}}}}});
-  Admit("b7", 1);
-  Publish(chunk);
+// On MQTT a worker acknowledges a chunk when it receives it: one that dies
+// with it leaves nothing on the broker. The aggregator leases the chunks of
+// every page the ventilator reports publishing, and hands a ventilator a
+// redrive of the one whose chunk_done never came: where its page starts, and
+// which chunk of it.
+TEST_F(AggregatorTest, HandsTheVentilatorARedriveOfAChunkWhoseWorkerNeverFinishedIt) {
+  // Longer than the 200 ms a chunk_done that overtook its page's report waits.
+  auto agg = StartAggregator(std::chrono::milliseconds(600));
+  Publish(testing::Start("b7", 3));
+  ASSERT_TRUE(Eventually([&] { return StepsOf("b7") == 1; }));
+  Event page = Publishing("b7", 0, 3, 30);
+  page.data["page"] = {{"offset", 0}, {"next_chunk", 0}, {"next_item", 0}};
+  Publish(page);
+  Publish(Sealed("b7", 3));
+  Publish(ChunkDone("b7", 0, 1));
+  Publish(ChunkDone("b7", 2, 3));  // chunk 1's worker is lost
+  ASSERT_TRUE(Eventually([&] { return StepsOf("b7") >= 2; })) << "no redrive";
+  const std::vector<Event> steps = Steps("b7");
+  for (size_t i = 1; i < steps.size(); ++i) {
+    const Event& redrive = steps[i];
+    EXPECT_EQ(redrive.id, "b7/redrive/1/" + std::to_string(i));
+    EXPECT_EQ(redrive.data["redrive"], (nlohmann::json{{"chunk_index", 1}}));
+    EXPECT_EQ(redrive.data["cursor"], page.data["page"]);
+    EXPECT_EQ(redrive.data["max_chunks"], 2) << "from the page's first chunk up to chunk 1";
+    EXPECT_EQ(redrive.data["source"], steps[0].data["source"]);
+    EXPECT_TRUE(ValidateEventData(kFanoutStep, redrive.data).ok());
+  }
+  Publish(ChunkDone("b7", 1, 2));
   ASSERT_TRUE(Eventually([&] { return log_.events().size() == 1; }));
-  EXPECT_EQ(deliveries.load(), 2);
-  EXPECT_EQ(log_.events().front().data["result"], 42);
+  EXPECT_EQ(log_.events().front().data["status"], "succeeded");
+  EXPECT_EQ(log_.events().front().data["result"], 6);
+  const int handed_out = StepsOf("b7");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(StepsOf("b7"), handed_out) << "a chunk done is not redriven";
+}
+
+// A page that cannot be one of the step's is refused before anything is leased.
+TEST_F(AggregatorTest, DeadLettersAPublishingReportWhosePageIsOutsideItsStep) {
+  auto agg = StartAggregator(std::chrono::milliseconds(150));
+  Publish(testing::Start("b7p", 3));
+  ASSERT_TRUE(Eventually([&] { return StepsOf("b7p") == 1; }));
+  Event page = Publishing("b7p", 0, 2, 20);
+  page.id = "b7p/bad-page";
+  page.data["page"] = {{"offset", 0}, {"next_chunk", 2}, {"next_item", 20}};
+  Publish(page);
+  EXPECT_NE(DeadLetterReason("b7p/bad-page").find("data.page.next_chunk: 2"), std::string::npos);
+  page.id = "b7p/bad-item";
+  page.data["page"] = {{"offset", 0}, {"next_chunk", 1}, {"next_item", 5}};
+  Publish(page);
+  EXPECT_NE(DeadLetterReason("b7p/bad-item").find("data.page.next_item: chunk 1 starts at item 10"),
+            std::string::npos);
 }
 
 TEST_F(AggregatorTest, DeadLettersChunkDoneItCannotPlaceAndStillGetsTheExactResult) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "core/routes.h"
 #include "pipeline/aggregator.h"
@@ -105,6 +106,40 @@ TEST_F(FilePolicyTest, TheVentilatorRefusesASourceOutsideItsRootsAndAnswersTheWa
   ASSERT_TRUE(Eventually([&] { return seen.Of(kProcessChunk).size() == 3; }));
   for (const Event& e : seen.Of(kProcessChunk))
     EXPECT_EQ(e.subject, "inside") << "nothing else was read";
+}
+
+// The aggregator's lease redrive of chunk `index` of `source`, from a page that
+// starts at the file's beginning (chunks of 10).
+Event RedriveStep(const std::string& batch, const std::string& source, int64_t index) {
+  return MakeEvent(kFanoutStep, batch + "/redrive/" + std::to_string(index) + "/1", batch, batch,
+                   {{"source", source},
+                    {"chunk_size", 10},
+                    {"step", 0},
+                    {"max_chunks", index + 1},
+                    {"cursor", {{"offset", 0}, {"next_chunk", 0}, {"next_item", 0}}},
+                    {"redrive", {{"chunk_index", index}}}});
+}
+
+// A chunk lost with its worker is read again from the start of its page, under
+// the same roots as the step that first published it, and published alone.
+TEST_F(FilePolicyTest, ARedriveReadsTheLostChunkAgainFromItsPageOnlyUnderTheRoots) {
+  auto bus = testing::PrivateBus();
+  Seen seen(*bus, {kProcessChunk});
+  auto ventilator = Ventilator::Start(*bus, {1, Allow(root_), ""});
+  ASSERT_TRUE(ventilator.ok()) << ventilator.status().ToString();
+  ASSERT_TRUE(bus->Publish(ToMessage(RedriveStep("again", "jsonl:" + root_ + "/items.jsonl", 1))).ok());
+  ASSERT_TRUE(Eventually([&] { return seen.Of(kProcessChunk).size() == 1; }));
+  const Event chunk = seen.Of(kProcessChunk).front();
+  EXPECT_EQ(chunk.id, "again/chunk/1");
+  EXPECT_EQ(chunk.data["first_item"], 10);
+  EXPECT_EQ(chunk.data["item_count"], 10);
+  EXPECT_EQ(chunk.data["items"][0], (nlohmann::json{{"id", 10}, {"value", 10}}));
+  EXPECT_EQ(chunk.data["items"][9], (nlohmann::json{{"id", 19}, {"value", 19}}));
+  ASSERT_TRUE(bus->Publish(ToMessage(RedriveStep("away", "jsonl:" + outside_ + "/items.jsonl", 1))).ok());
+  EXPECT_EQ(DeadLetterReason(*bus, routes::kVentilatorGroup, "away/redrive/1/1"),
+            "data.source: path is not under an allowed --data-dir");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(seen.Of(kProcessChunk).size(), 1u) << "one chunk, and nothing from outside the roots";
 }
 
 // A process_chunk whose items are the claim check `ref`.

@@ -104,8 +104,8 @@ TEST_F(LedgerTest, KeepsTheDecidedCompletionUntilItIsAnnounced) {
 
 TEST_F(LedgerTest, RedrivesOnlyLeasesOfStalledBatchesAndForgetsDoneChunks) {
   auto ledger = OpenLedger();
-  ASSERT_TRUE(ledger->LeaseChunk("b1", 0, "chunk0").ok());
-  ASSERT_TRUE(ledger->LeaseChunk("b1", 1, "chunk1").ok());
+  const std::string page = R"({"next_chunk":0,"next_item":0,"offset":0})";
+  ASSERT_TRUE(ledger->LeasePage("b1", 0, 2, page).ok());
   ASSERT_TRUE(ledger->RecordChunk(Done(1, 1)).ok());  // done: lease dropped
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   auto progressing = ledger->TakeExpiredLeases(500);
@@ -115,7 +115,8 @@ TEST_F(LedgerTest, RedrivesOnlyLeasesOfStalledBatchesAndForgetsDoneChunks) {
   ASSERT_TRUE(expired.ok());
   ASSERT_EQ(expired->size(), 1u);
   EXPECT_EQ(expired->front().chunk_index, 0);
-  EXPECT_EQ(expired->front().event_json, "chunk0");
+  EXPECT_EQ(expired->front().page_cursor, page);
+  EXPECT_EQ(expired->front().event_json, "");
   EXPECT_EQ(expired->front().redrives, 1);
   EXPECT_TRUE(ledger->TakeExpiredLeases(50).value().empty()) << "renewed when taken";
 }

@@ -184,7 +184,7 @@ TEST(MonitorBatchTest, ShowsTheChunksOutstandingInTheLedgerAndTheAgeOfTheOldest)
   const std::string path = fanflow::testing::TempDir("outstanding") + "/ledger.db";
   auto ledger = Ledger::Open(path, Durability::kNormal).value();
   fanflow::testing::AdmitBatch(*ledger, "b-out", "corr-out", 3);
-  for (int64_t i = 0; i < 3; ++i) ASSERT_TRUE(ledger->LeaseChunk("b-out", i, "{}").ok());
+  ASSERT_TRUE(ledger->LeasePage("b-out", 0, 3, "{}").ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(ledger->RecordChunk(ChunkOutcome{"b-out", "corr-out", 0, true, 10, 1, 5, ""}).ok());
 
