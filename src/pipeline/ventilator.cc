@@ -135,7 +135,12 @@ Status Ventilator::Redrive(const Event& step) {
   if (!source.ok()) return source.status();
   const int64_t index = d["redrive"]["chunk_index"].get<int64_t>();
   const Cursor page_start = CursorOf(d["cursor"]);
-  // The decoder keeps the chunk within max_chunks of the cursor (one page).
+  // The decoder keeps the chunk at or after the cursor; reading up to it
+  // costs no more than the page a step would read.
+  const int64_t page_chunks = d.value("page_chunks", kDefaultPageChunks);
+  if (index - page_start.next_chunk >= page_chunks)
+    return InvalidArgument("data.redrive.chunk_index: more than page_chunks (" + std::to_string(page_chunks) +
+                           ") past data.cursor.next_chunk");
   auto page = source.value()->ReadPage(page_start, d["chunk_size"].get<int64_t>(),
                                        index - page_start.next_chunk + 1);
   if (!page.ok()) return page.status();

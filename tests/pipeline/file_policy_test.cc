@@ -138,6 +138,12 @@ TEST_F(FilePolicyTest, ARedriveReadsTheLostChunkAgainFromItsPageOnlyUnderTheRoot
   ASSERT_TRUE(bus->Publish(ToMessage(RedriveStep("away", "jsonl:" + outside_ + "/items.jsonl", 1))).ok());
   EXPECT_EQ(DeadLetterReason(*bus, routes::kVentilatorGroup, "away/redrive/1/1"),
             "data.source: path is not under an allowed --data-dir");
+  // No further than a page past its cursor, whatever max_chunks says.
+  Event far = RedriveStep("far", "jsonl:" + root_ + "/items.jsonl", 2);
+  far.data["page_chunks"] = 2;
+  ASSERT_TRUE(bus->Publish(ToMessage(far)).ok());
+  EXPECT_EQ(DeadLetterReason(*bus, routes::kVentilatorGroup, "far/redrive/2/1"),
+            "data.redrive.chunk_index: more than page_chunks (2) past data.cursor.next_chunk");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(seen.Of(kProcessChunk).size(), 1u) << "one chunk, and nothing from outside the roots";
 }
