@@ -49,19 +49,17 @@ void PrintRatioRow(const std::string& label, const std::vector<double>& raw,
 // the median msg/s of its runs with those two sizes.
 void PrintEndToEndTable(const TableReporter& report, const std::string& e2e_prefix,
                         const std::vector<double>& raw_big_rates,
-                        const std::vector<double>& raw_small_rates, const std::string& raw_name);
+                        const std::vector<double>& raw_small_rates, const std::string& raw_name,
+                        int worker_slots);
 
 // The first of the two environment variables that is set, or "".
 std::string UrlFromEnv(const char* bench_variable, const char* test_variable);
 
-// Worker slots of the end-to-end run: chunks in flight, each waiting on its
-// chunk_done's confirm or PUBACK.
-inline constexpr int kEndToEndConcurrency = 32;
-
 // One real fan-out / fan-in (bench/pipeline_run) per iteration over `url`, of
-// state.range(0) items in chunks of state.range(1); sets counters
-// chunks_per_s, items_per_s, p50_ms and p99_ms.
-void MeasureEndToEnd(benchmark::State& state, const std::string& url);
+// state.range(0) items in chunks of state.range(1), with `worker_slots`
+// chunks in flight (each slot waits on its chunk_done's confirm or PUBACK);
+// sets counters chunks_per_s, items_per_s, p50_ms and p99_ms.
+void MeasureEndToEnd(benchmark::State& state, const std::string& url, int worker_slots);
 
 // Runs the benchmarks with interleaved repetitions (load on shared cores drifts
 // between runs), then `print_tables`. Exits 1 with `usage` when `url` is empty.

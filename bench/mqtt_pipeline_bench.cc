@@ -9,7 +9,12 @@
 // - Fanflow: EventBus::Publish of the whole batch, a subscription of
 //   concurrency 2 whose handler counts.
 // - EndToEnd: one real fan-out / fan-in (bench/pipeline_run), next to the raw
-//   ceiling for its two message sizes.
+//   ceiling for its two message sizes, with 8 worker slots (the CLI's two
+//   workers of 4) and with 32. paho serves every connection of a process with
+//   one receive and one send thread under one process-wide lock, so 32 slots
+//   publishing from one process mostly wait on that lock: 0.48-0.54 of raw
+//   paho on a stock Mosquitto against 0.59 with 8 (2026-12-06). Separate
+//   processes do not share it (bench/cli_pipeline.sh).
 // Every case runs again against FANFLOW_BENCH_MQTT_STOCK_URL when it is set: a
 // Mosquitto with its stock settings (scripts/mosquitto-start.sh with
 // FANFLOW_MQTT_STOCK=1), arg stock:1, in tables of their own.
@@ -19,8 +24,8 @@
 // process's CPU time (all threads) per message: less noisy than throughput on
 // shared cores.
 //
-//   FANFLOW_TEST_MQTT_URL=mqtt://127.0.0.1:1884 \
-//   FANFLOW_BENCH_MQTT_STOCK_URL=mqtt://127.0.0.1:1886 build/bench/mqtt_pipeline_bench
+//   export FANFLOW_TEST_MQTT_URL=mqtt://127.0.0.1:1884
+//   FANFLOW_BENCH_MQTT_STOCK_URL=mqtt://127.0.0.1:1886 build-release/bench/mqtt_pipeline_bench
 #include <benchmark/benchmark.h>
 #include <mqtt/async_client.h>
 #include <sys/resource.h>
@@ -184,7 +189,7 @@ void BM_MqttPipeline_Fanflow(benchmark::State& state) {
 // The whole pipeline on Mosquitto: start_fanout -> process_chunk x N -> sum
 // workers -> chunk_done -> aggregator (SQLite ledger) -> batch_complete.
 void BM_MqttPipeline_EndToEnd(benchmark::State& state) {
-  bench::MeasureEndToEnd(state, UrlOf(state, 2));
+  bench::MeasureEndToEnd(state, UrlOf(state, 2), static_cast<int>(state.range(3)));
 }
 
 void Configure(benchmark::internal::Benchmark* b) {
@@ -207,14 +212,17 @@ void FanflowCases(benchmark::internal::Benchmark* b) {
   Configure(b);
 }
 
+constexpr int kEndToEndSlots[] = {8, 32};
+
 void EndToEndCases(benchmark::internal::Benchmark* b) {
-  for (int64_t stock : Brokers()) b->Args({200000, 100, stock});
+  for (int64_t stock : Brokers())
+    for (int slots : kEndToEndSlots) b->Args({200000, 100, stock, slots});
   Configure(b);
 }
 
 BENCHMARK(BM_MqttPipeline_RawPaho)->ArgNames({"bytes", "props", "stock"})->Apply(RawCases);
 BENCHMARK(BM_MqttPipeline_Fanflow)->ArgNames({"bytes", "stock"})->Apply(FanflowCases);
-BENCHMARK(BM_MqttPipeline_EndToEnd)->ArgNames({"items", "chunk", "stock"})->Apply(EndToEndCases);
+BENCHMARK(BM_MqttPipeline_EndToEnd)->ArgNames({"items", "chunk", "stock", "slots"})->Apply(EndToEndCases);
 
 void PrintTables(const bench::TableReporter& report) {
   for (int64_t stock : Brokers()) {
@@ -233,8 +241,11 @@ void PrintTables(const bench::TableReporter& report) {
     if (!stock)
       bench::PrintRatioRow(std::to_string(bench::kChunkDoneBytes) + " B, raw with bare payloads",
                            raw(bench::kChunkDoneBytes, 0), fanflow(bench::kChunkDoneBytes));
-    bench::PrintEndToEndTable(report, "BM_MqttPipeline_EndToEnd/items:200000/chunk:100" + b,
-                              raw(bench::kProcessChunkBytes, 1), raw(bench::kChunkDoneBytes, 1), "paho");
+    for (int slots : kEndToEndSlots)
+      bench::PrintEndToEndTable(report,
+                                "BM_MqttPipeline_EndToEnd/items:200000/chunk:100" + b + "/slots:" +
+                                    std::to_string(slots),
+                                raw(bench::kProcessChunkBytes, 1), raw(bench::kChunkDoneBytes, 1), "paho", slots);
   }
 }
 
