@@ -288,7 +288,8 @@ Verdict Aggregator::HandleProgress(const Event& e) {
   if (b.complete || step < b.step.number ||
       (step == b.step.number && b.step.state != FanoutStepRecord::State::kIssued)) {
     // A page whose step's final report overtook it still leases its chunks.
-    if (!b.complete && e.data.value("publishing", false)) return LeaseLatePage(b, e);
+    if (!b.complete && options_.lease.count() > 0 && e.data.value("publishing", false))
+      return LeaseLatePage(b, e);
     return Verdict::Ack();  // a step reported twice (it was handed out again)
   }
   if (step > b.step.number)
