@@ -29,6 +29,11 @@ Cursor CursorOf(const nlohmann::json& at) {
   return Cursor{at["offset"].get<int64_t>(), at["next_chunk"].get<int64_t>(), at["next_item"].get<int64_t>()};
 }
 
+// A failure of the bus, not of the source: the step is tried again.
+bool BusTrouble(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout;
+}
+
 // The report that tells the aggregator a step's source cannot be read.
 Message FailedReport(const Event& step, const std::string& error) {
   return ToMessage(MakeEvent(kFanoutProgress,
@@ -127,11 +132,16 @@ Status Ventilator::RunStdinStep(const Event& step) {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<Source>> Ventilator::OpenStepSource(const Event& step) const {
+  return OpenSource(step.data["source"].get<std::string>(),
+                    step.data.value("claim_check_bytes", kDefaultClaimCheckBytes), options_.files);
+}
+
 Status Ventilator::Redrive(const Event& step) {
   const nlohmann::json& d = step.data;
   const std::string spec = d["source"].get<std::string>();
   if (spec == "-") return InvalidArgument("data.redrive: a chunk of '-' (stdin) cannot be read again");
-  auto source = OpenSource(spec, d.value("claim_check_bytes", kDefaultClaimCheckBytes), options_.files);
+  auto source = OpenStepSource(step);
   if (!source.ok()) return source.status();
   const int64_t index = d["redrive"]["chunk_index"].get<int64_t>();
   const Cursor page_start = CursorOf(d["cursor"]);
@@ -162,8 +172,7 @@ Verdict Ventilator::Handle(const Delivery& delivery) {
     // its last redrive the aggregator counts the chunk failed.
     Status s = Redrive(step.value());
     if (s.ok()) return Verdict::Ack();
-    if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout)
-      return Verdict::Retry(std::chrono::seconds(1), s.ToString());
+    if (BusTrouble(s)) return Verdict::Retry(std::chrono::seconds(1), s.ToString());
     spdlog::error("[batch {}] cannot publish a chunk again: {}", step->subject, EscapeForLog(s.message()));
     return Verdict::DeadLetter(s.message());
   }
@@ -174,13 +183,11 @@ Verdict Ventilator::Handle(const Delivery& delivery) {
   } else if (spec == "-") {
     s = InvalidArgument("data.source: '-' (stdin) is read only by the submitting process");
   } else {
-    auto source = OpenSource(spec, step->data.value("claim_check_bytes", kDefaultClaimCheckBytes),
-                             options_.files);
+    auto source = OpenStepSource(step.value());
     s = source.ok() ? RunStep(step.value(), *source.value()) : source.status();
   }
   if (s.ok()) return Verdict::Ack();
-  if (s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kTimeout)
-    return Verdict::Retry(std::chrono::seconds(1), s.ToString());  // the bus, not the source
+  if (BusTrouble(s)) return Verdict::Retry(std::chrono::seconds(1), s.ToString());
   // The source itself is bad: the aggregator decides the batch failed and
   // tells whoever waits for it; the step is kept with the reason.
   spdlog::error("[batch {}] cannot fan out: {}", step->subject, EscapeForLog(s.message()));

@@ -52,6 +52,8 @@ class Ventilator {
   Status RunStep(const Event& step, Source& source);
   // A step of the stdin batch: stdin can only be read forward, once.
   Status RunStdinStep(const Event& step);
+  // The step's source, under this ventilator's file policy.
+  Result<std::unique_ptr<Source>> OpenStepSource(const Event& step) const;
   // Publishes again the one chunk a redrive step names.
   Status Redrive(const Event& step);
 
