@@ -5,7 +5,6 @@
 #include <random>
 
 #include "bench/medians.h"
-#include "bench/pipeline_run.h"
 
 namespace fanflow::bench {
 
@@ -52,14 +51,14 @@ void PrintRatioRow(const std::string& label, const std::vector<double>& raw,
 void PrintEndToEndTable(const TableReporter& report, const std::string& e2e_prefix,
                         const std::vector<double>& raw_big_rates,
                         const std::vector<double>& raw_small_rates, const std::string& raw_name,
-                        int worker_slots) {
+                        const WorkerShape& workers) {
   const std::vector<double> chunks = report.Values(e2e_prefix, "chunks_per_s");
   if (raw_big_rates.empty() || raw_small_rates.empty() || chunks.empty()) return;
   const double raw_chunks = 1 / (1 / Median(raw_big_rates) + 1 / Median(raw_small_rates));
   std::printf(
-      "\n| end-to-end pipeline, 200,000 items in chunks of 100, %d worker slots | chunks/s | items/s | "
+      "\n| end-to-end pipeline, 200,000 items in chunks of 100, %s | chunks/s | items/s | "
       "p50 chunk ms | p99 chunk ms | raw %s chunks/s | ratio |\n|---|---|---|---|---|---|---|\n",
-      worker_slots, raw_name.c_str());
+      workers.Describe().c_str(), raw_name.c_str());
   std::printf("| medians of %zu runs | %.0f (%.0f-%.0f) | %.0f | %.1f | %.1f | %.0f | %.2f |\n", chunks.size(),
               Median(chunks), Min(chunks), Max(chunks), Median(report.Values(e2e_prefix, "items_per_s")),
               Median(report.Values(e2e_prefix, "p50_ms")), Median(report.Values(e2e_prefix, "p99_ms")),
@@ -72,9 +71,9 @@ std::string UrlFromEnv(const char* bench_variable, const char* test_variable) {
   return url ? url : "";
 }
 
-void MeasureEndToEnd(benchmark::State& state, const std::string& url, int worker_slots) {
+void MeasureEndToEnd(benchmark::State& state, const std::string& url, const WorkerShape& workers) {
   for (auto _ : state) {
-    auto f = RunPipeline(url, state.range(0), state.range(1), worker_slots);
+    auto f = RunPipeline(url, state.range(0), state.range(1), workers);
     if (!f.ok()) {
       state.SkipWithError(f.status().ToString().c_str());
       return;

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/pipeline_run.h"
+
 namespace fanflow::bench {
 
 // A chunk_done, and a process_chunk of 100 range items: what the end-to-end
@@ -50,16 +52,17 @@ void PrintRatioRow(const std::string& label, const std::vector<double>& raw,
 void PrintEndToEndTable(const TableReporter& report, const std::string& e2e_prefix,
                         const std::vector<double>& raw_big_rates,
                         const std::vector<double>& raw_small_rates, const std::string& raw_name,
-                        int worker_slots);
+                        const WorkerShape& workers);
 
 // The first of the two environment variables that is set, or "".
 std::string UrlFromEnv(const char* bench_variable, const char* test_variable);
 
 // One real fan-out / fan-in (bench/pipeline_run) per iteration over `url`, of
-// state.range(0) items in chunks of state.range(1), with `worker_slots`
-// chunks in flight (each slot waits on its chunk_done's confirm or PUBACK);
-// sets counters chunks_per_s, items_per_s, p50_ms and p99_ms.
-void MeasureEndToEnd(benchmark::State& state, const std::string& url, int worker_slots);
+// state.range(0) items in chunks of state.range(1), with `workers` (on MQTT
+// each slot waits on its chunk_done's PUBACK; on AMQP a chunk holds its place
+// in the prefetch until its chunk_done is confirmed, not its thread); sets
+// counters chunks_per_s, items_per_s, p50_ms and p99_ms.
+void MeasureEndToEnd(benchmark::State& state, const std::string& url, const WorkerShape& workers);
 
 // Runs the benchmarks with interleaved repetitions (load on shared cores drifts
 // between runs), then `print_tables`. Exits 1 with `usage` when `url` is empty.

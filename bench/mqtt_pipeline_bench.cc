@@ -189,7 +189,7 @@ void BM_MqttPipeline_Fanflow(benchmark::State& state) {
 // The whole pipeline on Mosquitto: start_fanout -> process_chunk x N -> sum
 // workers -> chunk_done -> aggregator (SQLite ledger) -> batch_complete.
 void BM_MqttPipeline_EndToEnd(benchmark::State& state) {
-  bench::MeasureEndToEnd(state, UrlOf(state, 2), static_cast<int>(state.range(3)));
+  bench::MeasureEndToEnd(state, UrlOf(state, 2), {static_cast<int>(state.range(3))});
 }
 
 void Configure(benchmark::internal::Benchmark* b) {
@@ -245,7 +245,7 @@ void PrintTables(const bench::TableReporter& report) {
       bench::PrintEndToEndTable(report,
                                 "BM_MqttPipeline_EndToEnd/items:200000/chunk:100" + b + "/slots:" +
                                     std::to_string(slots),
-                                raw(bench::kProcessChunkBytes, 1), raw(bench::kChunkDoneBytes, 1), "paho", slots);
+                                raw(bench::kProcessChunkBytes, 1), raw(bench::kChunkDoneBytes, 1), "paho", {slots});
   }
 }
 

@@ -79,6 +79,18 @@ class TimingBus final : public EventBus {
     });
   }
 
+  Result<std::unique_ptr<Subscription>> SubscribeBursts(const SubscribeOptions& options, int max_burst,
+                                                        BurstHandler handler) override {
+    if (options.group != routes::kAggregatorGroup)
+      return inner_->SubscribeBursts(options, max_burst, std::move(handler));
+    return inner_->SubscribeBursts(
+        options, max_burst,
+        [this, handler = std::move(handler)](std::span<const Delivery> d, std::span<Verdict> v) {
+          for (const Delivery& one : d) clock_.Done(one.message);
+          handler(d, v);
+        });
+  }
+
   Status DeclareGroup(const std::string& group, const std::vector<std::string>& types) override {
     return inner_->DeclareGroup(group, types);
   }
@@ -111,8 +123,13 @@ Result<std::unique_ptr<TimingBus>> OpenRoleBus(const std::string& url, ChunkCloc
 
 }  // namespace
 
+std::string WorkerShape::Describe() const {
+  if (prefetch == 0) return std::to_string(concurrency) + " worker slots";
+  return std::to_string(concurrency) + " worker threads, prefetch " + std::to_string(prefetch);
+}
+
 Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, int64_t chunk_size,
-                                    int concurrency) {
+                                    const WorkerShape& workers) {
   ChunkClock clock;
   auto aggregator_bus = OpenRoleBus(bus_url, clock);
   if (!aggregator_bus.ok()) return aggregator_bus.status();
@@ -133,7 +150,8 @@ Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items, i
   roles.aggregator.state_path = ledger.path;
   roles.aggregator.lease = DefaultLease(**aggregator_bus);  // as `fanflow aggregator` does by default
   roles.processor = std::move(processor).value();
-  roles.workers.concurrency = concurrency;
+  roles.workers.concurrency = workers.concurrency;
+  roles.workers.prefetch = workers.prefetch;
 
   auto run = BatchRun::Start({**aggregator_bus, **worker_bus, **ventilator_bus}, std::move(roles),
                              start.value(), false);

@@ -21,7 +21,14 @@ struct PipelineFigures {
   double p99_chunk_latency_ms = 0;
 };
 
+// The workers' handler threads and their prefetch (0: the bus's default).
+struct WorkerShape {
+  int concurrency = 8;
+  int prefetch = 0;
+  std::string Describe() const;  // "8 worker slots" / "8 worker threads, prefetch 256"
+};
+
 [[nodiscard]] Result<PipelineFigures> RunPipeline(const std::string& bus_url, int64_t items,
-                                                  int64_t chunk_size, int concurrency);
+                                                  int64_t chunk_size, const WorkerShape& workers);
 
 }  // namespace fanflow::bench

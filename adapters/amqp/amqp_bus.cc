@@ -76,8 +76,7 @@ class AmqpBus final : public EventBus {
     for (const Message& m : messages) {
       if (m.type.empty())
         return InvalidArgument("amqp publish: message '" + m.id + "' has no type");
-      out.push_back(
-          Outgoing{routes::kAmqpExchange, routes::AmqpRoutingKey(m.type), m, 1, std::nullopt});
+      out.push_back(ToEventsExchange(m));
     }
     return publisher_->Publish(std::move(out));
   }
@@ -95,10 +94,15 @@ class AmqpBus final : public EventBus {
 
   Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options,
                                                   Handler handler) override {
+    return SubscribeBursts(options, 1, OneAtATime(std::move(handler)));
+  }
+
+  Result<std::unique_ptr<Subscription>> SubscribeBursts(const SubscribeOptions& options, int max_burst,
+                                                        BurstHandler handler) override {
     if (Status s = CheckGroupName(options.group); !s.ok()) return s;
     if (options.concurrency < 1) return InvalidArgument("subscribe: concurrency must be >= 1");
     if (options.event_types.empty()) return InvalidArgument("subscribe: no event types");
-    auto sub = AmqpSubscription::Start(config_, publisher_, options, std::move(handler));
+    auto sub = AmqpSubscription::Start(config_, publisher_, options, max_burst, std::move(handler));
     if (sub.ok()) Remember(options.group, options.event_types);
     return sub;
   }
@@ -214,6 +218,7 @@ class AmqpBus final : public EventBus {
     // its handler slot, until the delay is over (amqp_consumer.cc).
     c.shared_between_processes = true;
     c.counts_all_consumers = true;  // queue.declare's consumer_count
+    c.publish_then_ack = true;      // the publisher's confirm settles the delivery
     return c;
   }
 

@@ -16,11 +16,13 @@
 namespace fanflow::amqp {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 constexpr amqp_channel_t kChannel = 1;
 // How long a closing subscription waits out a pending retry delay before it
 // hands the delivery back unchanged.
 constexpr std::chrono::seconds kShutdownGrace{5};
+// A publish that Verdict::AckAfterPublishing asked for failed: its delivery
+// is requeued after this, not at once (a full queue refuses it again at once).
+constexpr std::chrono::seconds kRepublishBackoff{1};
 // Deliveries read per pump, so acks are flushed between bursts.
 constexpr int kPumpBurst = 256;
 // Default unacked deliveries per handler: with one, a handler that settled
@@ -38,9 +40,9 @@ std::chrono::milliseconds Backoff(int failures) {
 Result<std::unique_ptr<Subscription>> AmqpSubscription::Start(const AmqpConfig& config,
                                                               std::shared_ptr<Publisher> publisher,
                                                               const SubscribeOptions& options,
-                                                              Handler handler) {
-  std::unique_ptr<AmqpSubscription> sub(
-      new AmqpSubscription(config, std::move(publisher), options, std::move(handler)));
+                                                              int max_burst, BurstHandler handler) {
+  std::unique_ptr<AmqpSubscription> sub(new AmqpSubscription(config, std::move(publisher), options,
+                                                             max_burst, std::move(handler)));
   if (Status s = sub->Connect(); !s.ok()) return s;
   sub->io_ = std::thread([s = sub.get()] { s->RunIo(); });
   for (int i = 0; i < options.concurrency; ++i)
@@ -49,12 +51,18 @@ Result<std::unique_ptr<Subscription>> AmqpSubscription::Start(const AmqpConfig& 
 }
 
 AmqpSubscription::AmqpSubscription(const AmqpConfig& config, std::shared_ptr<Publisher> publisher,
-                                   const SubscribeOptions& options, Handler handler)
+                                   const SubscribeOptions& options, int max_burst,
+                                   BurstHandler handler)
     : config_(config),
       publisher_(std::move(publisher)),
       options_(options),
+      max_burst_(static_cast<size_t>(std::max(1, max_burst))),
       handler_(std::move(handler)),
-      name_("fanflow consumer (group " + options.group + ")") {}
+      name_("fanflow consumer (group " + options.group + ")"),
+      confirmed_(std::make_shared<Confirmed>()),
+      waker_(confirmed_->waker) {
+  confirmed_->name = name_;
+}
 
 AmqpSubscription::~AmqpSubscription() {
   {
@@ -128,13 +136,13 @@ void AmqpSubscription::RunIo() {
       failures = 0;
     }
     Status s = Flush();
-    if (s.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (handlers_done_ && outbox_.empty()) break;
-    }
+    if (s.ok() && Drained()) break;
     if (s.ok()) s = Pump();
     if (s.ok()) {
-      auto readable = conn_->WaitReadable(waker_, conn_->PollInterval());
+      auto wait = conn_->PollInterval();
+      for (const Settlement& d : deferred_)  // a requeue falls due
+        wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(d.not_before - Clock::now()));
+      auto readable = conn_->WaitReadable(waker_, std::max(wait, std::chrono::milliseconds(0)));
       if (!readable.ok()) s = readable.status();
     }
     if (!s.ok()) {
@@ -151,6 +159,20 @@ void AmqpSubscription::RunIo() {
   conn_.reset();  // closes: the broker requeues what was delivered but not handled
 }
 
+bool AmqpSubscription::Drained() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!handlers_done_ || !outbox_.empty()) return false;
+  }
+  if (!draining_since_) draining_since_ = Clock::now();
+  // Confirms still to come are waited for a while, so that a clean stop does
+  // not hand their deliveries out again. Requeues not yet due are left to the
+  // broker, which requeues what a closed link held.
+  std::lock_guard<std::mutex> lock(confirmed_->mu);
+  return (confirmed_->pending == 0 && confirmed_->settled.empty()) ||
+         Clock::now() - *draining_since_ > kShutdownGrace;
+}
+
 Status AmqpSubscription::Flush() {
   std::vector<Settlement> out;
   uint64_t generation;
@@ -159,12 +181,24 @@ Status AmqpSubscription::Flush() {
     out.swap(outbox_);
     generation = generation_;
   }
+  {
+    std::lock_guard<std::mutex> lock(confirmed_->mu);
+    out.insert(out.end(), confirmed_->settled.begin(), confirmed_->settled.end());
+    confirmed_->settled.clear();
+  }
+  out.insert(out.end(), deferred_.begin(), deferred_.end());
+  deferred_.clear();
+  const auto now = Clock::now();
   // Requeues go first, one by one, so that no ack with `multiple` below takes them.
   std::vector<uint64_t> acks;
   for (const Settlement& s : out) {
     if (s.generation != generation) continue;  // its delivery was requeued with the old link
     if (s.ack) {
       acks.push_back(s.tag);
+      continue;
+    }
+    if (s.not_before > now) {
+      deferred_.push_back(s);
       continue;
     }
     if (int rc = amqp_basic_nack(conn_->get(), kChannel, s.tag, 0, /*requeue=*/1);
@@ -204,8 +238,9 @@ Status AmqpSubscription::Pump() {
         work_.push_back(std::move(w));
       }
     }
-    // After unlocking: a woken handler does not block on mu_ at once.
-    for (size_t i = 0; i < burst.size(); ++i) work_ready_.notify_one();
+    // After unlocking: a woken handler does not block on mu_ at once. One
+    // handler per max_burst_ deliveries: the others would find nothing left.
+    for (size_t i = 0; i < burst.size(); i += max_burst_) work_ready_.notify_one();
   }
   return s;
 }
@@ -252,40 +287,61 @@ Status AmqpSubscription::ReadDeliveries(std::vector<Work>& burst) {
 }
 
 void AmqpSubscription::RunHandler() {
-  std::optional<Work> next;
+  std::vector<Work> taken;
   while (true) {
-    if (!next) {
+    if (taken.empty()) {
       std::unique_lock<std::mutex> lock(mu_);
       work_ready_.wait(lock, [&] { return stopping_ || !work_.empty(); });
       if (stopping_) return;  // what is still queued goes back to the broker
-      next = std::move(work_.front());
-      work_.pop_front();
+      TakeWork(taken);
     }
-    Settlement s = Handle(*next);
-    next.reset();
+    std::vector<Settlement> settled = HandleBurst(taken);
+    taken.clear();
     {
-      // One lock to hand the settlement back and take the next delivery.
+      // One lock to hand the settlements back and take the next deliveries.
       std::lock_guard<std::mutex> lock(mu_);
-      outbox_.push_back(s);
-      if (!stopping_ && !work_.empty()) {
-        next = std::move(work_.front());
-        work_.pop_front();
-      }
+      outbox_.insert(outbox_.end(), settled.begin(), settled.end());
+      if (!stopping_) TakeWork(taken);
     }
     waker_.Ring();
   }
 }
 
-AmqpSubscription::Settlement AmqpSubscription::Handle(const Work& w) {
-  const Delivery& d = w.delivery;
-  Verdict v = InvokeHandler(handler_, d);
+void AmqpSubscription::TakeWork(std::vector<Work>& taken) {
+  while (!work_.empty() && taken.size() < max_burst_) {
+    taken.push_back(std::move(work_.front()));
+    work_.pop_front();
+  }
+}
+
+std::vector<AmqpSubscription::Settlement> AmqpSubscription::HandleBurst(std::vector<Work>& burst) {
+  std::vector<Delivery> deliveries;
+  deliveries.reserve(burst.size());
+  for (Work& w : burst) deliveries.push_back(std::move(w.delivery));
+  std::vector<Verdict> verdicts(burst.size());
+  InvokeHandler(handler_, deliveries, verdicts);
+  // Retry delays of one burst run from the same moment, not one after another.
+  const auto handled = Clock::now();
+  std::vector<Settlement> settled;
+  settled.reserve(burst.size());
+  for (size_t i = 0; i < burst.size(); ++i)
+    if (auto s = Settle(burst[i], deliveries[i], verdicts[i], handled)) settled.push_back(*s);
+  return settled;
+}
+
+std::optional<AmqpSubscription::Settlement> AmqpSubscription::Settle(const Work& w, const Delivery& d,
+                                                                     Verdict& v, Clock::time_point handled) {
   Settlement ack{w.generation, w.tag, true}, requeue{w.generation, w.tag, false};
+  if (v.kind == Verdict::Kind::kAck && !v.publish_first.empty()) {
+    SettleWhenConfirmed(w, std::move(v.publish_first));
+    return std::nullopt;
+  }
   if (v.kind == Verdict::Kind::kAck) return ack;
 
   Outgoing out;
   out.message = d.message;
   if (v.kind == Verdict::Kind::kRetry) {
-    if (!WaitRetryDelay(v.delay)) {
+    if (!WaitRetryUntil(handled + v.delay)) {
       spdlog::info(
           "amqp {}: closing during a retry delay; '{}' goes back to its queue as attempt {}", name_,
           d.message.id, d.attempt);
@@ -313,8 +369,32 @@ AmqpSubscription::Settlement AmqpSubscription::Handle(const Work& w) {
   return ack;
 }
 
-bool AmqpSubscription::WaitRetryDelay(std::chrono::milliseconds delay) {
-  const auto until = Clock::now() + delay;
+void AmqpSubscription::SettleWhenConfirmed(const Work& w, std::vector<Message> messages) {
+  std::vector<Outgoing> out;
+  out.reserve(messages.size());
+  for (Message& m : messages) out.push_back(ToEventsExchange(std::move(m)));
+  {
+    std::lock_guard<std::mutex> lock(confirmed_->mu);
+    ++confirmed_->pending;
+  }
+  // Runs on the publisher's thread: it only hands the settlement over.
+  publisher_->PublishAsync(std::move(out), [confirmed = confirmed_,
+                                            settlement = Settlement{w.generation, w.tag, true}](
+                                               const Status& s) mutable {
+    if (!s.ok()) {
+      spdlog::warn("amqp {}: what a delivery published first was not confirmed ({}); it is handed out again",
+                   confirmed->name, s.message());
+      settlement.ack = false;
+      settlement.not_before = Clock::now() + kRepublishBackoff;
+    }
+    std::lock_guard<std::mutex> lock(confirmed->mu);
+    --confirmed->pending;
+    confirmed->settled.push_back(settlement);
+    confirmed->waker.Ring();
+  });
+}
+
+bool AmqpSubscription::WaitRetryUntil(Clock::time_point until) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stop_cv_.wait_until(lock, until, [&] { return stopping_; }) && Clock::now() < until) {
     if (until - Clock::now() > kShutdownGrace) return false;

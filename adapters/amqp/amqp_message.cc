@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/bounded_json.h"
+#include "core/routes.h"
 
 namespace fanflow::amqp {
 namespace {
@@ -101,6 +102,11 @@ void ReadXDeath(const amqp_array_t& deaths, Incoming& in) {
 
 std::string ToString(amqp_bytes_t b) {
   return b.len ? std::string(static_cast<const char*>(b.bytes), b.len) : std::string();
+}
+
+Outgoing ToEventsExchange(Message message) {
+  std::string key = routes::AmqpRoutingKey(message.type);
+  return Outgoing{routes::kAmqpExchange, std::move(key), std::move(message), 1, std::nullopt};
 }
 
 int PublishOne(amqp_connection_state_t conn, amqp_channel_t channel, const Outgoing& out) {

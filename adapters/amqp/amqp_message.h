@@ -39,6 +39,9 @@ struct Outgoing {
   std::optional<DeadLetter> dead;  // set when it goes to a dead-letter queue
 };
 
+// `message` to the events exchange, routed by its type.
+Outgoing ToEventsExchange(Message message);
+
 // Sends one basic.publish (no wait for the confirm); returns a library status.
 int PublishOne(amqp_connection_state_t conn, amqp_channel_t channel, const Outgoing& out);
 

@@ -28,6 +28,33 @@ Publisher::~Publisher() {
   work_.notify_all();
   waker_.Ring();
   thread_.join();
+  // What is left was not confirmed: its callers hear so.
+  std::vector<std::shared_ptr<Batch>> left;
+  for (auto& [seq, item] : unconfirmed_) left.push_back(item.batch);
+  for (auto& item : queue_) left.push_back(item.batch);
+  for (const auto& b : left)
+    if (b->on_done && b->remaining > 0) {
+      b->remaining = 0;
+      b->on_done(Unavailable("amqp publish: the bus closed before the broker confirmed"));
+    }
+}
+
+void Publisher::PublishAsync(std::vector<Outgoing> messages, std::function<void(const Status&)> done) {
+  if (messages.empty()) return done(Status::Ok());
+  auto batch = std::make_shared<Batch>();
+  batch->remaining = messages.size();
+  batch->on_done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      batch->remaining = 0;
+    } else {
+      for (auto& m : messages) queue_.push_back(Item{batch, std::move(m)});
+    }
+  }
+  if (batch->remaining == 0) return batch->on_done(Unavailable("amqp publish: the bus is closing"));
+  work_.notify_one();
+  waker_.Ring();
 }
 
 Status Publisher::Publish(std::vector<Outgoing> messages) {
@@ -157,7 +184,7 @@ Status Publisher::ReadConfirms() {
                finished);
       }
       // After unlocking: the woken caller does not block on mu_ at once.
-      for (const auto& b : finished) b->done.notify_one();
+      Finish(finished);
     } else {
       s = conn_->HandleFrame(frame);
     }
@@ -185,6 +212,15 @@ void Publisher::Settle(uint64_t tag, bool multiple, bool ack,
     if (--b.remaining == 0) finished.push_back(it->second.batch);
   }
   unconfirmed_.erase(first, last);
+}
+
+void Publisher::Finish(const std::vector<std::shared_ptr<Batch>>& finished) {
+  for (const auto& b : finished) {
+    if (b->on_done)
+      b->on_done(b->status);
+    else
+      b->done.notify_one();
+  }
 }
 
 void Publisher::Disconnect(const Status& why) {

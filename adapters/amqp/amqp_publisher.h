@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,12 @@ class Publisher {
 
   [[nodiscard]] Status Publish(std::vector<Outgoing> messages);
 
+  // Publishes without waiting: `done` runs once every message of the call is
+  // confirmed (ok) or one was nacked, on the I/O thread, so it must not block;
+  // or with Unavailable when the publisher is destroyed first. No timeout: on
+  // a lost link the messages are sent again once it is back.
+  void PublishAsync(std::vector<Outgoing> messages, std::function<void(const Status&)> done);
+
  private:
   // One Publish() call. Guarded by mu_.
   struct Batch {
@@ -42,6 +49,7 @@ class Publisher {
     Status status;
     bool abandoned = false;        // the caller gave up: don't (re)send what is left
     std::condition_variable done;  // remaining reached 0: wakes only this caller
+    std::function<void(const Status&)> on_done;  // PublishAsync: called instead
   };
   struct Item {
     std::shared_ptr<Batch> batch;
@@ -54,6 +62,8 @@ class Publisher {
   Status ReadConfirms();  // I/O thread: applies acks / nacks that arrived
   // Requires mu_. Adds the batches it completed to `finished`, to be woken.
   void Settle(uint64_t tag, bool multiple, bool ack, std::vector<std::shared_ptr<Batch>>& finished);
+  // Without mu_: wakes the callers of `finished` or runs their callbacks.
+  static void Finish(const std::vector<std::shared_ptr<Batch>>& finished);
   void Disconnect(const Status& why);  // I/O thread: requeues the unconfirmed
 
   const AmqpConfig config_;

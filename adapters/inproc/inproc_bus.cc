@@ -82,7 +82,11 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
   }
 
   Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options,
-                                                  Handler handler) override;
+                                                  Handler handler) override {
+    return SubscribeBursts(options, 1, OneAtATime(std::move(handler)));
+  }
+  Result<std::unique_ptr<Subscription>> SubscribeBursts(const SubscribeOptions& options, int max_burst,
+                                                        BurstHandler handler) override;
 
   Result<std::vector<QueueStats>> Stats(const std::string& group) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -255,13 +259,16 @@ class InprocBus final : public EventBus, public std::enable_shared_from_this<Inp
   std::thread timer_;  // last: starts after the state above exists
 };
 
-// `concurrency` threads that each take one delivery at a time from the group's
-// queues, so at most `concurrency` handlers run at once.
+// `concurrency` threads that each take up to max_burst deliveries at a time
+// from the group's queues, so at most `concurrency` handlers run at once.
 class InprocSubscription final : public Subscription {
  public:
   InprocSubscription(std::shared_ptr<InprocBus> bus, std::vector<Queue*> queues, int concurrency,
-                     bool ephemeral, Handler handler)
-      : bus_(std::move(bus)), handler_(std::move(handler)), ephemeral_(ephemeral) {
+                     bool ephemeral, int max_burst, BurstHandler handler)
+      : bus_(std::move(bus)),
+        max_burst_(static_cast<size_t>(std::max(1, max_burst))),
+        handler_(std::move(handler)),
+        ephemeral_(ephemeral) {
     consumer_.queues = std::move(queues);
     for (Queue* q : consumer_.queues) q->consumers.push_back(&consumer_);
     for (int i = 0; i < concurrency; ++i) threads_.emplace_back([this] { Run(); });
@@ -291,15 +298,20 @@ class InprocSubscription final : public Subscription {
       Queue* q = nullptr;
       consumer_.wake.wait(lock, [&] { return consumer_.stopping || (q = NextReady()) != nullptr; });
       if (consumer_.stopping) return;
-      Pending p = std::move(q->ready.front());
-      q->ready.pop_front();
-      ++q->in_flight;
+      std::vector<std::pair<Queue*, Pending>> burst;
+      std::vector<Delivery> deliveries;
+      do {
+        Pending& p = burst.emplace_back(q, std::move(q->ready.front())).second;
+        q->ready.pop_front();
+        ++q->in_flight;
+        deliveries.push_back(Delivery{p.message, q->group, p.attempt, p.redelivered});
+      } while (burst.size() < max_burst_ && (q = NextReady()) != nullptr);
       bus_->space_.notify_all();
-      Delivery d{p.message, q->group, p.attempt, p.redelivered};
       lock.unlock();
-      Verdict v = InvokeHandler(handler_, d);
+      std::vector<Verdict> verdicts(burst.size());
+      InvokeHandler(handler_, deliveries, verdicts);
       lock.lock();
-      bus_->Settle(q, std::move(p), v);
+      for (size_t i = 0; i < burst.size(); ++i) bus_->Settle(burst[i].first, std::move(burst[i].second), verdicts[i]);
     }
   }
 
@@ -317,14 +329,15 @@ class InprocSubscription final : public Subscription {
   }
 
   const std::shared_ptr<InprocBus> bus_;  // keeps the queues alive
-  const Handler handler_;
+  const size_t max_burst_;
+  const BurstHandler handler_;
   const bool ephemeral_;
   Consumer consumer_;  // guarded by bus_->mu_
   std::vector<std::thread> threads_;
 };
 
-Result<std::unique_ptr<Subscription>> InprocBus::Subscribe(const SubscribeOptions& options,
-                                                            Handler handler) {
+Result<std::unique_ptr<Subscription>> InprocBus::SubscribeBursts(const SubscribeOptions& options,
+                                                                  int max_burst, BurstHandler handler) {
   if (Status s = CheckGroupName(options.group); !s.ok()) return s;
   if (options.concurrency < 1) return InvalidArgument("subscribe: concurrency must be >= 1");
   // Held while the subscription registers with its queues; its threads start
@@ -334,7 +347,7 @@ Result<std::unique_ptr<Subscription>> InprocBus::Subscribe(const SubscribeOption
   for (const auto& t : options.event_types) queues.push_back(QueueFor(options.group, t));
   return std::unique_ptr<Subscription>(
       new InprocSubscription(shared_from_this(), std::move(queues), options.concurrency,
-                             options.ephemeral, std::move(handler)));
+                             options.ephemeral, max_burst, std::move(handler)));
 }
 
 // What OpenBus hands out: every handle opened with the same name in one
@@ -348,6 +361,10 @@ class InprocHandle final : public EventBus {
   }
   Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& o, Handler h) override {
     return bus_->Subscribe(o, std::move(h));
+  }
+  Result<std::unique_ptr<Subscription>> SubscribeBursts(const SubscribeOptions& o, int max_burst,
+                                                        BurstHandler h) override {
+    return bus_->SubscribeBursts(o, max_burst, std::move(h));
   }
   Result<std::vector<QueueStats>> Stats(const std::string& g) override { return bus_->Stats(g); }
   Result<std::vector<DeadLetter>> ListDeadLetters(const std::string& g) override {

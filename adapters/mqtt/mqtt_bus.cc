@@ -28,7 +28,11 @@ class MqttBus final : public EventBus {
   }
 
   Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options, Handler handler) override {
-    return MqttSubscription::Start(core_, options, std::move(handler));
+    return MqttSubscription::Start(core_, options, 1, OneAtATime(std::move(handler)));
+  }
+  Result<std::unique_ptr<Subscription>> SubscribeBursts(const SubscribeOptions& options, int max_burst,
+                                                        BurstHandler handler) override {
+    return MqttSubscription::Start(core_, options, max_burst, std::move(handler));
   }
 
   Status DeclareGroup(const std::string& group, const std::vector<std::string>& types) override {

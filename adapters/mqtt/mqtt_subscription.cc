@@ -41,17 +41,21 @@ std::vector<std::string> StaleFilters(const SubscribeOptions& options) {
 
 }  // namespace
 
-MqttSubscription::MqttSubscription(std::shared_ptr<BusCore> core, SubscribeOptions options, Handler handler)
-    : core_(std::move(core)), options_(std::move(options)), handler_(std::move(handler)) {}
+MqttSubscription::MqttSubscription(std::shared_ptr<BusCore> core, SubscribeOptions options, int max_burst,
+                                   BurstHandler handler)
+    : core_(std::move(core)),
+      options_(std::move(options)),
+      max_burst_(static_cast<size_t>(std::max(1, max_burst))),
+      handler_(std::move(handler)) {}
 
 Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<BusCore> core,
                                                               const SubscribeOptions& options,
-                                                              Handler handler) {
+                                                              int max_burst, BurstHandler handler) {
   if (auto s = ValidateGroup(options.group); !s.ok()) return s;
   if (options.concurrency < 1) return InvalidArgument("subscribe: concurrency must be >= 1");
   if (options.event_types.empty()) return InvalidArgument("subscribe: no event types given");
   const MqttOptions& o = core->options;
-  std::unique_ptr<MqttSubscription> sub(new MqttSubscription(core, options, std::move(handler)));
+  std::unique_ptr<MqttSubscription> sub(new MqttSubscription(core, options, max_burst, std::move(handler)));
   std::vector<std::string> filters;
   for (const auto& type : options.event_types) {
     sub->type_by_topic_[routes::MqttTopic(type)] = type;
@@ -173,16 +177,21 @@ void MqttSubscription::RunHandlers() {
       --idle_;
       continue;
     }
-    Envelope e = std::move(ready_.front().envelope);
-    ready_.pop_front();
-    const std::string type = e.message.type;
-    ++running_[type];
+    std::vector<Envelope> burst;
+    std::vector<Delivery> deliveries;
+    while (!ready_.empty() && burst.size() < max_burst_) {
+      burst.push_back(std::move(ready_.front().envelope));
+      ready_.pop_front();
+      const Envelope& e = burst.back();
+      ++running_[e.message.type];
+      deliveries.push_back(Delivery{e.message, options_.group, e.attempt, e.redelivered});
+    }
     lock.unlock();
-    Delivery d{e.message, options_.group, e.attempt, e.redelivered};
-    Verdict v = InvokeHandler(handler_, d);
-    Settle(std::move(e), v);
+    std::vector<Verdict> verdicts(burst.size());
+    InvokeHandler(handler_, deliveries, verdicts);
+    for (size_t i = 0; i < burst.size(); ++i) Settle(std::move(burst[i]), verdicts[i]);
     lock.lock();
-    --running_[type];
+    for (const Delivery& d : deliveries) --running_[d.message.type];
   }
 }
 

@@ -54,7 +54,7 @@ class MqttSubscription final : public Subscription {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Subscription>> Start(std::shared_ptr<BusCore> core,
                                                                    const SubscribeOptions& options,
-                                                                   Handler handler);
+                                                                   int max_burst, BurstHandler handler);
   ~MqttSubscription() override;
 
   const std::string& group() const { return options_.group; }
@@ -69,7 +69,8 @@ class MqttSubscription final : public Subscription {
     Clock::time_point due;
   };
 
-  MqttSubscription(std::shared_ptr<BusCore> core, SubscribeOptions options, Handler handler);
+  MqttSubscription(std::shared_ptr<BusCore> core, SubscribeOptions options, int max_burst,
+                   BurstHandler handler);
   void OnMessage(const Incoming& in);  // paho's thread: never blocks
   void Enqueue(Envelope e);
   void RunHandlers();
@@ -84,7 +85,8 @@ class MqttSubscription final : public Subscription {
   // Immutable after Start.
   const std::shared_ptr<BusCore> core_;
   const SubscribeOptions options_;
-  const Handler handler_;
+  const size_t max_burst_;  // deliveries per handler call, at most
+  const BurstHandler handler_;
   std::map<std::string, std::string> type_by_topic_;
   std::optional<InstanceSlot> slot_;
   std::unique_ptr<Connection> consumer_;

@@ -43,7 +43,9 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--prefetch", f.prefetch,
                   "chunks this process may hold unacknowledged, running or waiting for a free slot "
                   "(AMQP prefetch, MQTT Receive Maximum); default: 2x --concurrency on AMQP, 8x on "
-                  "MQTT; --prefetch equal to --concurrency shares a burst most evenly between workers")
+                  "MQTT; --prefetch equal to --concurrency shares a burst most evenly between workers. "
+                  "On AMQP a chunk also keeps its place until its chunk_done is confirmed (its slot "
+                  "goes on at once), so chunks of a few ms want a larger one, e.g. 256 with 8 slots")
       ->check(CLI::Range(1, 65535));
   cmd->add_option("--max-attempts", f.max_attempts, "attempts per chunk before it is dead-lettered")
       ->check(CLI::Range(1, 1000))

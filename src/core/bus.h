@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,18 +41,40 @@ struct Verdict {
   Kind kind = Kind::kAck;
   std::chrono::milliseconds delay{0};  // kRetry: redeliver no sooner than this
   std::string reason;                  // kRetry / kDeadLetter: why
+  std::vector<Message> publish_first;  // kAck: see AckAfterPublishing
 
   static Verdict Ack() { return {}; }
+  // Publish `messages`, and acknowledge the delivery only once the bus durably
+  // has them; if it cannot publish them, the delivery is handed out again. The
+  // handler is free at once instead of waiting for the broker's confirm. Only
+  // on a bus whose Capabilities().publish_then_ack; elsewhere a handler
+  // publishes, then returns Ack().
+  static Verdict AckAfterPublishing(std::vector<Message> messages) {
+    Verdict v;
+    v.publish_first = std::move(messages);
+    return v;
+  }
   static Verdict Retry(std::chrono::milliseconds delay, std::string reason) {
-    return {Kind::kRetry, delay, std::move(reason)};
+    return {Kind::kRetry, delay, std::move(reason), {}};
   }
   static Verdict DeadLetter(std::string reason) {
-    return {Kind::kDeadLetter, std::chrono::milliseconds{0}, std::move(reason)};
+    return {Kind::kDeadLetter, std::chrono::milliseconds{0}, std::move(reason), {}};
   }
 };
 
 // Called on a bus thread, at most `concurrency` at a time per subscription.
 using Handler = std::function<Verdict(const Delivery&)>;
+
+// Several deliveries in one call, for a handler that settles them together (the
+// aggregator: one ledger transaction for all): it sets verdicts[i] for
+// deliveries[i]. Same threads and `concurrency` as a Handler.
+using BurstHandler = std::function<void(std::span<const Delivery> deliveries, std::span<Verdict> verdicts)>;
+
+// A Handler run as a BurstHandler of bursts of one: what an adapter that takes
+// bursts runs for a plain Subscribe.
+inline BurstHandler OneAtATime(Handler handler) {
+  return [handler = std::move(handler)](std::span<const Delivery> d, std::span<Verdict> v) { v[0] = handler(d[0]); };
+}
 
 struct SubscribeOptions {
   std::string group;                     // consumer group: competing consumers share it
@@ -131,6 +154,8 @@ struct BusCapabilities {
   // Stats().consumers counts the consumers of every process; false: only this
   // bus's own subscriptions (MQTT brokers do not tell about other clients').
   bool counts_all_consumers = false;
+  // Handlers may return Verdict::AckAfterPublishing.
+  bool publish_then_ack = false;
 };
 
 class EventBus {
@@ -151,6 +176,20 @@ class EventBus {
   // Declares the group's queues (idempotent) and starts delivering to `handler`.
   [[nodiscard]] virtual Result<std::unique_ptr<Subscription>> Subscribe(
       const SubscribeOptions& options, Handler handler) = 0;
+
+  // Subscribe, but a handler call takes up to `max_burst` deliveries that are
+  // already waiting in this process (it never waits for more), so it hands them
+  // back in one go instead of one thread hand-off each. An adapter that has no
+  // such queue (this default) passes them one at a time.
+  [[nodiscard]] virtual Result<std::unique_ptr<Subscription>> SubscribeBursts(
+      const SubscribeOptions& options, int max_burst, BurstHandler handler) {
+    (void)max_burst;
+    return Subscribe(options, [handler = std::move(handler)](const Delivery& d) {
+      Verdict v;
+      handler(std::span<const Delivery>(&d, 1), std::span<Verdict>(&v, 1));
+      return v;
+    });
+  }
 
   // Declares the group's queues without consuming, so events published before
   // the consumers start are kept.

@@ -11,4 +11,8 @@ namespace fanflow {
 // again, forever on buses that redeliver, and nothing may end the process.
 Verdict InvokeHandler(const Handler& handler, const Delivery& delivery);
 
+// The same for a burst: a throw dead-letters every delivery of the burst.
+void InvokeHandler(const BurstHandler& handler, std::span<const Delivery> deliveries,
+                   std::span<Verdict> verdicts);
+
 }  // namespace fanflow

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <optional>
 
 #include "core/event.h"
+#include "core/invoke_handler.h"
 #include "core/printable.h"
 #include "core/routes.h"
 #include "pipeline/results_sink.h"
@@ -154,8 +156,13 @@ Result<std::unique_ptr<Aggregator>> Aggregator::Start(EventBus& bus, AggregatorO
     }
   }
   const std::vector<std::string> types = {kStartFanout, kChunkDone, kFanoutProgress, kBatchSealed, kCancelBatch};
-  auto sub = bus.Subscribe({routes::kAggregatorGroup, types, agg->options_.concurrency},
-                           [a = agg.get()](const Delivery& d) { return a->Handle(d); });
+  SubscribeOptions subscribe{routes::kAggregatorGroup, types, agg->options_.concurrency};
+  // Room for a whole burst waiting while the one before it commits.
+  subscribe.prefetch = 2 * kMaxGroupSize;
+  auto sub = bus.SubscribeBursts(subscribe, kMaxGroupSize,
+                                 [a = agg.get()](std::span<const Delivery> d, std::span<Verdict> v) {
+                                   a->HandleBurst(d, v);
+                                 });
   if (!sub.ok()) return sub.status();
   agg->subscription_ = std::move(sub).value();
   agg->timer_ = std::thread([a = agg.get()] { a->TimerLoop(); });
@@ -178,42 +185,60 @@ Aggregator::~Aggregator() {
   subscription_.reset();
 }
 
-Verdict Aggregator::Handle(const Delivery& d) {
-  auto decoded = DecodeEvent(d.message.body);
-  if (!decoded.ok()) return Verdict::DeadLetter(decoded.status().message());
-  const Event& e = decoded.value();
-  return InGroup([&] {
-    if (e.type == kStartFanout) return HandleStart(e);
-    if (e.type == kChunkDone) return HandleChunkDone(d, e);
-    if (e.type == kFanoutProgress || e.type == kBatchSealed) return HandleProgress(e);
-    if (e.type == kCancelBatch) return HandleCancel(e);
-    return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
+void Aggregator::HandleBurst(std::span<const Delivery> deliveries, std::span<Verdict> verdicts) {
+  std::vector<std::optional<Event>> events(deliveries.size());
+  int decoded = 0;
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    auto e = DecodeEvent(deliveries[i].message.body);
+    if (!e.ok()) {
+      verdicts[i] = Verdict::DeadLetter(e.status().message());
+      continue;
+    }
+    events[i] = std::move(e).value();
+    ++decoded;
+  }
+  if (decoded == 0) return;
+  Status group = InGroup(decoded, [&] {
+    for (size_t i = 0; i < deliveries.size(); ++i)
+      if (events[i])
+        verdicts[i] = InvokeHandler([&](const Delivery& d) { return HandleEvent(d, *events[i]); }, deliveries[i]);
   });
+  if (!group.ok())
+    for (size_t i = 0; i < deliveries.size(); ++i)
+      if (events[i]) verdicts[i] = Verdict::Retry(kLedgerRetry, group.ToString());
 }
 
-Verdict Aggregator::InGroup(const std::function<Verdict()>& handle) {
+Verdict Aggregator::HandleEvent(const Delivery& d, const Event& e) {
+  if (e.type == kStartFanout) return HandleStart(e);
+  if (e.type == kChunkDone) return HandleChunkDone(d, e);
+  if (e.type == kFanoutProgress || e.type == kBatchSealed) return HandleProgress(e);
+  if (e.type == kCancelBatch) return HandleCancel(e);
+  return Verdict::DeadLetter("type: the aggregator does not consume '" + e.type + "'");
+}
+
+Status Aggregator::InGroup(int events, const std::function<void()>& handle) {
   queued_.fetch_add(1);
   std::unique_lock<std::mutex> lock(mu_);
   queued_.fetch_sub(1);
   if (Status s = ledger_->BeginGroup(); !s.ok()) {
-    spdlog::error("ledger: cannot begin a transaction, the event will be retried: {}", s.ToString());
+    spdlog::error("ledger: cannot begin a transaction, the events will be retried: {}", s.ToString());
     (void)FinishGroup();  // members waiting on a group already written in autocommit go on
-    return Verdict::Retry(kLedgerRetry, s.ToString());
+    return s;
   }
-  Verdict verdict = handle();
+  handle();
   const std::shared_ptr<Group> mine = group_;
+  group_size_ += events;
   // The last of the handlers queued behind one another commits for them all.
-  if (queued_.load() == 0 || ++group_size_ >= kMaxGroupSize) {
+  if (queued_.load() == 0 || group_size_ >= kMaxGroupSize) {
     (void)FinishGroup();
-    return mine->status.ok() ? verdict : Verdict::Retry(kLedgerRetry, mine->status.ToString());
+    return mine->status;
   }
   // Members wait on their group's own mutex, not on mu_: woken by the commit,
   // they go on at once instead of queueing for mu_ behind the next group.
   lock.unlock();
   std::unique_lock<std::mutex> wait(mine->mu);
   mine->committed_cv.wait(wait, [&] { return mine->committed; });
-  if (!mine->status.ok()) return Verdict::Retry(kLedgerRetry, mine->status.ToString());
-  return verdict;
+  return mine->status;
 }
 
 Status Aggregator::FinishGroup() {

@@ -66,12 +66,14 @@ struct AggregatorOptions {
   // process): open batches fan out again from their first chunk, and the
   // ledger counts what it already has once.
   bool refan_open_batches = false;
-  // Deliveries in flight: the ledger is still written one at a time (mu_), but
-  // a broker can keep this many unacknowledged, so each ack's round trip does
-  // not stall the next delivery (with 1, RabbitMQ hands out one at a time).
-  // Handlers wait for their group's commit before they ack, so with 16 one
-  // group fills while the one before it commits (8 and 32 measured slower).
-  int concurrency = 16;
+  // Handler threads. Each takes the events waiting in the process as one
+  // burst, handled in one ledger transaction (the ledger is written one at a
+  // time anyway, under mu_), so one thread keeps up: the events that arrive
+  // while it commits form the next burst. Handlers that take one event at a
+  // time (a bus without bursts) group their events the same way when several
+  // of them queue for mu_. amqp_pipeline_bench end to end, 16 threads taking
+  // one event each against one taking bursts: 30-70 us less CPU per chunk.
+  int concurrency = 1;
   std::chrono::milliseconds deadline{0};  // 0: a batch may take forever
   // A results file per batch, written before its batch_complete ("{batch}" is
   // replaced by the batch id, see ResultsPathFor); "": none.
@@ -88,10 +90,13 @@ class Aggregator {
   Aggregator(EventBus& bus, AggregatorOptions options, std::unique_ptr<Ledger> ledger)
       : bus_(bus), options_(std::move(options)), ledger_(std::move(ledger)) {}
 
-  Verdict Handle(const Delivery& delivery);
-  // Runs `handle` under mu_ inside the open group transaction and returns its
-  // verdict once the group has committed (a Retry if the commit failed).
-  Verdict InGroup(const std::function<Verdict()>& handle);
+  // Decodes each delivery, then handles them all in one group transaction.
+  void HandleBurst(std::span<const Delivery> deliveries, std::span<Verdict> verdicts);
+  // Requires mu_. One event, decoded.
+  Verdict HandleEvent(const Delivery& delivery, const Event& event);
+  // Runs `handle` (`events` events) under mu_ inside the open group
+  // transaction; returns once the group has committed, with the commit's status.
+  Status InGroup(int events, const std::function<void()>& handle);
   // Requires mu_. Commits the open group and wakes its members; before
   // anything is published, so that what the ledger says was decided is durable.
   Status FinishGroup();

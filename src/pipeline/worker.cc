@@ -111,7 +111,11 @@ Verdict Worker::Handle(const Delivery& d) {
   }
   Event out = MakeEvent(kChunkDone, e.subject + "/done/" + std::to_string(index), e.subject,
                         e.correlation_id, done);
-  if (Status s = bus_.Publish(Message{out.type, out.id, EncodeEvent(out)}); !s.ok()) {
+  Message chunk_done{out.type, out.id, EncodeEvent(out)};
+  // The chunk is acknowledged once its chunk_done is confirmed; where the bus
+  // can do that itself, this handler does not wait for the confirm.
+  if (result.ok() && publish_then_ack_) return Verdict::AckAfterPublishing({std::move(chunk_done)});
+  if (Status s = bus_.Publish(chunk_done); !s.ok()) {
     // The chunk is not acknowledged, so it comes back; nothing is lost.
     spdlog::error("[batch {}] chunk {} done but chunk_done not published: {}", e.subject, index,
                   s.ToString());

@@ -53,7 +53,10 @@ class Worker {
 
  private:
   Worker(EventBus& bus, std::shared_ptr<Processor> processor, WorkerOptions options)
-      : bus_(bus), processor_(std::move(processor)), options_(options) {
+      : bus_(bus),
+        processor_(std::move(processor)),
+        options_(options),
+        publish_then_ack_(bus.Capabilities().publish_then_ack) {
     if (options_.rate.enabled()) limiter_ = std::make_unique<RateLimiter>(options_.rate);
   }
   Verdict Handle(const Delivery& delivery);
@@ -61,6 +64,7 @@ class Worker {
   EventBus& bus_;
   const std::shared_ptr<Processor> processor_;
   const WorkerOptions options_;
+  const bool publish_then_ack_;  // the bus acks a chunk once its chunk_done is confirmed
   std::unique_ptr<RateLimiter> limiter_;  // null: no rate limit
   std::unique_ptr<CancelledBatches> cancelled_;  // null: skip_cancelled is off
   std::stop_source interrupt_;

@@ -70,6 +70,64 @@ TEST(AmqpBusTest, AFullQueueWithRejectPublishMakesPublishFail) {
   EXPECT_EQ(st->depth, 2);
 }
 
+// Verdict::AckAfterPublishing: the handler returns at once; the delivery is
+// acknowledged once what it publishes is confirmed, so nothing comes back.
+TEST(AmqpBusTest, AckAfterPublishingDeliversTheMessageAndAcksTheDeliveryOnce) {
+  auto bus = MustOpen(AmqpUrl());
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->Capabilities().publish_then_ack);
+  const std::string in = UniqueType("in"), out = UniqueType("out"), group = Unique("g");
+  Received answers;
+  auto listener = bus->Subscribe({Unique("answers"), {out}, 1}, answers.Acking());
+  ASSERT_TRUE(listener.ok()) << listener.status().ToString();
+  std::atomic<int> handled{0};
+  auto sub = bus->Subscribe({group, {in}, 2}, [&](const Delivery& d) {
+    ++handled;
+    return Verdict::AckAfterPublishing({Message{out, d.message.id + "/answer", d.message.body}});
+  });
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(bus->Publish(Numbered(in, 50)).ok());
+  EXPECT_TRUE(WaitFor([&] { return answers.unique() == 50; })) << answers.unique();
+  // Closing hands back what was not acknowledged: nothing may be left.
+  sub.value().reset();
+  auto st = StatsOf(*bus, group, in);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->depth, 0) << "deliveries were not acknowledged after their publish was confirmed";
+  EXPECT_EQ(handled.load(), 50);
+  EXPECT_EQ(answers.total(), 50u);
+}
+
+// What a delivery publishes first is refused (a full queue): the delivery is
+// not acknowledged but handed out again, no sooner than the republish backoff.
+TEST(AmqpBusTest, AckAfterPublishingHandsTheDeliveryOutAgainWhenThePublishIsRefused) {
+  const std::string in = UniqueType("in"), out = UniqueType("out"), full = Unique("full"), group = Unique("g");
+  auto bus = MustOpen(AmqpUrlWith(full + ".max_length=1"));
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->DeclareGroup(full, {out}).ok());
+  ASSERT_TRUE(bus->Publish(Message{out, "filler", "{}"}).ok());
+  std::mutex mu;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, bool>> seen;  // when, redelivered
+  auto sub = bus->Subscribe({group, {in}, 1}, [&](const Delivery& d) {
+    std::lock_guard<std::mutex> l(mu);
+    seen.emplace_back(std::chrono::steady_clock::now(), d.redelivered);
+    if (seen.size() == 1) return Verdict::AckAfterPublishing({Message{out, "refused", "{}"}});
+    return Verdict::Ack();
+  });
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(bus->Publish(Message{in, "asks", "{}"}).ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return seen.size() == 2;
+  }));
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_TRUE(seen[1].second) << "the second delivery should be a redelivery";
+  EXPECT_GE(seen[1].first - seen[0].first, 900ms);
+  EXPECT_LT(seen[1].first - seen[0].first, 3s) << "the requeue waited past its backoff";
+  auto st = StatsOf(*bus, full, out);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->depth, 1) << "the refused message must not be in the full queue";
+}
+
 TEST(AmqpBusTest, AMessageNobodyIsBoundForIsAcceptedAndDropped) {
   auto bus = MustOpen(AmqpUrl());
   ASSERT_TRUE(bus);

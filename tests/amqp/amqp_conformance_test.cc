@@ -18,6 +18,7 @@ TEST(AmqpBus, SaysItAcksAfterTheHandlerAndHasQueueRetention) {
   EXPECT_FALSE(c.delayed_retry);
   EXPECT_TRUE(c.shared_between_processes);
   EXPECT_TRUE(c.counts_all_consumers);
+  EXPECT_TRUE(c.publish_then_ack);
 }
 
 }  // namespace

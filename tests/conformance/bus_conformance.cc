@@ -1,5 +1,6 @@
 #include "tests/conformance/bus_conformance.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -134,6 +135,58 @@ TEST_P(BusConformance, NeverRunsMoreHandlersThanTheConcurrencyCap) {
   ASSERT_TRUE(WaitFor([&] { return done.load() == 40; }));
   EXPECT_LE(peak.load(), 3);
   EXPECT_GE(peak.load(), 2) << "the cap should allow parallel handlers";
+}
+
+// A burst handler gets the deliveries that wait in the process together (the
+// aggregator commits them in one transaction), never more than max_burst, and
+// each verdict of a burst settles its own delivery.
+TEST_P(BusConformance, ABurstHandlerTakesWhatWaitsAndEachVerdictSettlesItsOwnDelivery) {
+  auto bus = Open(GetParam());
+  ASSERT_TRUE(bus);
+  const std::string type = TestType("burst"), group = Unique("g");
+  constexpr int kMessages = 12, kMaxBurst = 5;
+  std::mutex mu;
+  std::vector<size_t> bursts;
+  std::map<std::string, std::vector<int>> attempts;  // message id -> attempts seen
+  SubscribeOptions options{group, {type}, 1};
+  options.prefetch = 2 * kMessages;
+  auto sub = bus->SubscribeBursts(options, kMaxBurst, [&](std::span<const Delivery> d, std::span<Verdict> v) {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      bursts.push_back(d.size());
+      for (size_t i = 0; i < d.size(); ++i) {
+        attempts[d[i].message.id].push_back(d[i].attempt);
+        if (d[i].message.id == type + "-3") v[i] = Verdict::DeadLetter("burst: poison 3");
+        if (d[i].message.id == type + "-5" && d[i].attempt == 1) v[i] = Verdict::Retry(10ms, "burst: once more");
+      }
+    }
+    // The first call holds the only handler, so the rest arrive and wait.
+    if (bursts.size() == 1) std::this_thread::sleep_for(500ms);
+  });
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(bus->Publish(Numbered(type, kMessages)).ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return attempts.size() == kMessages && attempts[type + "-5"].size() == 2;
+  }));
+  std::vector<DeadLetter> dead;
+  ASSERT_TRUE(WaitFor([&] {
+    auto list = bus->ListDeadLetters(group);
+    if (list.ok()) dead = list.value();
+    return dead.size() == 1;
+  }));
+  EXPECT_EQ(dead[0].id, type + "-3");
+  EXPECT_EQ(dead[0].reason, "burst: poison 3");
+  std::this_thread::sleep_for(300ms);  // nothing acked may come back
+  std::lock_guard<std::mutex> l(mu);
+  for (const auto& [id, seen] : attempts) {
+    const std::vector<int> expected = id == type + "-5" ? std::vector<int>{1, 2} : std::vector<int>{1};
+    EXPECT_EQ(seen, expected) << id;
+  }
+  size_t largest = 0;
+  for (size_t n : bursts) largest = std::max(largest, n);
+  EXPECT_GT(largest, 1u) << "deliveries that waited came one at a time";
+  EXPECT_LE(largest, static_cast<size_t>(kMaxBurst));
 }
 
 TEST_P(BusConformance, RetryRedeliversWithTheAttemptCountRaised) {

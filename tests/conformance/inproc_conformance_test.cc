@@ -32,6 +32,7 @@ TEST(InprocBus, SaysItLivesInOneProcessAndHoldsRetryDelaysOffTheHandlers) {
   EXPECT_TRUE(c.delayed_retry);
   EXPECT_FALSE(c.shared_between_processes);
   EXPECT_TRUE(c.counts_all_consumers);
+  EXPECT_FALSE(c.publish_then_ack);
 }
 
 }  // namespace
