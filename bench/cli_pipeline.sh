@@ -9,6 +9,7 @@
 #   bench/cli_pipeline.sh BUS_URL [ITEMS] [CHUNK] [WORKERS] [REPS]
 #   bench/cli_pipeline.sh mqtt://127.0.0.1:1886 200000 100 2 5
 #
+# WORKER_FLAGS go to every `fanflow worker` (e.g. "--concurrency 8 --prefetch 256").
 # FANFLOW_BIN picks the binary (default build-release/src/cli/fanflow), and the
 # raw bench is taken from the same tree's bench/ (build it with
 # -DFANFLOW_BENCH=ON; CEILING=0 skips it). Each repetition starts fresh
@@ -36,7 +37,8 @@ for rep in $(seq 1 "$reps"); do
   "$bin" ventilator --bus "$bus" >"$work/ventilator.log" 2>&1 &
   pids+=($!)
   for w in $(seq 1 "$workers"); do
-    "$bin" worker --bus "$bus" >"$work/worker-$w.log" 2>&1 &
+    # shellcheck disable=SC2086  # WORKER_FLAGS is a list of flags
+    "$bin" worker --bus "$bus" ${WORKER_FLAGS:-} >"$work/worker-$w.log" 2>&1 &
     pids+=($!)
   done
   sleep 2  # every role subscribed
