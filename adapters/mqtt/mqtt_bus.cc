@@ -107,6 +107,7 @@ class MqttBus final : public EventBus {
     c.acks_on_receipt = true;  // paho sends PUBACK before the handler runs
     c.delayed_retry = true;    // the subscription keeps delayed envelopes aside
     c.shared_between_processes = true;
+    c.publish_then_ack = true;  // a failed publish hands the envelope to a handler again
     // counts_all_consumers stays false: Mosquitto does not say who else holds a
     // shared subscription, so Stats counts only this bus's subscriptions.
     return c;

@@ -376,6 +376,81 @@ void Publisher::RunReconnects() {
   }
 }
 
+namespace {
+
+// One PublishAsync call: its messages not settled yet and the first error.
+struct AsyncPublishes {
+  std::mutex mu;
+  size_t remaining;  // guarded by mu
+  Status first_error;  // guarded by mu
+  std::function<void(const Status&)> done;
+
+  // Settles `n` messages with `s`; the call's last one runs `done`.
+  void Settle(const Status& s, size_t n = 1) {
+    Status result;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (first_error.ok() && !s.ok()) first_error = s;
+      remaining -= n;
+      if (remaining > 0) return;
+      result = first_error;
+    }
+    done(result);
+  }
+};
+
+// paho's listener of one asynchronous publish: frees its window slot, settles
+// its message, and deletes itself (paho calls it exactly once, after the PUBACK
+// or the failure).
+class PublishListener final : public ::mqtt::iaction_listener {
+ public:
+  PublishListener(std::shared_ptr<AsyncPublishes> call, Connection& conn, PublishWindow& slots, std::string topic)
+      : call_(std::move(call)), conn_(conn), slots_(slots), topic_(std::move(topic)) {}
+
+ private:
+  void on_success(const ::mqtt::token&) override {
+    conn_.AcknowledgeNow();  // the broker may hold further PUBACKs behind this one
+    Finish(Status::Ok());
+  }
+  void on_failure(const ::mqtt::token& tok) override {
+    Finish(Unavailable("mqtt publish to " + topic_ + " failed (reason code " +
+                       std::to_string(tok.get_reason_code()) + ")"));
+  }
+  void Finish(const Status& s) {
+    slots_.Release();
+    call_->Settle(s);
+    delete this;
+  }
+
+  const std::shared_ptr<AsyncPublishes> call_;
+  Connection& conn_;
+  PublishWindow& slots_;
+  const std::string topic_;
+};
+
+}  // namespace
+
+void Publisher::PublishAsync(const std::vector<OutMessage>& messages, std::function<void(const Status&)> done) {
+  if (messages.empty()) return done(Status::Ok());
+  auto call = std::make_shared<AsyncPublishes>();
+  call->remaining = messages.size();
+  call->done = std::move(done);
+  const auto deadline = Clock::now() + options_.publish_timeout;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (!slots_->AcquireUntil(deadline))
+      return call->Settle(Timeout("mqtt publish: the publish window stayed full for publish_timeout"),
+                          messages.size() - i);
+    auto* listener = new PublishListener(call, *conn_, *slots_, messages[i].topic);
+    try {
+      conn_->client_->publish(ToPaho(messages[i]), nullptr, *listener);
+    } catch (const ::mqtt::exception& e) {
+      delete listener;
+      slots_->Release();
+      return call->Settle(FromPaho("mqtt publish to " + messages[i].topic, e, options_), messages.size() - i);
+    }
+  }
+}
+
 Status Publisher::Publish(const std::vector<OutMessage>& messages) {
   const auto deadline = Clock::now() + options_.publish_timeout;
   auto send = [&](const OutMessage& m) -> Result<::mqtt::delivery_token_ptr> {

@@ -165,6 +165,11 @@ class Publisher {
                                                                std::function<void()> on_broker_back);
   ~Publisher();
   [[nodiscard]] Status Publish(const std::vector<OutMessage>& messages);
+  // Publishes without waiting for the PUBACKs: `done` runs once every message
+  // of the call is PUBACKed (ok) or failed (the first error), on paho's thread,
+  // so it must not block. A full window waits here, as for Publish. Unlike
+  // Publish it never sends a failed message again: that is the caller's call.
+  void PublishAsync(const std::vector<OutMessage>& messages, std::function<void(const Status&)> done);
   int server_receive_maximum() const { return conn_->server_receive_maximum(); }  // see Connection
 
  private:

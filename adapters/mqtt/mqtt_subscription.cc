@@ -21,6 +21,8 @@ using namespace std::chrono_literals;
 constexpr auto kRetireEvery = 10s;
 // A settle that could not be published is handled again after this.
 constexpr auto kSettleBackoff = 1s;
+// How long a closing subscription waits for the publishes its handlers started.
+constexpr auto kSettleGrace = 5s;
 // Receive Maximum advertised per handler thread. paho acknowledges on receipt,
 // so it bounds only the messages on the wire, not those waiting here; one per
 // handler halves the throughput (bench/mqtt_pipeline_bench: 0.43-0.48 of raw
@@ -46,7 +48,9 @@ MqttSubscription::MqttSubscription(std::shared_ptr<BusCore> core, SubscribeOptio
     : core_(std::move(core)),
       options_(std::move(options)),
       max_burst_(static_cast<size_t>(std::max(1, max_burst))),
-      handler_(std::move(handler)) {}
+      handler_(std::move(handler)) {
+  publishing_->sub = this;
+}
 
 Result<std::unique_ptr<Subscription>> MqttSubscription::Start(std::shared_ptr<BusCore> core,
                                                               const SubscribeOptions& options,
@@ -122,6 +126,13 @@ MqttSubscription::~MqttSubscription() {
   if (consumer_) consumer_->Disconnect(options_.ephemeral || options_.elastic);
   for (auto& t : threads_) t.join();
   consumer_.reset();
+  {
+    // Publishes a handler started are let finish a while, so that one that
+    // fails is handed back below with the rest.
+    std::unique_lock<std::mutex> lock(publishing_->mu);
+    publishing_->idle.wait_for(lock, kSettleGrace, [&] { return publishing_->pending == 0; });
+    publishing_->sub = nullptr;
+  }
   // What was taken but never handled goes back to the group, delays kept.
   std::vector<OutMessage> back;
   for (auto& p : ready_) back.push_back(ToRetry(options_.group, p.envelope));
@@ -195,7 +206,9 @@ void MqttSubscription::RunHandlers() {
   }
 }
 
-void MqttSubscription::Settle(Envelope e, const Verdict& v) {
+void MqttSubscription::Settle(Envelope e, Verdict& v) {
+  if (v.kind == Verdict::Kind::kAck && !v.publish_first.empty())
+    return PublishFirst(std::move(e), std::move(v.publish_first));
   if (v.kind == Verdict::Kind::kAck) return;  // paho acknowledged it on receipt
   Status s;
   if (v.kind == Verdict::Kind::kRetry) {
@@ -216,6 +229,27 @@ void MqttSubscription::Settle(Envelope e, const Verdict& v) {
                 EscapeForLog(e.message.id), s.ToString());
   if (v.kind == Verdict::Kind::kDeadLetter) e.not_before_ms = NowMillis() + kSettleBackoff.count() * 1000;
   Enqueue(std::move(e));
+}
+
+void MqttSubscription::PublishFirst(Envelope e, std::vector<Message> messages) {
+  std::vector<OutMessage> out;
+  out.reserve(messages.size());
+  for (const Message& m : messages) out.push_back(ToMain(m));
+  {
+    std::lock_guard<std::mutex> lock(publishing_->mu);
+    ++publishing_->pending;
+  }
+  core_->publisher->PublishAsync(
+      out, [publishing = publishing_, e = std::make_shared<Envelope>(std::move(e))](const Status& s) {
+        std::lock_guard<std::mutex> lock(publishing->mu);
+        if (!s.ok() && publishing->sub) {
+          spdlog::error("mqtt: group '{}': what {} published first failed ({}); handling it again",
+                        publishing->sub->options_.group, EscapeForLog(e->message.id), s.ToString());
+          e->not_before_ms = NowMillis() + kSettleBackoff.count() * 1000;
+          publishing->sub->Enqueue(std::move(*e));
+        }
+        if (--publishing->pending == 0) publishing->idle.notify_all();
+      });
 }
 
 void MqttSubscription::Park() {

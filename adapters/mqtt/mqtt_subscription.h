@@ -74,7 +74,10 @@ class MqttSubscription final : public Subscription {
   void OnMessage(const Incoming& in);  // paho's thread: never blocks
   void Enqueue(Envelope e);
   void RunHandlers();
-  void Settle(Envelope e, const Verdict& v);
+  void Settle(Envelope e, Verdict& v);
+  // Publishes what a Verdict::AckAfterPublishing names first, without waiting:
+  // if it fails, the envelope is handled again (paho acked it on receipt).
+  void PublishFirst(Envelope e, std::vector<Message> messages);
   // Drains and drops the parked sessions of this group's types; registers them
   // as not parked (all of them, or those that had a parked session).
   void RetireParked(bool register_all);
@@ -101,6 +104,16 @@ class MqttSubscription final : public Subscription {
   std::multimap<Clock::time_point, Envelope> delayed_;
   std::map<std::string, int64_t> running_;  // by type
   std::vector<std::thread> threads_;  // handlers, then maintenance; joined on destruction
+
+  // What PublishFirst's callbacks (paho's thread) reach the subscription
+  // through; they share it, so it outlives the subscription.
+  struct Publishing {
+    std::mutex mu;
+    std::condition_variable idle;  // pending reached 0
+    MqttSubscription* sub;         // guarded by mu; null once the subscription is going
+    int pending = 0;               // guarded by mu: publishes not settled yet
+  };
+  const std::shared_ptr<Publishing> publishing_ = std::make_shared<Publishing>();
 };
 
 }  // namespace fanflow::mqtt

@@ -44,11 +44,13 @@ struct Verdict {
   std::vector<Message> publish_first;  // kAck: see AckAfterPublishing
 
   static Verdict Ack() { return {}; }
-  // Publish `messages`, and acknowledge the delivery only once the bus durably
-  // has them; if it cannot publish them, the delivery is handed out again. The
-  // handler is free at once instead of waiting for the broker's confirm. Only
-  // on a bus whose Capabilities().publish_then_ack; elsewhere a handler
-  // publishes, then returns Ack().
+  // Publish `messages`; the delivery counts as handled only once the bus
+  // durably has them (AMQP: it is acked then), and if they cannot be published
+  // it is handled again, after a second (AMQP: requeued; MQTT, which acked it
+  // on receipt: handed to a handler of this subscription again). The handler
+  // is free at once instead of waiting for the broker's confirm. Only on a bus
+  // whose Capabilities().publish_then_ack; elsewhere a handler publishes, then
+  // returns Ack().
   static Verdict AckAfterPublishing(std::vector<Message> messages) {
     Verdict v;
     v.publish_first = std::move(messages);

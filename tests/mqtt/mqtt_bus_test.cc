@@ -117,6 +117,60 @@ TEST(MqttBus, ABacklogOf20000WaitingForASlowConsumerLosesNone) {
   EXPECT_EQ(StatsOf(*bus, group, type).dropped, dropped_before);
 }
 
+// Verdict::AckAfterPublishing on MQTT: the handler returns at once, what it
+// names is published once, and the delivery is not handled again.
+TEST(MqttBus, AckAfterPublishingPublishesOnceWithoutHandlingTheDeliveryAgain) {
+  FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
+  auto bus = Open(url);
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->Capabilities().publish_then_ack);
+  const std::string in = "fanflow." + Unique("in") + ".v1", out = "fanflow." + Unique("out") + ".v1";
+  Seen answers;
+  auto listener = bus->Subscribe({Unique("answers"), {out}, 1}, answers.Acking());
+  ASSERT_TRUE(listener.ok()) << listener.status().ToString();
+  std::atomic<int> handled{0};
+  auto sub = bus->Subscribe({Unique("g"), {in}, 2}, [&](const Delivery& d) {
+    ++handled;
+    return Verdict::AckAfterPublishing({Message{out, d.message.id + "/answer", d.message.body}});
+  });
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(bus->Publish(Batch(in, 0, 50)).ok());
+  EXPECT_TRUE(WaitFor([&] { return answers.distinct() == 50; }, 20s)) << answers.distinct();
+  std::this_thread::sleep_for(300ms);  // nothing may be handled or published twice
+  EXPECT_EQ(handled.load(), 50);
+  std::lock_guard<std::mutex> l(answers.mu);
+  EXPECT_EQ(answers.deliveries, 50);
+}
+
+// What a delivery publishes first cannot be published (a topic with a wildcard,
+// which paho refuses): paho acked the delivery on receipt, so the subscription
+// hands it to a handler again, after the settle backoff.
+TEST(MqttBus, AckAfterPublishingHandlesTheDeliveryAgainWhenThePublishFails) {
+  FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
+  auto bus = Open(url);
+  ASSERT_TRUE(bus);
+  const std::string in = "fanflow." + Unique("in") + ".v1";
+  std::mutex mu;
+  std::vector<std::chrono::steady_clock::time_point> seen;
+  auto sub = bus->Subscribe({Unique("g"), {in}, 1}, [&](const Delivery&) {
+    std::lock_guard<std::mutex> l(mu);
+    seen.push_back(std::chrono::steady_clock::now());
+    if (seen.size() == 1) return Verdict::AckAfterPublishing({Message{"fanflow.bad#topic.v1", "refused", "{}"}});
+    return Verdict::Ack();
+  });
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  ASSERT_TRUE(bus->Publish(Message{in, "asks", "{}"}).ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return seen.size() == 2;
+  }, 20s));
+  std::this_thread::sleep_for(300ms);
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_GE(seen[1] - seen[0], 900ms);
+  EXPECT_LT(seen[1] - seen[0], 3s) << "the second handling waited past its backoff";
+}
+
 TEST(MqttBus, ABacklogOf20000QueuedBeforeTheConsumerStartsLosesNone) {
   FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
   auto bus = Open(url);

@@ -31,7 +31,7 @@ TEST(MqttBus, SaysItAcksOnReceiptAndCannotCountOtherClientsConsumers) {
   EXPECT_TRUE(c.delayed_retry);
   EXPECT_TRUE(c.shared_between_processes);
   EXPECT_FALSE(c.counts_all_consumers);
-  EXPECT_FALSE(c.publish_then_ack);
+  EXPECT_TRUE(c.publish_then_ack);
 }
 
 }  // namespace
