@@ -37,7 +37,9 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--sleep-scale", f.sleep_scale, "ms slept per unit of value (sleep processor)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--concurrency", f.concurrency, "chunks in flight in this process, at most")
+  cmd->add_option("--concurrency", f.concurrency,
+                  "chunks processed at once in this process, at most (a finished chunk's chunk_done "
+                  "awaits its broker confirm without holding a slot)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   cmd->add_option("--prefetch", f.prefetch,
