@@ -11,6 +11,7 @@
 
 #include "core/routes.h"
 #include "tests/amqp/amqp_test_env.h"
+#include "tests/support/publish_first.h"
 
 namespace fanflow::amqp::testing {
 namespace {
@@ -100,29 +101,16 @@ TEST(AmqpBusTest, AckAfterPublishingDeliversTheMessageAndAcksTheDeliveryOnce) {
 // What a delivery publishes first is refused (a full queue): the delivery is
 // not acknowledged but handed out again, no sooner than the republish backoff.
 TEST(AmqpBusTest, AckAfterPublishingHandsTheDeliveryOutAgainWhenThePublishIsRefused) {
-  const std::string in = UniqueType("in"), out = UniqueType("out"), full = Unique("full"), group = Unique("g");
+  const std::string in = UniqueType("in"), out = UniqueType("out"), full = Unique("full");
   auto bus = MustOpen(AmqpUrlWith(full + ".max_length=1"));
   ASSERT_TRUE(bus);
   ASSERT_TRUE(bus->DeclareGroup(full, {out}).ok());
   ASSERT_TRUE(bus->Publish(Message{out, "filler", "{}"}).ok());
-  std::mutex mu;
-  std::vector<std::pair<std::chrono::steady_clock::time_point, bool>> seen;  // when, redelivered
-  auto sub = bus->Subscribe({group, {in}, 1}, [&](const Delivery& d) {
-    std::lock_guard<std::mutex> l(mu);
-    seen.emplace_back(std::chrono::steady_clock::now(), d.redelivered);
-    if (seen.size() == 1) return Verdict::AckAfterPublishing({Message{out, "refused", "{}"}});
-    return Verdict::Ack();
-  });
-  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
-  ASSERT_TRUE(bus->Publish(Message{in, "asks", "{}"}).ok());
-  ASSERT_TRUE(WaitFor([&] {
-    std::lock_guard<std::mutex> l(mu);
-    return seen.size() == 2;
-  }));
-  std::lock_guard<std::mutex> l(mu);
-  EXPECT_TRUE(seen[1].second) << "the second delivery should be a redelivery";
-  EXPECT_GE(seen[1].first - seen[0].first, 900ms);
-  EXPECT_LT(seen[1].first - seen[0].first, 3s) << "the requeue waited past its backoff";
+  auto again = test::HandledAgainAfterAFailedPublish(*bus, Unique("g"), in, Message{out, "refused", "{}"});
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->redelivered) << "the second delivery should be a redelivery";
+  EXPECT_GE(again->after, 900ms);
+  EXPECT_LT(again->after, 3s) << "the requeue waited past its backoff";
   auto st = StatsOf(*bus, full, out);
   ASSERT_TRUE(st);
   EXPECT_EQ(st->depth, 1) << "the refused message must not be in the full queue";

@@ -23,6 +23,7 @@
 #include "core/bus_url.h"
 #include "tests/mqtt/mqtt_test_env.h"
 #include "tests/mqtt/scratch_broker.h"
+#include "tests/support/publish_first.h"
 
 namespace fanflow {
 namespace {
@@ -149,26 +150,11 @@ TEST(MqttBus, AckAfterPublishingHandlesTheDeliveryAgainWhenThePublishFails) {
   FANFLOW_REQUIRE_ENV("FANFLOW_TEST_MQTT_URL", url);
   auto bus = Open(url);
   ASSERT_TRUE(bus);
-  const std::string in = "fanflow." + Unique("in") + ".v1";
-  std::mutex mu;
-  std::vector<std::chrono::steady_clock::time_point> seen;
-  auto sub = bus->Subscribe({Unique("g"), {in}, 1}, [&](const Delivery&) {
-    std::lock_guard<std::mutex> l(mu);
-    seen.push_back(std::chrono::steady_clock::now());
-    if (seen.size() == 1) return Verdict::AckAfterPublishing({Message{"fanflow.bad#topic.v1", "refused", "{}"}});
-    return Verdict::Ack();
-  });
-  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
-  ASSERT_TRUE(bus->Publish(Message{in, "asks", "{}"}).ok());
-  ASSERT_TRUE(WaitFor([&] {
-    std::lock_guard<std::mutex> l(mu);
-    return seen.size() == 2;
-  }, 20s));
-  std::this_thread::sleep_for(300ms);
-  std::lock_guard<std::mutex> l(mu);
-  EXPECT_EQ(seen.size(), 2u);
-  EXPECT_GE(seen[1] - seen[0], 900ms);
-  EXPECT_LT(seen[1] - seen[0], 3s) << "the second handling waited past its backoff";
+  auto again = test::HandledAgainAfterAFailedPublish(*bus, Unique("g"), "fanflow." + Unique("in") + ".v1",
+                                                     Message{"fanflow.bad#topic.v1", "refused", "{}"});
+  ASSERT_TRUE(again);
+  EXPECT_GE(again->after, 900ms);
+  EXPECT_LT(again->after, 3s) << "the second handling waited past its backoff";
 }
 
 TEST(MqttBus, ABacklogOf20000QueuedBeforeTheConsumerStartsLosesNone) {
