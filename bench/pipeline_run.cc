@@ -73,10 +73,7 @@ class TimingBus final : public EventBus {
   Result<std::unique_ptr<Subscription>> Subscribe(const SubscribeOptions& options,
                                                   Handler handler) override {
     if (options.group != routes::kAggregatorGroup) return inner_->Subscribe(options, std::move(handler));
-    return inner_->Subscribe(options, [this, handler = std::move(handler)](const Delivery& d) {
-      clock_.Done(d.message);
-      return handler(d);
-    });
+    return SubscribeBursts(options, 1, OneAtATime(std::move(handler)));  // timed in one place
   }
 
   Result<std::unique_ptr<Subscription>> SubscribeBursts(const SubscribeOptions& options, int max_burst,
